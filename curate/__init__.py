@@ -1,0 +1,1 @@
+"""curate: DuckDB over the store — dedupe, votes, binarisation, filters, splits, the report."""

@@ -1,0 +1,115 @@
+"""The `prefkit` command line: a thin layer over the library.
+
+Each stage registers its own subcommands from its `cli` module (`register(subparsers)`), reads its
+arguments, calls one library function, and prints what happened. Errors the stages raise on bad
+input (listed in each module's `ERRORS`) become a one-line message and exit status 1 here, in one
+place; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+from collections.abc import Callable
+
+from prefkit import __version__
+
+# The stages, in pipeline order; each is a module with `register(subparsers)` and `ERRORS`.
+STAGE_MODULES = [
+    "annotate.cli",
+    "annotate.app.cli",
+    "annotate.ai.cli",
+    "curate.cli",
+    "export.cli",
+    "train.cli",
+    "prefkit.demo",
+]
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int | None], doc: str
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose `--help` is `doc`: first line the summary, the rest (with an
+    `Example:` block) shown as written."""
+    doc = textwrap.dedent(doc).strip()
+    summary = doc.splitlines()[0]
+    parser = subparsers.add_parser(
+        name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(func=func, command=name)
+    return parser
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    from annotate.store import default_store_path
+
+    parser.add_argument(
+        "--store",
+        default=None,
+        help=f"the store folder (default: $PREFKIT_STORE, else ./{default_store_path()})",
+    )
+
+
+def store_path(args: argparse.Namespace) -> str:
+    from annotate.store import default_store_path
+
+    return args.store or default_store_path()
+
+
+def _stages() -> list:
+    modules = []
+    for name in STAGE_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise  # a missing dependency inside the module, not a missing module
+    return modules
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], ...]]:
+    parser = argparse.ArgumentParser(
+        prog="prefkit",
+        description=textwrap.dedent(
+            """\
+            Turn model responses into preference data, and preference data into aligned models.
+
+            The pipeline: import → label (app, AI jobs) → curate → export → train.
+            Every command takes --store (default $PREFKIT_STORE, else ./prefkit-store).
+
+            Example:
+              prefkit import ../shared/data/pandalm/testset-v1.json
+              prefkit stats
+              prefkit app"""
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"prefkit {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    errors: list[type[BaseException]] = []
+    for module in _stages():
+        module.register(subparsers)
+        errors.extend(getattr(module, "ERRORS", ()))
+    return parser, tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, errors = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except errors as exc:
+        print(f"prefkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"prefkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
