@@ -24,6 +24,7 @@ STAGE_MODULES = [
     "curate.cli",
     "export.cli",
     "train.cli",
+    "prefkit.score",
     "prefkit.demo",
 ]
 
