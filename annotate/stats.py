@@ -20,7 +20,7 @@ def store_stats(store: Store) -> dict:
         for title, sql in _BREAKDOWNS.items():
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]
-            out[title] = [dict(zip(names, row)) for row in cur.fetchall()]
+            out[title] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return out
     finally:
         con.close()

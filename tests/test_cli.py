@@ -1,0 +1,43 @@
+"""Promises of the command line as a whole: every command teaches through --help, errors are one line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from prefkit.cli import STAGE_MODULES, build_parser
+
+
+def _commands():
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices
+
+
+def test_every_stage_module_is_present():
+    import importlib
+
+    for name in STAGE_MODULES:
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_has_help_with_an_example(name):
+    help_text = _commands()[name].format_help()
+    assert "Example:" in help_text, f"`prefkit {name} --help` has no Example: block"
+    assert f"prefkit {name}" in help_text.split("Example:", 1)[1], "the example should show the command itself"
+
+
+def test_failure_is_one_line_and_exit_1(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "stats", "--store", str(tmp_path / "missing")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("prefkit stats: error: no store at")
+
+
+def test_no_command_prints_help():
+    proc = subprocess.run([sys.executable, "-m", "prefkit.cli"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "commands" in proc.stdout
