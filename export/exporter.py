@@ -1,0 +1,208 @@
+"""`export_curated`: a curation (`<store>/curated/NAME/`) → one folder per format under `to`.
+
+Each format folder holds a `save_to_disk` DatasetDict (`dataset_dict.json`, `train/`, `test/`), the
+Hub layout (`data/<split>-0000i-of-0000N.parquet` and the card `README.md`) and, when asked,
+`jsonl/<split>.jsonl`. Everything is built in a temporary folder inside `to` and renamed into place
+only when every requested format is complete: a failed export leaves nothing half written, and a
+previous export of the same format stays until the new one replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.tables import CURATED, curated_dir
+from export import card as cards
+from export.formats import ALL, FORMATS, Format
+from export.writer import Written, connect, has_conversations, split_counts, write_format, write_jsonl
+
+
+class ExportError(Exception):
+    """Bad input to an export: a missing curation, a curated table of the wrong shape, a bad target."""
+
+
+@dataclass
+class FormatResult:
+    name: str
+    path: Path
+    splits: dict[str, int]
+    conversational: bool
+    columns: list[str]
+    files: list[str]  # relative to `path`: data shards, README.md, jsonl files (save_to_disk files not listed)
+
+
+@dataclass
+class ExportResult:
+    to: Path
+    formats: dict[str, FormatResult] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # format → why it was not written
+
+
+def load_report(folder: Path) -> tuple[dict | None, str | None]:
+    """The curation's report.json (None when missing) and recipe.yaml text (None when missing)."""
+    report = None
+    path = folder / "report.json"
+    if path.exists():
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ExportError(
+                f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); re-run `prefkit curate`"
+            ) from exc
+        if not isinstance(report, dict):
+            raise ExportError(f"{path}: expected a JSON object; re-run `prefkit curate`")
+    recipe_path = folder / "recipe.yaml"
+    recipe = recipe_path.read_text(encoding="utf-8") if recipe_path.exists() else None
+    return report, recipe
+
+
+def check_table(path: Path, fmt: Format) -> None:
+    """Raise ExportError unless `path` has the columns `fmt` reads, with the types curate/tables.py gives them."""
+    expected = CURATED[fmt.table]
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ExportError(f"{path}: not a readable Parquet file ({exc}); re-run `prefkit curate`") from exc
+    needed = {"prompt", "messages", "chosen", "rejected", "completion", "label", "completions", "labels", "split"}
+    needed |= set(fmt.extra_columns)
+    for name in needed & set(expected.names):
+        want = expected.field(name).type
+        if name not in schema.names:
+            raise ExportError(f"{path}: column '{name}' is missing (expected {want}, see curate/tables.py)")
+        got = schema.field(name).type
+        if not _same_shape(got, want):
+            raise ExportError(f"{path}: column '{name}' is {got}, expected {want} (see curate/tables.py)")
+
+
+def _same_shape(got: pa.DataType, want: pa.DataType) -> bool:
+    """Equal types, ignoring list item field names (writers name them differently)."""
+    if pa.types.is_list(want) or pa.types.is_large_list(want):
+        return (pa.types.is_list(got) or pa.types.is_large_list(got)) and _same_shape(got.value_type, want.value_type)
+    if pa.types.is_struct(want):
+        return (
+            pa.types.is_struct(got)
+            and [f.name for f in got] == [f.name for f in want]
+            and all(_same_shape(g.type, w.type) for g, w in zip(got, want, strict=True))
+        )
+    if pa.types.is_string(want):
+        return pa.types.is_string(got) or pa.types.is_large_string(got)
+    return got == want
+
+
+def resolve_formats(formats: str | Iterable[str]) -> list[str]:
+    names = [formats] if isinstance(formats, str) else list(formats)
+    if "all" in names:
+        return list(ALL)
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise ExportError(f"unknown format {unknown[0]!r}; choose from {', '.join(ALL)} or all")
+    return list(dict.fromkeys(names))
+
+
+def export_curated(
+    store_root: str | Path,
+    name: str,
+    to: str | Path,
+    formats: str | Iterable[str] = "all",
+    conversational: bool = False,
+    jsonl: bool = False,
+    license: str | None = None,
+    neutral_is_good: bool = True,
+    threads: int | None = None,
+    shard_bytes: int | None = None,
+) -> ExportResult:
+    """Export the curation NAME of the store at `store_root` into `to/<format>/` for each format.
+
+    `formats`: a format name, a list of them, or "all" (which skips formats whose table is missing or
+    empty; a format asked for by name must have rows). `conversational` forces the message-list form
+    even when every prompt is a single user message. `license` goes into the card (default: the
+    report's `license`, else "other"). `neutral_is_good`: what a neutral (0) step label becomes in the
+    stepwise format's boolean labels.
+    """
+    source_dir = curated_dir(store_root, name)
+    if not source_dir.is_dir():
+        raise ExportError(f"no curation named {name!r} at {source_dir}; run `prefkit curate` first")
+    asked_all = formats == "all" or (not isinstance(formats, str) and "all" in formats)
+    names = resolve_formats(formats)
+    report, recipe = load_report(source_dir)
+    license = license or (report or {}).get("license") or "other"
+
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    for fname in names:
+        target = to / fname
+        if target.exists() and not (target / "dataset_dict.json").exists():
+            raise ExportError(f"{target} exists and is not a prefkit export; choose another --to or remove it")
+
+    result = ExportResult(to=to)
+    con = connect(threads)
+    tmp = Path(tempfile.mkdtemp(prefix=".prefkit-export-", dir=to))
+    try:
+        built: dict[str, Path] = {}
+        for fname in names:
+            fmt = FORMATS[fname]
+            source = source_dir / f"{fmt.table}.parquet"
+            if not source.exists():
+                if asked_all:
+                    result.skipped[fname] = f"no {source.name} in {source_dir}"
+                    continue
+                raise ExportError(f"{source}: not found; this curation has no {fmt.table} table")
+            check_table(source, fmt)
+            if sum(split_counts(con, source).values()) == 0:
+                if asked_all:
+                    result.skipped[fname] = f"{source.name} has no rows"
+                    continue
+                raise ExportError(f"{source}: no rows, so there is no {fname} set to export")
+            conv = True if fname == "sft" else (conversational or has_conversations(con, source))
+            out = tmp / fname
+            kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
+            written = write_format(con, fmt, source, out, tmp / "work", conv, neutral_is_good, **kw)
+            files = list(written.files)
+            if jsonl:
+                files += write_jsonl(con, written)
+            card_config = _card_config("default", "data", fmt, written)
+            text = cards.render(
+                f"{name} ({fname})", [card_config], report, recipe, license, fmt.task_categories, fmt.tags
+            )
+            (out / "README.md").write_text(text, encoding="utf-8")
+            files.append("README.md")
+            built[fname] = out
+            result.formats[fname] = FormatResult(
+                fname, to / fname, written.splits, conv, list(written.schema.names), sorted(files)
+            )
+        # Everything is complete: swap each format into place (an older export is removed only now).
+        for fname, out in built.items():
+            target = to / fname
+            if target.exists():
+                old = tmp / f"old-{fname}"
+                os.replace(target, old)
+            os.replace(out, target)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _card_config(config_name: str, data_dir: str, fmt: Format, written: Written) -> cards.CardConfig:
+    from datasets import Features
+
+    return cards.CardConfig(
+        name=config_name,
+        data_dir=data_dir,
+        features=Features.from_arrow_schema(written.schema)._to_yaml_list(),
+        splits=written.splits,
+        nbytes=written.nbytes,
+        conversational=written.conversational,
+        trainer=fmt.trainer,
+        trl_columns=fmt.trl_columns,
+        extra_columns=fmt.extra_columns,
+    )
