@@ -169,12 +169,13 @@ def export_curated(
             files = list(written.files)
             if jsonl:
                 files += write_jsonl(con, written)
-            card_config = _card_config("default", "data", fmt, written)
+            _keep_provenance(source_dir, out, name, fname, written, license, neutral_is_good)
+            card_config = card_config_for("default", "data", fmt, written)
             text = cards.render(
                 f"{name} ({fname})", [card_config], report, recipe, license, fmt.task_categories, fmt.tags
             )
             (out / "README.md").write_text(text, encoding="utf-8")
-            files.append("README.md")
+            files += ["README.md", "export.json"]
             built[fname] = out
             result.formats[fname] = FormatResult(
                 fname, to / fname, written.splits, conv, list(written.schema.names), sorted(files)
@@ -192,7 +193,28 @@ def export_curated(
     return result
 
 
-def _card_config(config_name: str, data_dir: str, fmt: Format, written: Written) -> cards.CardConfig:
+def _keep_provenance(
+    source_dir: Path, out: Path, name: str, fname: str, written: Written, license: str, neutral_is_good: bool
+) -> None:
+    """Copy the curation's report and recipe beside the export, and save the export's own settings
+    (`export.json`): a later `push_to_hub` re-renders the card from them, and a reader can trace the set."""
+    (out / "curation").mkdir()
+    for file in ("report.json", "recipe.yaml"):
+        if (source_dir / file).exists():
+            shutil.copyfile(source_dir / file, out / "curation" / file)
+    settings = {
+        "curation": name,
+        "format": fname,
+        "conversational": written.conversational,
+        "license": license,
+        "neutral_steps_are_good": neutral_is_good,
+        "splits": written.splits,
+        "nbytes": written.nbytes,
+    }
+    (out / "export.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def card_config_for(config_name: str, data_dir: str, fmt: Format, written: Written) -> cards.CardConfig:
     from datasets import Features
 
     return cards.CardConfig(
