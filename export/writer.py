@@ -77,14 +77,22 @@ class _ShardWriter:
         self._bytes = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._writer is None or self._bytes >= self.shard_bytes:
-            self._close_current()
-            part = self.folder / f".{self.split}-{len(self.parts):05d}.partial"
-            self.parts.append(part)
-            self._writer = pq.ParquetWriter(part, self.schema, compression="snappy")
-            self._bytes = 0
-        self._writer.write_batch(batch, row_group_size=BATCH_ROWS)
-        self._bytes += batch.nbytes
+        while batch.num_rows:
+            if self._writer is None or self._bytes >= self.shard_bytes:
+                self._open_next()
+            room = self.shard_bytes - self._bytes
+            # Rows that fit in this shard, estimated from the batch's mean row size (at least one).
+            fit = batch.num_rows if batch.nbytes <= room else max(1, batch.num_rows * room // max(batch.nbytes, 1))
+            head, batch = batch.slice(0, fit), batch.slice(fit)
+            self._writer.write_batch(head, row_group_size=BATCH_ROWS)
+            self._bytes += head.nbytes
+
+    def _open_next(self) -> None:
+        self._close_current()
+        part = self.folder / f".{self.split}-{len(self.parts):05d}.partial"
+        self.parts.append(part)
+        self._writer = pq.ParquetWriter(part, self.schema, compression="snappy")
+        self._bytes = 0
 
     def _close_current(self) -> None:
         if self._writer is not None:

@@ -62,6 +62,8 @@ def rows(limit: int | None = None, system_every: int = 0) -> dict[str, list[dict
     """Rows of the four curated tables from the first `limit` PandaLM records; every `system_every`-th
     prompt gets a system message (0: none, so every prompt is one user message)."""
     records = json.loads(PANDALM.read_text(encoding="utf-8"))[:limit]
+    # Real, messy data: a few responses are JSON numbers or booleans, not strings.
+    records = [{**r, "response1": str(r["response1"]), "response2": str(r["response2"])} for r in records]
     out: dict[str, list[dict]] = {"pairs": [], "unpaired": [], "sft": [], "steps": []}
     for i, rec in enumerate(records):
         msgs = _messages(rec, system_every and i % system_every == 0)
