@@ -1,0 +1,113 @@
+"""Examples → micro-batches → tensors, padded or packed.
+
+A step's examples are split into micro-batches (by count, or by a token budget with the longest
+first), never splitting an example: a pair's chosen and rejected (or a KTO completion and its KL row)
+always run in the same forward. Each micro-batch becomes one `Batch`: either right-padded rows
+`[n_seq, max_len]`, or every sequence packed end to end in one row `[1, total]` with `position_ids`
+restarting at 0 for each sequence (transformers then restricts attention to each sequence).
+
+Either way the batch also carries the flat positions whose hidden state predicts a completion token
+(`src`), that token (`tgt`) and which sequence it belongs to (`seg`), so the log-prob head only ever
+sees completion positions and the per-sequence sums are one `index_add`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from train.data import Example
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (rows, length)
+    attention_mask: torch.Tensor | None  # (rows, length); None when packed
+    position_ids: torch.Tensor | None  # (1, total) when packed
+    src: torch.Tensor  # (n_tokens,) flat index into (rows*length) of positions predicting completion tokens
+    tgt: torch.Tensor  # (n_tokens,) the completion tokens they predict
+    seg: torch.Tensor  # (n_tokens,) index of the sequence each belongs to
+    n_seq: int  # sequences: the first half chosen/completion, the second half rejected/KL
+    lengths: torch.Tensor  # (n_seq,) completion token counts
+    last: torch.Tensor  # (n_seq,) flat index of each sequence's last token (reward-model score)
+    tokens: int  # non-pad tokens (what tokens/s counts)
+
+    def to(self, device) -> Batch:
+        move = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return Batch(**move)
+
+
+def sequences(examples: list[Example]) -> list[tuple[list[int], list[int]]]:
+    """(prompt, completion) for every sequence: all chosen/completions first, then rejected/KL rows."""
+    return [(e.prompt, e.chosen) for e in examples] + [(e.prompt, e.rejected) for e in examples]
+
+
+def example_tokens(e: Example) -> int:
+    return 2 * len(e.prompt) + len(e.chosen) + len(e.rejected)
+
+
+def plan_micro_batches(examples: list[Example], *, micro_batch_size: int | None = None,
+                       max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of `examples` per micro-batch. With `max_tokens`: longest first, each micro-batch filled
+    up to the budget (an example over the budget runs alone); else consecutive groups of
+    `micro_batch_size`. An example is never split."""
+    n = len(examples)
+    if not max_tokens:
+        size = micro_batch_size or n or 1
+        return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    order = sorted(range(n), key=lambda i: -example_tokens(examples[i]))
+    plans: list[list[int]] = []
+    used: list[int] = []
+    for i in order:
+        t = example_tokens(examples[i])
+        for j, u in enumerate(used):  # first fit: length-sorted, so little budget is wasted
+            if u + t <= max_tokens:
+                plans[j].append(i)
+                used[j] += t
+                break
+        else:
+            plans.append([i])
+            used.append(t)
+    return plans
+
+
+def collate(examples: list[Example], *, packed: bool, pad_id: int) -> Batch:
+    seqs = sequences(examples)
+    src, tgt, seg, last = [], [], [], []
+    lengths = [len(c) for _, c in seqs]
+    if packed:
+        ids, pos = [], []
+        for s, (p, c) in enumerate(seqs):
+            off, full = len(ids), p + c
+            ids += full
+            pos += range(len(full))
+            src += range(off + len(p) - 1, off + len(full) - 1)  # position t predicts token t+1
+            tgt += c
+            seg += [s] * len(c)
+            last.append(off + len(full) - 1)
+        input_ids = torch.tensor([ids])
+        return Batch(input_ids, None, torch.tensor([pos]), torch.tensor(src), torch.tensor(tgt), torch.tensor(seg),
+                     len(seqs), torch.tensor(lengths), torch.tensor(last), len(ids))
+    width = max(len(p) + len(c) for p, c in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for s, (p, c) in enumerate(seqs):
+        full = p + c
+        input_ids[s, : len(full)] = torch.tensor(full)
+        mask[s, : len(full)] = 1
+        src += range(s * width + len(p) - 1, s * width + len(full) - 1)
+        tgt += c
+        seg += [s] * len(c)
+        last.append(s * width + len(full) - 1)
+    return Batch(input_ids, mask, None, torch.tensor(src), torch.tensor(tgt), torch.tensor(seg), len(seqs),
+                 torch.tensor(lengths), torch.tensor(last), int(mask.sum()))
+
+
+def packing_supported() -> bool:
+    """Whether the installed transformers turns reset `position_ids` into per-sequence attention."""
+    try:
+        from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,54 @@
+"""`prefkit train METHOD --data DIR --model PATH_OR_ID --out RUN_DIR [--config FILE] …`"""
+
+from __future__ import annotations
+
+import argparse
+
+from train.config import ConfigError, add_flags, merge
+from train.data import DataError
+from train.losses import METHODS
+
+ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from train.trainer import TrainError
+
+    return (TrainError,)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from prefkit.cli import add_command
+
+    p = add_command(subparsers, "train", run, f"""\
+        Train a model on an exported preference dataset (DPO, KTO and their variants, or a reward model).
+
+        METHOD is one of: {", ".join(METHODS)}. `rm` trains a Bradley–Terry reward model.
+        Every flag is also a key of the YAML file given with --config (flags win). The run folder
+        gets metrics.jsonl (one JSON object per step, read by the app's training page), config.yaml,
+        checkpoint/ (with --save-steps; continue with --resume) and final/ (Hugging Face format).
+        Reference log-probs are computed once and cached (--ref on-the-fly recomputes them each step).
+        Several GPUs: torchrun --nproc-per-node N -m prefkit.cli train ...
+
+        Example:
+          prefkit train dpo --data exports/helpful --model Qwen/Qwen2.5-0.5B-Instruct --out runs/dpo1
+          prefkit train kto --data exports/helpful --model ./my-sft --out runs/kto1 --lora --config kto.yaml
+        """)
+    p.add_argument("method", choices=METHODS, help="the loss")
+    p.add_argument("--config", help="YAML file with any of the flags below as keys")
+    add_flags(p, skip=("method",))
+
+
+def run(args: argparse.Namespace) -> int:
+    from train.trainer import TrainError, train
+
+    try:
+        cfg = merge(args)
+        for name in ("data", "model", "out"):
+            if not getattr(cfg, name):
+                raise ConfigError(f"--{name} is required (flag or config key)")
+        final = train(cfg)
+    except TrainError as exc:
+        raise ConfigError(str(exc)) from exc  # one error type the CLI already turns into one line
+    print(f"trained: {final}")
+    return 0

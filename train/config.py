@@ -1,0 +1,174 @@
+"""The training configuration: one dataclass that is the CLI flags and the YAML file.
+
+Every field becomes a `--flag` (underscores → dashes) with the comment in `help=`; a YAML file holds
+the same keys. Precedence: defaults < `--config FILE` < flags given on the command line. The final
+config is written to `RUN_DIR/config.yaml`, and loading that file reproduces the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from train.losses import METHODS
+
+
+class ConfigError(ValueError):
+    """A bad config value or file; the message names the key."""
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+# Learning rates that work for full fine-tuning of 1–8B models (the papers' and TRL's usual values);
+# LoRA trains ~10× fewer, freshly initialised weights and wants ~10× more.
+DEFAULT_LR = {"dpo": 5e-7, "cdpo": 5e-7, "robust": 5e-7, "hinge": 5e-7, "ipo": 5e-7, "apo-zero": 5e-7,
+              "apo-down": 5e-7, "simpo": 1e-6, "orpo": 8e-6, "kto": 5e-7, "rm": 1e-5}
+LORA_LR_FACTOR = 10.0
+
+
+@dataclass
+class TrainConfig:
+    method: str = _f("dpo", "loss: " + ", ".join(METHODS), choices=list(METHODS))
+    data: str = _f("", "exported dataset: save_to_disk folder, Parquet folder (data/*.parquet) or Hub id")
+    model: str = _f("", "policy model: local folder or Hub id (a causal LM; `rm` adds a 1-score head)")
+    out: str = _f("", "run folder: metrics.jsonl, config.yaml, checkpoint/, final/")
+    # ---- the objective
+    beta: float | None = _f(None, "β: 0.1 for DPO-family/KTO, 2.0 for SimPO, ORPO's λ 0.1 (None = the method's)")
+    label_smoothing: float = _f(0.1, "ε for cdpo/robust: assumed probability that a label is flipped")
+    gamma: float = _f(0.5, "SimPO's target margin γ")
+    desirable_weight: float = _f(1.0, "KTO λ_D")
+    undesirable_weight: float = _f(1.0, "KTO λ_U; keep λ_D·n_D/(λ_U·n_U) in [1, 4/3] (a warning says so)")
+    # ---- the optimiser
+    lr: float | None = _f(None, "peak learning rate (None = per method, ×10 with LoRA)")
+    warmup_ratio: float = _f(0.1, "fraction of steps with linear warmup; cosine decay to 0 after")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping (0 = off)")
+    epochs: float = _f(1.0, "passes over the training split (ignored when max_steps > 0)")
+    max_steps: int = _f(0, "optimizer steps (0 = from epochs)")
+    batch_size: int = _f(8, "examples (pairs, or KTO completions) per optimizer step, over all processes")
+    micro_batch_size: int | None = _f(None, "examples per forward (None = batch_size); the rest is accumulation")
+    max_tokens: int | None = _f(None, "token budget per forward instead of micro_batch_size (pairs kept whole)")
+    seed: int = _f(0, "data order, KTO unpairing, head init")
+    # ---- sequences
+    max_length: int = _f(1024, "prompt + completion tokens (the completion is cut)")
+    max_prompt_length: int = _f(512, "prompt tokens (the start is cut)")
+    packing: bool = _f(True, "pack sequences without padding (attention kept per sequence)")
+    # ---- reference model
+    ref: str = _f("cached", "cached: reference log-probs computed once and reused; on-the-fly: every step",
+                  choices=["cached", "on-the-fly"])
+    ref_model: str | None = _f(None, "reference model (None = the starting policy)")
+    ref_cache_dir: str | None = _f(None, "where cached reference log-probs live (None = $PREFKIT_CACHE or ~/.cache/prefkit)")
+    # ---- model and speed
+    lora: bool = _f(False, "train a LoRA adapter (peft); the reference is the adapter-disabled model")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA α")
+    lora_dropout: float = _f(0.0, "LoRA dropout")
+    device: str = _f("auto", "auto (cuda if present), cpu, cuda")
+    dtype: str = _f("auto", "autocast dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
+    compile: bool | None = _f(None, "torch.compile the forward (None = on for CUDA)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
+    head_chunk: int = _f(1024, "completion positions per LM-head chunk")
+    threads: int | None = _f(None, "torch CPU threads (None = torch's default)")
+    # ---- bookkeeping
+    logging_steps: int = _f(1, "write metrics every N steps")
+    eval_steps: int = _f(0, "evaluate on the test split every N steps (0 = at the end only)")
+    save_steps: int = _f(0, "checkpoint every N steps (0 = no intermediate checkpoints)")
+    resume: bool = _f(False, "continue from RUN_DIR/checkpoint if it exists")
+    progress: bool = _f(True, "show a progress bar")
+
+    def resolved_beta(self) -> float:
+        return self.beta if self.beta is not None else (2.0 if self.method == "simpo" else 0.1)
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR[self.method] * (LORA_LR_FACTOR if self.lora else 1.0)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def from_mapping(values: dict, source: str = "config") -> TrainConfig:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def validate(cfg: TrainConfig) -> None:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method: unknown `{cfg.method}`; choose one of {', '.join(METHODS)}")
+    for name in ("batch_size", "max_length", "max_prompt_length", "logging_steps", "head_chunk"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
+    if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
+        raise ConfigError("micro_batch_size: must be at least 1")
+    if cfg.ref not in ("cached", "on-the-fly"):
+        raise ConfigError(f"ref: `{cfg.ref}` is not cached or on-the-fly")
+    if cfg.dtype not in ("auto", "float32", "bfloat16"):
+        raise ConfigError(f"dtype: `{cfg.dtype}` is not auto, float32 or bfloat16")
+
+
+# ---------------------------------------------------------------- flags
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text}")
+
+
+def add_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field; defaults are SUPPRESSed so `merge` can tell which flags were given."""
+    for name, f in FIELDS.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else str(f.type)
+        default = f.default
+        help_text = f"{f.metadata['help']} (default: {default})"
+        if kind.startswith("bool"):
+            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false",
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            continue
+        conv = float if kind.startswith("float") else int if kind.startswith("int") else str
+        parser.add_argument(flag, type=conv, default=argparse.SUPPRESS, choices=f.metadata.get("choices"),
+                            help=help_text)
+
+
+def merge(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < YAML (`args.config`) < flags given."""
+    values: dict = {}
+    if getattr(args, "config", None):
+        values.update(load_yaml(args.config))
+    values.update({k: v for k, v in vars(args).items() if k in FIELDS})
+    return from_mapping(values, source=getattr(args, "config", None) or "flags")

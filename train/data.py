@@ -1,0 +1,171 @@
+"""Read an exported dataset and turn it into token ids with the prompt/completion boundary known.
+
+A dataset is a `save_to_disk` DatasetDict, a folder of Parquet files in the Hub layout
+(`DIR/data/train-*.parquet`), or a Hub dataset id. Rows are in TRL's columns: preference
+(`prompt`, `chosen`, `rejected`) or unpaired (`prompt`, `completion`, `label`), each either plain text
+or conversational (a prompt is a list of `{role, content}` messages, a completion a list holding the
+assistant turn). Other columns (`prompt_id`, `margin`, …) are ignored.
+
+Tokenisation keeps the boundary exact: the prompt is rendered with the chat template's generation
+prompt, the completion is the rest of the full conversation's rendering, and each part is tokenised
+on its own, so a completion's first token is never merged into the prompt. BOS is added once (not
+when the template already wrote it) and EOS is appended once (not when the template already did).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """The dataset cannot be used for this method; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised training example. For a pair, both completions; for KTO, one completion, its label,
+    and the mismatched completion used for the KL estimate."""
+
+    prompt: list[int]
+    chosen: list[int]  # the completion (KTO: the completion whatever its label)
+    rejected: list[int]  # paired: the rejected completion; KTO: the mismatched (KL) completion
+    label: bool = True  # KTO: desirable?
+    margin: float = 0.0  # reward model: optional per-pair margin
+
+
+def load_splits(data: str | Path):
+    """A `DatasetDict` from a save_to_disk folder, a Parquet folder (Hub layout) or a Hub id."""
+    import datasets
+
+    path = Path(data)
+    if (path / "dataset_dict.json").exists():
+        return datasets.load_from_disk(str(path))
+    if (path / "dataset_info.json").exists():
+        return datasets.DatasetDict({"train": datasets.load_from_disk(str(path))})
+    if path.is_dir():
+        files = sorted((path / "data").glob("*.parquet")) or sorted(path.glob("*.parquet"))
+        if not files:
+            raise DataError(f"{path}: no dataset here (expected dataset_dict.json from save_to_disk, or data/*.parquet)")
+        by_split: dict[str, list[str]] = {}
+        for f in files:
+            by_split.setdefault(f.name.split("-")[0].split(".")[0], []).append(str(f))
+        return datasets.load_dataset("parquet", data_files=by_split)
+    if path.exists() or str(data).startswith((".", "/")):
+        raise DataError(f"{data}: not a dataset folder")
+    try:
+        return datasets.load_dataset(str(data))
+    except Exception as exc:  # the Hub raises many kinds; the user needs one line
+        raise DataError(f"{data}: could not load it as a Hub dataset id ({exc.__class__.__name__}: {exc})") from exc
+
+
+def dataset_kind(columns: list[str]) -> str:
+    if {"prompt", "chosen", "rejected"} <= set(columns):
+        return "preference"
+    if {"prompt", "completion", "label"} <= set(columns):
+        return "unpaired"
+    raise DataError(f"columns {sorted(columns)}: need prompt/chosen/rejected (preference) or prompt/completion/label")
+
+
+def unpair(rows: list[dict], seed: int) -> list[dict]:
+    """Preference rows → KTO rows (chosen desirable, rejected undesirable), shuffled so that every
+    micro-batch mixes desirable and undesirable completions (KTO's KL estimate needs a mix)."""
+    out = [{"prompt": r["prompt"], "completion": r[c], "label": c == "chosen"} for r in rows for c in ("chosen", "rejected")]
+    random.Random(seed).shuffle(out)
+    return out
+
+
+class Tokenise:
+    """Prompt and completion → token ids, with the boundary handled for plain text and chat templates."""
+
+    def __init__(self, tokenizer, max_length: int = 1024, max_prompt_length: int = 512):
+        self.tok = tokenizer
+        self.max_length = max_length
+        self.max_prompt_length = max_prompt_length
+
+    def _render(self, prompt, completion) -> tuple[str, str]:
+        if isinstance(prompt, str):
+            if not isinstance(completion, str):
+                raise DataError("prompt is text but completion is a message list; use one format for both")
+            return prompt, completion
+        if self.tok.chat_template is None:
+            raise DataError("conversational data needs a tokenizer with a chat template")
+        if isinstance(completion, str):
+            completion = [{"role": "assistant", "content": completion}]
+        p = self.tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        full = self.tok.apply_chat_template(list(prompt) + list(completion), tokenize=False)
+        if not full.startswith(p):
+            raise DataError("the chat template renders the prompt differently inside the full conversation; "
+                            "cannot find the prompt/completion boundary")
+        return p, full[len(p):]
+
+    def __call__(self, prompt, completion) -> tuple[list[int], list[int]]:
+        p_text, c_text = self._render(prompt, completion)
+        tok = self.tok
+        bos, eos = tok.bos_token_id, tok.eos_token_id
+        # the tokenizer's own special tokens on the prompt (BOS for most causal LMs), unless the template
+        # already wrote BOS; an EOS some tokenizers append there is dropped (it would end the prompt)
+        starts_with_bos = tok.bos_token is not None and p_text.startswith(tok.bos_token)
+        p_ids = tok(p_text, add_special_tokens=not starts_with_bos)["input_ids"]
+        if eos is not None and eos != bos and p_ids and p_ids[-1] == eos and not p_text.rstrip().endswith(tok.eos_token):
+            p_ids = p_ids[:-1]
+        c_ids = tok(c_text, add_special_tokens=False)["input_ids"]
+        c_ids = _strip_trailing(c_ids, tok.pad_token_id, eos)  # templates may end with "\n" after EOS
+        if eos is not None and (not c_ids or c_ids[-1] != eos):
+            c_ids = c_ids + [eos]
+        p_ids = p_ids[-self.max_prompt_length:]  # keep the end of a long prompt: it is what the answer follows
+        c_ids = c_ids[: max(1, self.max_length - len(p_ids))]
+        return p_ids, c_ids
+
+
+def _strip_trailing(ids: list[int], pad: int | None, eos: int | None) -> list[int]:
+    # drop whitespace-only tokens the template writes after EOS, which the model never predicts
+    if eos is not None and eos in ids:
+        last = len(ids) - 1 - ids[::-1].index(eos)
+        return ids[: last + 1]
+    return ids
+
+
+def build_examples(rows: list[dict], method: str, tokenise: Tokenise, *, batch_size: int, seed: int) -> list[Example]:
+    """Tokenise rows for `method`. KTO: preference rows are unpaired first; each example's KL
+    completion is its neighbour's within the same batch (fixed here, so cached reference log-probs
+    stay valid)."""
+    if not rows:
+        return []
+    kind = dataset_kind(list(rows[0]))
+    if method == "kto":
+        if kind == "preference":
+            rows = unpair(rows, seed)
+        examples = []
+        for start in range(0, len(rows), batch_size):
+            group = rows[start:start + batch_size]
+            toks = [tokenise(r["prompt"], r["completion"]) for r in group]
+            for i, (r, (p, c)) in enumerate(zip(group, toks, strict=True)):
+                kl_c = toks[(i + 1) % len(toks)][1] if len(toks) > 1 else c
+                examples.append(Example(p, c, kl_c, bool(r["label"])))
+        return examples
+    if kind != "preference":
+        raise DataError(f"`{method}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
+                        "(prompt/completion/label): use `kto`")
+    examples = []
+    for r in rows:
+        p, c = tokenise(r["prompt"], r["chosen"])
+        p2, rj = tokenise(r["prompt"], r["rejected"])
+        if p2 != p:
+            raise DataError("prompt tokenised differently with chosen and rejected; check the chat template")
+        examples.append(Example(p, c, rj, True, float(r.get("margin") or 0.0) if method == "rm" else 0.0))
+    return examples
+
+
+def check_kto_weights(examples: list[Example], desirable_weight: float, undesirable_weight: float) -> str | None:
+    """KTO paper §4.2: keep λ_D·n_D / (λ_U·n_U) within [1, 4/3]. Returns a warning, or None."""
+    n_d = sum(e.label for e in examples)
+    n_u = len(examples) - n_d
+    if n_d == 0 or n_u == 0:
+        return f"KTO data has {n_d} desirable and {n_u} undesirable completions; it needs both"
+    ratio = desirable_weight * n_d / (undesirable_weight * n_u)
+    if not 1 <= ratio <= 4 / 3:
+        return (f"KTO: λ_D·n_D / (λ_U·n_U) = {ratio:.2f} is outside [1, 4/3] (n_D={n_d}, n_U={n_u}); "
+                f"consider --undesirable-weight {desirable_weight * n_d / n_u:.2f}")
+    return None

@@ -1,0 +1,417 @@
+"""The training loop: read top to bottom.
+
+    setup → load model and data → reference log-probs (cached) → for each step:
+        the step's examples → micro-batches (pairs never split) → forward/backward, loss / n_step
+        → all-reduce gradients (several processes) → clip → AdamW → warmup-cosine schedule
+        → metrics.jsonl, eval every N steps, checkpoint every M steps
+    → final model in Hugging Face format, config.yaml
+
+The loss of a step is the mean over its examples whatever the micro-batching, so 8 examples in one
+forward equal 1 example × 8 accumulation steps, and 2 processes equal one (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from train import metrics as M
+from train.batching import collate, packing_supported, plan_micro_batches
+from train.config import TrainConfig, validate
+from train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_kind, load_splits
+from train.forward import SequenceLogps, SequenceScores, count_params, run
+from train.losses import LOSSES, needs_reference
+from train.refcache import cached, compute, data_fingerprint, model_fingerprint
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or continue; the message says what to change."""
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("PREFKIT_DIST_BACKEND") != "gloo" else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(cfg: TrainConfig, rank: int) -> torch.device:
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> Callable:
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    if dtype == "float32":
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def load_model(name: str, method: str, seed: int):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"--model {name}: cannot load a tokenizer ({exc})") from exc
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(seed)  # the reward head's initialisation
+    try:
+        if method == "rm":
+            model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, dtype=torch.float32)
+            model.config.pad_token_id = tok.pad_token_id
+        else:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"--model {name}: cannot load it ({exc})") from exc
+    return tok, model
+
+
+def _add_lora(model, cfg: TrainConfig):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise TrainError("--lora needs peft: pip install 'prefkit[lora]'") from exc
+    task = "SEQ_CLS" if cfg.method == "rm" else "CAUSAL_LM"
+    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear",
+                    task_type=task)
+    return get_peft_model(model, lc)
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _rows(split) -> list[dict]:
+    return split.to_list() if split is not None else []
+
+
+def prepare_data(cfg: TrainConfig, tok) -> tuple[list[Example], list[Example], str]:
+    """Train and eval examples; eval is paired (accuracies) when the test split is preference data."""
+    splits = load_splits(cfg.data)
+    if "train" not in splits:
+        raise TrainError(f"{cfg.data}: no `train` split (found {', '.join(splits)})")
+    tokenise = Tokenise(tok, cfg.max_length, cfg.max_prompt_length)
+    train_rows = _rows(splits["train"])
+    train = build_examples(train_rows, cfg.method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed)
+    test_rows = _rows(splits["test"]) if "test" in splits else []
+    eval_method = cfg.method
+    if cfg.method == "kto" and test_rows and dataset_kind(list(test_rows[0])) == "preference":
+        eval_method = "pairs"  # KTO trained, judged on held-out pairs: is β·ρ(chosen) > β·ρ(rejected)?
+    test = build_examples(test_rows, "dpo" if eval_method == "pairs" else cfg.method, tokenise,
+                          batch_size=cfg.batch_size, seed=cfg.seed) if test_rows else []
+    if not train:
+        raise TrainError(f"{cfg.data}: the train split is empty")
+    return train, test, eval_method
+
+
+# ---------------------------------------------------------------- one micro-batch
+
+
+def micro_outputs(method: str, cfg: TrainConfig, policy, batch, examples: list[Example], ref_lp: torch.Tensor | None,
+                  ref_module=None, autocast=nullcontext):
+    """(LossOutput, policy values (2n,), ref values (2n,) or None) for one micro-batch."""
+    n = len(examples)
+    with autocast():
+        values = run(policy, batch).float()
+    ref = None
+    if needs_reference(method if method != "pairs" else "dpo"):
+        if ref_lp is not None:
+            ref = torch.cat([ref_lp[:, 0], ref_lp[:, 1]]).to(values.device)
+        else:
+            with torch.no_grad(), autocast(), ref_module() as ref_mod:
+                ref = run(ref_mod, batch).float()
+    lengths = batch.lengths.float()
+    kw = {"beta": cfg.resolved_beta(), "label_smoothing": cfg.label_smoothing, "gamma": cfg.gamma,
+          "chosen_lengths": lengths[:n], "rejected_lengths": lengths[n:]}
+    if method == "kto":
+        labels = torch.tensor([e.label for e in examples], device=values.device)
+        out = LOSSES["kto"](values[:n], ref[:n], labels, values[n:], ref[n:], beta=kw["beta"],
+                            desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
+    elif method == "rm":
+        margin = torch.tensor([e.margin for e in examples], device=values.device)
+        out = LOSSES["rm"](values[:n], values[n:], margin=margin)
+    else:
+        fn = LOSSES["dpo" if method == "pairs" else method]
+        out = fn(policy_chosen=values[:n], policy_rejected=values[n:],
+                 ref_chosen=None if ref is None else ref[:n], ref_rejected=None if ref is None else ref[n:], **kw)
+    return out, values, ref
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) -> Path:
+    """Train as `cfg` says; returns RUN_DIR/final. `on_step(step, row)` is called after each logged step."""
+    validate(cfg)
+    rank, world = _distributed()
+    device = _device(cfg, rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    main = rank == 0
+    log = (lambda msg: print(f"prefkit train: {msg}", file=sys.stderr)) if main else (lambda msg: None)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    # ---- model, data
+    tok, model = load_model(cfg.model, cfg.method, cfg.seed)
+    train_ex, eval_ex, eval_method = prepare_data(cfg, tok)
+    if cfg.method == "kto" and (warning := check_kto_weights(train_ex, cfg.desirable_weight, cfg.undesirable_weight)):
+        log(warning)
+    packed = cfg.packing and cfg.method != "rm" and packing_supported()
+    if cfg.packing and cfg.method != "rm" and not packed:
+        log("this transformers cannot restrict attention within packed sequences; using padded batches")
+    if cfg.lora:
+        model = _add_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    model.to(device)
+    autocast = _autocast(cfg, device)
+    wrap = (lambda m: SequenceScores(m)) if cfg.method == "rm" else (lambda m: SequenceLogps(m, cfg.head_chunk))
+    policy = wrap(model)
+    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    fwd = torch.compile(policy, dynamic=True) if use_compile else policy
+
+    # ---- reference: cached log-probs (default) or a frozen model run every step
+    ref_module, ref_train, ref_eval = None, None, None
+    if needs_reference(cfg.method):
+        if cfg.lora:
+            ref_model = model
+            ref_module = lambda: _AdapterDisabled(model, policy)  # noqa: E731
+        elif cfg.ref_model is None and cfg.ref == "cached":
+            ref_model = model  # the starting policy is the reference: used once, before the first step
+            ref_module = lambda: nullcontext(policy)  # noqa: E731
+        else:
+            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed)
+            ref_model.to(device).eval().requires_grad_(False)  # frozen, dropout off
+            frozen = wrap(ref_model)
+            ref_module = lambda: nullcontext(frozen)  # noqa: E731
+        if cfg.ref == "cached":
+            mkey = model_fingerprint(ref_model, cfg.ref_model or cfg.model, adapter_disabled=cfg.lora)
+            ref_train, ref_eval = _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok,
+                                                    device, autocast, log)
+            ref_module = ref_model = None  # not needed any more: the reference can leave memory
+    model.train()
+
+    # ---- optimiser and schedule
+    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.resolved_lr(), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_ratio * total)))
+    start = 0
+    ckpt = out / "checkpoint"
+    if cfg.resume and (ckpt / "state.pt").exists():
+        start = _load_checkpoint(ckpt, model, opt, sched)
+        M.truncate(out / "metrics.jsonl", start)
+        log(f"resumed from step {start}")
+    elif main:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    if main:
+        cfg.save(out / "config.yaml")
+        est = M.memory_estimate(model, cfg, packed)
+        log(f"{len(train_ex)} train / {len(eval_ex)} eval examples, {total} steps; estimated peak memory ≈ {est / 2**30:.2f} GiB")
+    n_params = count_params(model)
+    writer = M.Writer(out / "metrics.jsonl") if main else None
+
+    bar = _progress(total, start, main and cfg.progress)
+    for step in range(start, total):
+        t0 = time.perf_counter()
+        idx = _step_indices(step, steps_per_epoch, len(train_ex), cfg.batch_size, cfg.seed)
+        mine = idx[rank::world]
+        ex = [train_ex[i] for i in mine]
+        acc = M.Accumulator()
+        for plan in plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens):
+            mex = [ex[i] for i in plan]
+            batch = collate(mex, packed=packed, pad_id=tok.pad_token_id).to(device)
+            rl = ref_train[[mine[i] for i in plan]] if ref_train is not None else None
+            o, values, ref = micro_outputs(cfg.method, cfg, fwd, batch, mex, rl, ref_module, autocast)
+            (o.losses.sum() / len(idx)).backward()
+            acc.add(cfg.method, o, values, ref, len(mex), batch.tokens)
+        _all_reduce_grads(params, world)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        row = acc.row(world)
+        seconds = time.perf_counter() - t0
+        row.update(step=step + 1, lr=sched.get_last_lr()[0], tokens_per_s=row.pop("tokens") / seconds,
+                   grad_norm=float(grad_norm) if grad_norm is not None else None)
+        row["mfu"] = M.mfu(n_params, row["tokens_per_s"], device, ref_forward=ref_module is not None)
+        last = step + 1 == total
+        if main and ((step + 1) % cfg.logging_steps == 0 or last):
+            writer.write(row)
+        if eval_ex and ((cfg.eval_steps and (step + 1) % cfg.eval_steps == 0) or last):
+            erow = evaluate(cfg, eval_method, fwd, eval_ex, ref_eval, ref_module, packed, tok.pad_token_id, device,
+                            autocast, rank, world)
+            if main:
+                writer.write({"step": step + 1, **erow})
+            row.update(erow)
+        if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and not last and main:
+            _save_checkpoint(ckpt, model, opt, sched, step + 1)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if on_step:
+            on_step(step + 1, row)
+    bar.close()
+
+    final = out / "final"
+    if main:
+        _save_final(model, tok, final, cfg.lora)
+        shutil.rmtree(ckpt, ignore_errors=True)
+        log(f"saved {final}")
+    if world > 1:
+        torch.distributed.barrier()
+    return final
+
+
+class _AdapterDisabled:
+    """Context: the LoRA policy with its adapter switched off, which is the reference."""
+
+    def __init__(self, model, module):
+        self.ctx, self.module = model.disable_adapter(), module
+
+    def __enter__(self):
+        self.ctx.__enter__()
+        return self.module
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
+def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log):
+    result = []
+    for examples in (train_ex, eval_ex):
+        if not examples:
+            result.append(None)
+            continue
+        was = model.training
+        model.eval()  # dropout off for the reference pass
+
+        def make(examples=examples):
+            with ref_module() as mod:
+                return compute(mod, examples, packed=packed, pad_id=tok.pad_token_id, device=device,
+                               max_tokens=cfg.max_tokens, micro_batch_size=cfg.micro_batch_size or cfg.batch_size,
+                               autocast=autocast)
+
+        key = f"{data_fingerprint(examples)}-{mkey}"
+        value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make)
+        model.train(was)
+        log(f"reference log-probs for {len(examples)} examples {'read from cache' if hit else 'computed and cached'}")
+        result.append(value)
+    return result
+
+
+@torch.no_grad()
+def evaluate(cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world) -> dict:
+    mine = list(range(len(examples)))[rank::world]
+    acc = M.Accumulator()
+    ex = [examples[i] for i in mine]
+    size = cfg.micro_batch_size or cfg.batch_size
+    for plan in plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens):
+        mex = [ex[i] for i in plan]
+        batch = collate(mex, packed=packed, pad_id=pad_id).to(device)
+        rl = ref_lp[[mine[i] for i in plan]] if ref_lp is not None else None
+        o, values, ref = micro_outputs(eval_method, cfg, fwd, batch, mex, rl, ref_module, autocast)
+        acc.add(eval_method, o, values, ref, len(mex), batch.tokens)
+    row = acc.row(world)
+    row.pop("tokens")
+    if eval_method == "pairs":
+        row.pop("loss")  # a DPO loss would mislabel a KTO run; its accuracies and rewards are what matter
+    return {f"eval/{k}": v for k, v in row.items()}
+
+
+def _step_indices(step: int, steps_per_epoch: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """Examples of a step: a seeded permutation per epoch, so a resumed run sees the same order."""
+    epoch, k = divmod(step, steps_per_epoch)
+    order = list(range(n))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return order[k * batch_size:(k + 1) * batch_size]
+
+
+def _all_reduce_grads(params, world: int) -> None:
+    if world == 1:
+        return
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = _flatten_dense_tensors(grads)
+    torch.distributed.all_reduce(flat)  # each rank's loss is already divided by the global example count
+    for p, g in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
+        p.grad = g
+
+
+def _save_checkpoint(path: Path, model, opt, sched, step: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step}, tmp / "state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model, opt, sched) -> int:
+    state = torch.load(path / "state.pt", weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return int(state["step"])
+
+
+def _save_final(model, tok, final: Path, lora: bool) -> None:
+    if lora:
+        model = model.merge_and_unload()  # a plain HF model that from_pretrained loads
+    model.save_pretrained(final)
+    tok.save_pretrained(final)
+
+
+def _progress(total: int, start: int, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not show, desc="train", unit="step", file=sys.stderr)
+
+
+def config_from_run(run_dir: str | Path) -> TrainConfig:
+    import yaml
+
+    from train.config import from_mapping
+
+    return from_mapping(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()), source=str(run_dir))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*use_reentrant.*")
