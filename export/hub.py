@@ -126,21 +126,30 @@ def push_to_hub(
     from huggingface_hub import HfApi
 
     for i, call in enumerate(plan.calls):
-        load_from_disk(str(call.path)).push_to_hub(
-            repo_id,
-            config_name=call.config_name,
-            set_default=True if i == 0 and call.config_name != "default" else None,
-            data_dir=call.data_dir,
-            num_shards=call.num_shards,
-            private=private,
-            token=token,
-            commit_message=f"prefkit export: {call.format}",
-        )
-    HfApi(token=token).upload_file(
-        path_or_fileobj=plan.card.encode("utf-8"),
-        path_in_repo="README.md",
-        repo_id=repo_id,
-        repo_type="dataset",
-        commit_message="prefkit export: dataset card",
-    )
+        load_from_disk(str(call.path)).push_to_hub(repo_id, **push_kwargs(call, i == 0, private, token))
+    HfApi(token=token).upload_file(**card_upload_kwargs(plan))
     return plan
+
+
+def push_kwargs(call: PushCall, first: bool, private: bool | None, token: str | None) -> dict:
+    """Keyword arguments of `DatasetDict.push_to_hub` for one format."""
+    return {
+        "config_name": call.config_name,
+        "set_default": True if first and call.config_name != "default" else None,
+        "data_dir": call.data_dir,
+        "num_shards": call.num_shards,
+        "private": private,
+        "token": token,
+        "commit_message": f"prefkit export: {call.format}",
+    }
+
+
+def card_upload_kwargs(plan: PushPlan) -> dict:
+    """Keyword arguments of `HfApi.upload_file` for the combined card (it replaces the README datasets writes)."""
+    return {
+        "path_or_fileobj": plan.card.encode("utf-8"),
+        "path_in_repo": "README.md",
+        "repo_id": plan.repo_id,
+        "repo_type": "dataset",
+        "commit_message": "prefkit export: dataset card",
+    }
