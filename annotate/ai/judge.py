@@ -1,0 +1,369 @@
+"""LLM-as-judge over the store: pairwise (both orders by default), rubric scores, and rankings.
+
+Every AI judgement is named by the hash of its request, so a re-run or a resumed run finds what is
+already in the store and asks only for the rest. Pairwise: each order is its own row, with the
+responses in the order the judge saw them and `metadata.order_key` tying the two orders together;
+disagreement between orders is kept as two rows, never averaged away. A verdict is read from the
+first token's logprobs (which also give `confidence`), else from structured output, else from text,
+else from one repair request; what is still unreadable is an error row with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotate.ai import verdicts
+from annotate.ai.engine import Answer, Engine, EngineConfig, RunSummary
+from annotate.ai.jobs import (
+    RowSink,
+    Sampling,
+    body,
+    choose_mode,
+    existing,
+    in_shard,
+    open_cache,
+    parse_shard,
+    write_run_log,
+)
+from annotate.ai.templates import Template, load, render_conversation
+from annotate.contract import Judgement
+from annotate.ids import content_hash, request_id
+from annotate.store import Store
+
+PAIRS = ("all", "judged")
+_VERDICT_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "verdict", "strict": True, "schema": {
+        "type": "object",
+        "properties": {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}},
+        "required": ["reason", "verdict"], "additionalProperties": False}},
+}
+_SCORE_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "score", "strict": True, "schema": {
+        "type": "object", "properties": {"reason": {"type": "string"}, "score": {"type": "number"}},
+        "required": ["reason", "score"], "additionalProperties": False}},
+}
+
+
+@dataclass
+class JudgeOptions:
+    """What to judge and how. Equal to the flags of `prefkit judge`."""
+
+    method: str = "pairwise"  # pairwise | rubric | ranking
+    template: str = "pairwise"  # judge template (pairwise) or rubric file (rubric)
+    pairs: str = "all"  # all pairs of responses per prompt, or only pairs people have judged
+    both_orders: bool = True  # show each pair in both orders (two rows)
+    samples: int = 1  # k samples per request (rubric: averaged into one row)
+    mode: str = "auto"  # auto | logprobs | json | text
+    sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=256))
+    shard: str | None = None  # "K/N": this machine's share of the job
+    limit: int | None = None  # judge at most this many comparisons / responses
+    dry_run: bool = False  # count what would be sent, send nothing
+
+
+@dataclass
+class JudgeReport:
+    summary: RunSummary
+    mode: str
+    planned: int  # requests the job consists of (this shard)
+    skipped: int  # already in the store
+    written: int  # judgement rows written
+    errors: int  # of which error rows
+    rankings: int = 0
+    log: str | None = None
+
+
+@dataclass
+class Task:
+    prompt_id: str
+    body: dict[str, Any]
+    shown: list[str]  # response ids in the order the judge sees them
+    metadata: dict[str, Any]
+    aspect: str = "overall"
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # rubric: one per sample
+
+    @property
+    def key(self) -> str:
+        return self.metadata["request_id"]
+
+
+# -- building requests ----------------------------------------------------------------------------
+
+def _prompts_and_responses(store: Store) -> tuple[dict[str, list[dict]], dict[str, list[tuple[str, str]]]]:
+    con = store.connect()
+    try:
+        prompts = {pid: list(msgs) for pid, msgs in con.execute("SELECT prompt_id, messages FROM prompts").fetchall()}
+        rows = con.execute(
+            "SELECT prompt_id, response_id, content FROM responses ORDER BY prompt_id, created_at, response_id"
+        ).fetchall()
+    finally:
+        con.close()
+    responses: dict[str, list[tuple[str, str]]] = {}
+    for pid, rid, text in rows:
+        responses.setdefault(pid, []).append((rid, text))
+    return prompts, responses
+
+
+def _pairs(store: Store, which: str, responses: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str]]:
+    """(prompt_id, lo, hi) comparisons, each pair once with its ids sorted."""
+    if which == "judged":
+        con = store.connect()
+        try:
+            found = con.execute(
+                "SELECT DISTINCT prompt_id, list_sort(response_ids) FROM judgements "
+                "WHERE kind = 'pairwise' AND annotator_type <> 'ai' AND len(response_ids) = 2 "
+                "AND response_ids[1] <> response_ids[2] ORDER BY 1, 2"
+            ).fetchall()
+        finally:
+            con.close()
+        return [(pid, ids[0], ids[1]) for pid, ids in found]
+    if which != "all":
+        raise ValueError(which)
+    out = []
+    for pid, items in sorted(responses.items()):
+        for (a, _), (b, _) in itertools.combinations(items, 2):
+            lo, hi = sorted((a, b))
+            out.append((pid, lo, hi))
+    return out
+
+
+def pairwise_tasks(store: Store, config: EngineConfig, template: Template, options: JudgeOptions, mode: str) -> list[Task]:
+    prompts, responses = _prompts_and_responses(store)
+    text = {rid: t for items in responses.values() for rid, t in items}
+    shard = parse_shard(options.shard)
+    tasks = []
+    comparisons = _pairs(store, options.pairs, responses)
+    if options.limit is not None:
+        comparisons = comparisons[: options.limit]
+    for pid, lo, hi in comparisons:
+        if pid not in prompts or lo not in text or hi not in text:
+            continue
+        question = render_conversation(prompts[pid])
+        for sample in range(options.samples):
+            order_key = content_hash(["pairwise", pid, lo, hi, template.guidelines, config.model, sample])
+            if not in_shard(order_key, shard):
+                continue
+            orders = [("ab", lo, hi), ("ba", hi, lo)] if options.both_orders else [("ab", lo, hi)]
+            for order, first, second in orders:
+                user = template.text("user", question=question, response_a=text[first], response_b=text[second])
+                extra: dict[str, Any] = {}
+                if mode == "logprobs":
+                    extra = {"logprobs": True, "top_logprobs": 5}
+                elif mode == "json":
+                    user += "\n" + template.text("json_user_suffix")
+                    extra = {"response_format": _VERDICT_SCHEMA}
+                messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+                b = body(config.model, messages, options.sampling, sample, **extra)
+                meta = {"order_key": order_key, "order": order, "sample": sample, "mode": mode,
+                        "request_id": request_id(b)}
+                tasks.append(Task(pid, b, [first, second], meta))
+    return tasks
+
+
+def rubric_tasks(store: Store, config: EngineConfig, rubric: Template, template: Template,
+                 options: JudgeOptions, mode: str) -> list[Task]:
+    prompts, responses = _prompts_and_responses(store)
+    shard = parse_shard(options.shard)
+    low, high = rubric.data.get("low", 1), rubric.data.get("high", 5)
+    items = [(pid, rid, t) for pid, rs in sorted(responses.items()) for rid, t in rs if pid in prompts]
+    if options.limit is not None:
+        items = items[: options.limit]
+    tasks = []
+    for pid, rid, text in items:
+        for aspect, spec in (rubric.data.get("aspects") or {}).items():
+            values = {"question": render_conversation(prompts[pid]), "response": text, "aspect": aspect,
+                      "criteria": str(spec.get("criteria", "")).strip(), "low": str(low), "high": str(high)}
+            user = template.text("user", **values)
+            extra: dict[str, Any] = {}
+            if mode == "json":
+                user += "\n" + template.text("json_user_suffix", **values)
+                extra = {"response_format": _SCORE_SCHEMA}
+            messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+            bodies = [body(config.model, messages, options.sampling, s, **extra) for s in range(options.samples)]
+            keys = [request_id(b) for b in bodies]
+            key = keys[0] if len(keys) == 1 else content_hash(["samples", keys])
+            if not in_shard(key, shard):
+                continue
+            meta = {"request_id": key, "sample_ids": keys, "mode": mode, "low": low, "high": high,
+                    "rubric": rubric.guidelines}
+            tasks.append(Task(pid, bodies[0], [rid], meta, aspect=aspect, bodies=bodies))
+    return tasks
+
+
+# -- reading answers ------------------------------------------------------------------------------
+
+def read_pairwise(answer: Answer, mode: str) -> tuple[str, float | None, str] | None:
+    """(verdict, confidence, reason) from a pairwise answer, or None."""
+    if mode == "logprobs":
+        from_lp = verdicts.verdict_from_logprobs(answer.logprobs)
+        text = verdicts.verdict_from_text(answer.content or "")
+        if from_lp:
+            return from_lp[0], from_lp[1], text[1] if text else (answer.content or "").strip()
+    parsed = (verdicts.verdict_from_json(answer.content or "") if mode == "json" else None) \
+        or verdicts.verdict_from_text(answer.content or "")
+    return (parsed[0], None, parsed[1]) if parsed else None
+
+
+def _repair(task_body: dict[str, Any], bad: str, instruction: str) -> dict[str, Any]:
+    messages = task_body["messages"] + [{"role": "assistant", "content": bad}, {"role": "user", "content": instruction}]
+    repaired = {k: v for k, v in task_body.items() if k not in ("response_format",)}
+    return {**repaired, "messages": messages}
+
+
+def _row(task: Task, annotator: str, guidelines: str, kind: str, **values: Any) -> Judgement:
+    metadata = {k: v for k, v in task.metadata.items() if k != "request_id"}
+    metadata.update(values.pop("metadata", {}))
+    return Judgement(
+        judgement_id=values.pop("judgement_id", task.key), prompt_id=task.prompt_id, kind=kind,
+        annotator=annotator, annotator_type="ai", response_ids=list(task.shown), aspect=task.aspect,
+        guidelines=guidelines, metadata=json.dumps(metadata, sort_keys=True), **values,
+    )
+
+
+def error_row(task: Task, annotator: str, guidelines: str, kind: str, reason: str, answer: Answer | None) -> Judgement:
+    """A failure, recorded: no scores, the reason, and whatever the model did say."""
+    return _row(task, annotator, guidelines, kind, judgement_id=content_hash(["error", task.key, reason]),
+                scores=[], status="error", error=reason, raw=answer.content if answer else None,
+                metadata={"fingerprint": answer.fingerprint if answer else None})
+
+
+async def judge_pair(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
+    mode = task.metadata["mode"]
+    answer = await engine.complete(task.body)
+    if not answer.ok:
+        return error_row(task, annotator, template.guidelines, "pairwise", answer.error, answer)
+    parsed, repaired = read_pairwise(answer, mode), None
+    if parsed is None:
+        repaired = await engine.complete(_repair(task.body, answer.content, template.text("repair")))
+        parsed = read_pairwise(repaired, mode) if repaired.ok else None
+        if parsed is None:
+            reason = f"unreadable verdict, also after one repair request: {answer.content[:200]!r}"
+            return error_row(task, annotator, template.guidelines, "pairwise", reason, answer)
+    verdict, confidence, reason = parsed
+    return _row(
+        task, annotator, template.guidelines, "pairwise", scores=verdicts.SCORES[verdict], confidence=confidence,
+        rationale=reason, duration_ms=answer.latency_ms, raw=answer.content,
+        metadata={"fingerprint": answer.fingerprint, "cached": answer.cached, "verdict": verdict,
+                  "repaired": repaired is not None, "repair_raw": repaired.content if repaired else None},
+    )
+
+
+async def judge_rubric(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
+    low, high = task.metadata["low"], task.metadata["high"]
+    answers = await asyncio.gather(*(engine.complete(b) for b in task.bodies))
+    scores, reasons, problems = [], [], []
+    for answer, b in zip(answers, task.bodies, strict=True):
+        parsed = verdicts.score_from_text(answer.content or "", low, high) if answer.ok else None
+        if answer.ok and parsed is None:
+            fix = await engine.complete(_repair(b, answer.content, template.text("repair", low=str(low), high=str(high))))
+            parsed = verdicts.score_from_text(fix.content or "", low, high) if fix.ok else None
+        if parsed is None:
+            problems.append(answer.error or f"unreadable score, also after one repair request: {(answer.content or '')[:200]!r}")
+        else:
+            scores.append(parsed[0])
+            reasons.append(parsed[1])
+    if not scores:
+        return error_row(task, annotator, template.guidelines, "rating", "; ".join(problems), answers[0])
+    return _row(
+        task, annotator, f"{template.guidelines}+{task.metadata['rubric']}", "rating",
+        scores=[sum(scores) / len(scores)], rationale=reasons[0], duration_ms=answers[0].latency_ms,
+        raw=answers[0].content,
+        metadata={"fingerprint": answers[0].fingerprint, "sample_scores": scores, "failed_samples": problems},
+    )
+
+
+# -- the job ----------------------------------------------------------------------------------------
+
+def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: Any = None) -> JudgeReport:
+    """Run a judge job over the store; see the module docstring. Returns what it did."""
+    if options.method not in ("pairwise", "rubric", "ranking"):
+        raise ValueError(f"unknown method {options.method!r}")
+    if options.pairs not in PAIRS:
+        raise ValueError(f"--pairs {options.pairs!r}: choose one of {PAIRS}")
+    cache = open_cache(store, parse_shard(options.shard))
+    engine = Engine(config, cache, client=client)
+    try:
+        return asyncio.run(_judge(store, engine, cache, options))
+    finally:
+        cache.close()
+
+
+async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions) -> JudgeReport:
+    config = engine.config
+    own_client = engine._client is None
+    if own_client:
+        engine._client = engine._make_client()
+    from annotate.ai.engine import Limiter
+
+    engine.limiter = Limiter(config.concurrency)
+    try:
+        mode = await choose_mode(engine, cache, options.mode)
+    finally:
+        if own_client:
+            await engine._client.close()
+            engine._client = None
+    if options.method == "rubric":
+        rubric = load(options.template if options.template != "pairwise" else "ultrafeedback", "rubrics")
+        template = load("rubric", "judge")
+        tasks = rubric_tasks(store, config, rubric, template, options, mode)
+        annotator = f"ai:{config.model}:{rubric.name}"
+        run_one = judge_rubric
+    else:
+        template = load(options.template, "judge")
+        tasks = pairwise_tasks(store, config, template, options, mode)
+        annotator = f"ai:{config.model}:{template.name}"
+        run_one = judge_pair
+    done = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
+    todo = [t for t in tasks if t.key not in done]
+    report = JudgeReport(summary=RunSummary(), mode=mode, planned=len(tasks), skipped=len(tasks) - len(todo),
+                         written=0, errors=0)
+    if options.dry_run:
+        missing = sum(1 for t in todo for b in (t.bodies or [t.body]) if cache.get(request_id(b), 0) is None)
+        report.summary.requests = missing
+        report.summary.cost = engine.price({"prompt_tokens": missing * _tokens(todo), "completion_tokens": missing * options.sampling.max_tokens})
+        return report
+    sink = RowSink(store)
+
+    def on_result(task: Task, row: Judgement) -> None:
+        if row.status == "error":
+            if row.judgement_id in done:
+                return  # the same failure, replayed from the cache, is already recorded
+            report.errors += 1
+        done.add(row.judgement_id)
+        sink.add("judgements", [row])
+        report.written += 1
+
+    async def process(engine: Engine, task: Task) -> Judgement:
+        return await run_one(engine, task, template, annotator)
+
+    try:
+        report.summary = await engine.arun(todo, process, on_result, total=len(todo))
+    finally:
+        sink.flush()
+    if options.method == "ranking":
+        from annotate.ai.ranking import write_rankings
+
+        report.rankings = write_rankings(store, annotator, template.guidelines)
+    report.log = str(write_run_log(store, "judge", config, report.summary,
+                                   {"options": _public(options), "mode": mode, "written": report.written,
+                                    "errors": report.errors, "skipped": report.skipped}))
+    return report
+
+
+def _tokens(tasks: list[Task]) -> int:
+    """A rough prompt size for --dry-run: about four characters per token."""
+    if not tasks:
+        return 0
+    sample = tasks[: min(len(tasks), 50)]
+    return int(sum(len(json.dumps(t.body["messages"])) for t in sample) / len(sample) / 4)
+
+
+def _public(options: JudgeOptions) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(options)
