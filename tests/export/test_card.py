@@ -44,7 +44,9 @@ def test_missing_report_still_exports_with_a_smaller_card(tmp_path):
     assert list(result.formats) == ["preference"]
     assert set(result.skipped) == {"unpaired", "sft", "stepwise"}
     meta, body = parse((tmp_path / "out/preference/README.md").read_text(encoding="utf-8"))
-    assert sum(s["num_examples"] for s in meta["dataset_info"]["splits"]) == sum(result.formats["preference"].splits.values())
+    assert sum(s["num_examples"] for s in meta["dataset_info"]["splits"]) == sum(
+        result.formats["preference"].splits.values()
+    )
     assert "No curation report was found" in body and "### Agreement" not in body
 
 

@@ -14,7 +14,7 @@ def test_dry_run_of_all_formats_lists_one_config_per_format(exported, monkeypatc
     plan = push_to_hub(root / "out", "alice/pandalm-prefs", dry_run=True)
     assert [c.config_name for c in plan.calls] == ["preference", "unpaired", "sft", "stepwise"]
     expected = ["README.md"]
-    for fmt, fr in result.formats.items():
+    for fmt in result.formats:
         local = sorted(p.name for p in (root / "out" / fmt / "data").glob("*.parquet"))
         expected += [f"{fmt}/{name}" for name in local]
     assert sorted(plan.files) == sorted(expected)
@@ -74,6 +74,8 @@ def test_the_push_calls_fit_the_installed_libraries(exported):
     for i, call in enumerate(plan.calls):
         dd = load_from_disk(str(call.path))
         inspect.signature(DatasetDict.push_to_hub).bind(dd, plan.repo_id, **push_kwargs(call, i == 0, None, "t"))
-        names = {f"{call.data_dir}/{s}-{k:05d}-of-{n:05d}.parquet" for s, n in call.num_shards.items() for k in range(n)}
+        names = {
+            f"{call.data_dir}/{s}-{k:05d}-of-{n:05d}.parquet" for s, n in call.num_shards.items() for k in range(n)
+        }
         assert names <= set(plan.files) and set(call.num_shards) == set(dd)
     inspect.signature(HfApi.upload_file).bind(HfApi(), **card_upload_kwargs(plan))

@@ -36,7 +36,11 @@ def test_column_names_and_types_are_trls(exported):
     )
     assert pref.features["prompt"] == Value("string") and pref.features["n_votes"] == Value("int32")
     unpaired = load_from_disk(str(root / "out/unpaired"))["train"]
-    assert unpaired.features["label"] == Value("bool") and unpaired.column_names[:3] == ["prompt", "completion", "label"]
+    assert unpaired.features["label"] == Value("bool") and unpaired.column_names[:3] == [
+        "prompt",
+        "completion",
+        "label",
+    ]
     assert set(unpaired["label"]) == {True, False}
     sft = load_from_disk(str(root / "out/sft"))["train"]
     assert sft.features["messages"] == MESSAGES
