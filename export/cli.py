@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from export.exporter import ExportError
+from export.errors import ExportError
 from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS = (ExportError,)

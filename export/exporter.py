@@ -22,12 +22,9 @@ import pyarrow.parquet as pq
 
 from curate.tables import CURATED, curated_dir
 from export import card as cards
+from export.errors import ExportError
 from export.formats import ALL, FORMATS, Format
 from export.writer import Written, connect, has_conversations, split_counts, write_format, write_jsonl
-
-
-class ExportError(Exception):
-    """Bad input to an export: a missing curation, a curated table of the wrong shape, a bad target."""
 
 
 @dataclass

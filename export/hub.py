@@ -21,7 +21,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from export import card as cards
-from export.exporter import ExportError, load_report
+from export.errors import ExportError
+from export.exporter import load_report
 from export.formats import ALL, FORMATS
 
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<n>\d{5})\.parquet$")
