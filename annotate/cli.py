@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from annotate.importers import SHAPES, ImportFailed
 from annotate.store import Store, StoreError
 from annotate.validate import ContractError
 from prefkit.cli import add_command, add_store_option, store_path
 
-ERRORS: tuple[type[BaseException], ...] = (StoreError, ContractError)
+ERRORS: tuple[type[BaseException], ...] = (StoreError, ContractError, ImportFailed)
+
+
+def _mapping(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        column, sep, target = pair.partition("=")
+        if not sep or not column or not target:
+            raise ImportFailed("--map", None, f"{pair!r} is not COLUMN=FIELD", "write e.g. --map question=prompt")
+        out[column] = target
+    return out
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from annotate.importers import import_files
+
+    result = import_files(
+        Store(store_path(args)), args.files, fmt=args.format, mapping=_mapping(args.map),
+        source=args.source, progress=sys.stderr.isatty(),
+    )
+    print(result.summary())
+    return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -29,6 +52,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "import",
+        cmd_import,
+        """Import preference data from JSON, JSONL, CSV, Parquet or a Hugging Face datasets folder.
+
+        The shape of each file is told from its first record (and printed): pairs
+        (prompt/chosen/rejected, text or messages, or chosen/rejected with a shared prompt), hh
+        (Anthropic Human:/Assistant: transcripts), unpaired (prompt/completion/label), ratings
+        (prompt + rated completions, UltraFeedback-like), votes (response1/response2 +
+        annotator1… votes 0/1/2, PandaLM-like) or prompts. All files import or none do; importing
+        the same file again adds nothing. See docs/importing.md.
+
+        Example:
+          prefkit import ../shared/data/pandalm/testset-v1.json
+          prefkit import prefs.jsonl --map question=prompt --map good=chosen --map bad=rejected
+          prefkit import hh/ --format hh --source anthropic-hh --store my-store""",
+    )
+    add_store_option(p)
+    p.add_argument("files", nargs="+", metavar="FILE", help="files or datasets folders to import")
+    p.add_argument("--format", choices=SHAPES, help="force this shape instead of detecting it")
+    p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+                   help="read input COLUMN as FIELD (repeatable), e.g. --map question=prompt")
+    p.add_argument("--source", help="name the rows' source (default: the file name)")
+
     p = add_command(
         subparsers,
         "compact",

@@ -170,11 +170,29 @@ def _prompts(arrow: pa.Table) -> None:
 
 
 def _responses(arrow: pa.Table) -> None:
-    _fail_if("responses", pc.equal(pc.utf8_trim_whitespace(arrow.column("content")), ""), "content", "is empty; a response needs text")
+    empty = pc.equal(pc.utf8_trim_whitespace(arrow.column("content")), "")
+    _fail_if("responses", pc.and_(empty, pc.invert(_declared_empty(arrow))), "content", "is empty; a response needs text")
     _fail_if("responses", pc.invert(pc.is_in(arrow.column("origin"), pa.array(ORIGINS))), "origin", f"must be one of {ORIGINS}")
     revision = pc.is_in(arrow.column("origin"), pa.array(["human_edit", "critique_revision", "clair_revision"]))
     _fail_if("responses", pc.and_(revision, pc.is_null(arrow.column("parent_id"))), "parent_id", "a revision must name the response it revises")
     _json_objects("responses", arrow.column("generation"), "generation")
+
+
+def _declared_empty(arrow: pa.Table) -> pa.Array:
+    """Imported responses whose `generation` says `"empty_output": true`: the source really holds an
+    empty answer (PandaLM has 54, from models that said nothing, and lost), kept as data. An empty
+    response without that declaration is a mistake and is rejected."""
+    empty = pc.equal(pc.utf8_trim_whitespace(arrow.column("content")), "")
+    flags = [False] * arrow.num_rows
+    if pc.any(empty).as_py():
+        origin, generation = arrow.column("origin"), arrow.column("generation")
+        for i in pc.indices_nonzero(pc.fill_null(empty, False)).to_pylist():
+            if origin[i].as_py() == "imported":
+                try:
+                    flags[i] = json.loads(generation[i].as_py()).get("empty_output") is True
+                except (json.JSONDecodeError, AttributeError):
+                    pass
+    return pa.array(flags)
 
 
 def _judgements(arrow: pa.Table) -> None:

@@ -1,0 +1,188 @@
+"""The import loop: read → detect → convert → validate → stream into one all-or-nothing batch."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from annotate.contract import ID_COLUMN, utcnow
+from annotate.importers import hh, pairs, prompts, ratings, unpaired, votes
+from annotate.importers.detect import SHAPES, describe_expected, detect
+from annotate.importers.errors import ImportFailed
+from annotate.importers.fields import Record
+from annotate.importers.readers import open_source
+from annotate.importers.rows import TABLE_ORDER, Rows, Seen
+from annotate.store import Store
+from annotate.validate import ContractError
+
+CHUNK_RECORDS = 10_000  # records converted before their rows are validated and written as parts
+CHUNK_TEXT_BYTES = 32 << 20  # …or fewer, when the texts are long: this bounds memory on big files
+
+CONVERTERS: dict[str, Callable[[Record, Rows], None]] = {
+    "pairs": pairs.convert,
+    "hh": hh.convert,
+    "unpaired": unpaired.convert,
+    "ratings": ratings.convert,
+    "prompts": prompts.convert,
+}
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str  # the file format read (jsonl, json, csv, tsv, parquet, hf)
+    shape: str  # the record shape used (one of SHAPES, or "empty")
+    why: str  # what in the first record decided the shape ("forced by --format" when given)
+    records: int = 0
+    added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0))
+    warnings: dict[str, list] = field(default_factory=dict)  # problem → [count, first location]
+
+    def summary(self) -> str:
+        added = ", ".join(f"+{n:,} {t}" for t, n in self.added.items())
+        lines = [f"{self.path}: {self.shape} ({self.why}); {self.records:,} records → {added}"]
+        for problem, (count, first) in self.warnings.items():
+            lines.append(f"  warning: {problem} ({count:,}×, first at {first})")
+        return "\n".join(lines)
+
+
+@dataclass
+class ImportResult:
+    files: list[FileResult]
+
+    @property
+    def added(self) -> dict[str, int]:
+        """New rows per table, after dedupe against the store and within the import."""
+        return {t: sum(f.added[t] for f in self.files) for t in TABLE_ORDER}
+
+    def summary(self) -> str:
+        total = ", ".join(f"{n:,} {t}" for t, n in self.added.items())
+        return "\n".join([*(f.summary() for f in self.files), f"added: {total}"])
+
+
+def import_files(
+    store: Store,
+    paths: list[str | Path],
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
+    source: str | None = None,
+    progress: bool = False,
+    *,
+    created_at: datetime | None = None,
+) -> ImportResult:
+    """Import every file into `store`, all or nothing. See the package docstring.
+
+    `fmt` forces a shape (one of SHAPES); `mapping` renames input columns onto the expected fields
+    ({"question": "prompt"}); `source` names where the rows came from (default: each file's name);
+    `created_at` stamps every row (default: now; fixed when a build must be reproducible).
+    Raises ImportFailed, naming `file:line`, the field and the fix; the store is then unchanged.
+    """
+    if fmt is not None and fmt not in SHAPES:
+        raise ImportFailed("--format", None, f"unknown shape {fmt!r}", f"use one of {', '.join(SHAPES)}")
+    created_at = created_at or utcnow()
+    seen = Seen(_existing_ids(store))
+    results = []
+    with store.batch() as batch:
+        for path in paths:
+            results.append(_import_one(batch, seen, Path(path), fmt, mapping or {}, source, progress, created_at))
+    return ImportResult(results)
+
+
+def _existing_ids(store: Store) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    con = store.connect()
+    try:
+        for table in TABLE_ORDER:
+            if not store.is_empty(table):
+                col = ID_COLUMN[table]
+                out[table] = {row[0] for row in con.execute(f"SELECT DISTINCT {col} FROM raw_{table}").fetchall()}
+    finally:
+        con.close()
+    return out
+
+
+def _import_one(batch, seen: Seen, path: Path, fmt: str | None, mapping: dict[str, str], source: str | None,
+                progress: bool, created_at: datetime) -> FileResult:
+    from tqdm import tqdm
+
+    src = open_source(path)
+    stream = src.records()
+    first = next(stream, None)
+    if first is None:
+        return FileResult(str(path), src.format, fmt or "empty", "no records")
+    _check_mapping(first, mapping)
+    first_data = _mapped(first[1], mapping)
+    shape, why = (fmt, "forced by --format") if fmt else detect(first_data)
+    if shape is None:
+        raise ImportFailed(first[0], None, f"fields {sorted(first_data)} match no known shape",
+                           f"pick one with --format and rename columns with --map COLUMN=FIELD ({describe_expected()})")
+    convert = CONVERTERS.get(shape)
+    if shape == "votes":
+        columns = votes.voters(first_data)
+        if not columns:
+            raise ImportFailed(first[0], "annotator1", "no annotator columns found", "name vote columns annotator1, annotator2, …")
+        convert = functools.partial(votes.convert, columns=columns)
+    result = FileResult(str(path), src.format, shape, why)
+    before = dict(batch.rows)
+    rows = Rows(seen, source or path.name, created_at)
+    occurrences: Counter[str] = Counter()
+    bar = tqdm(total=src.total, unit=src.unit, unit_scale=True, desc=path.name, disable=not progress, leave=False)
+    shown = 0
+    try:
+        for where, raw, done in itertools.chain([first], stream):
+            digest = _record_hash(raw)
+            rec = Record(_mapped(raw, mapping), where, digest, occurrences[digest], result.warnings)
+            occurrences[digest] += 1
+            convert(rec, rows)
+            result.records += 1
+            if result.records % CHUNK_RECORDS == 0 or rows.text_bytes > CHUNK_TEXT_BYTES:
+                _flush(batch, rows)
+                rows = Rows(seen, rows.source, created_at)
+            if done - shown > src.total // 200:
+                bar.update(done - shown)
+                shown = done
+        _flush(batch, rows)
+        bar.update(src.total - shown)
+    finally:
+        bar.close()
+    result.added = {t: batch.rows[t] - before[t] for t in TABLE_ORDER}
+    return result
+
+
+def _flush(batch, rows: Rows) -> None:
+    for table in TABLE_ORDER:
+        if rows.tables[table]:
+            try:
+                batch.append(table, rows.tables[table])
+            except ContractError as exc:
+                where = rows.where[table][exc.row] if exc.row is not None else "?"
+                raise ImportFailed(where, exc.field, f"{table} row breaks the data contract: {exc.problem}",
+                                   "fix the record") from None
+
+
+def _record_hash(raw: dict) -> str:
+    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _mapped(raw: dict, mapping: dict[str, str]) -> dict:
+    if not mapping:
+        return raw
+    return {mapping.get(k, k): v for k, v in raw.items()}
+
+
+def _check_mapping(first: tuple[str, dict, int], mapping: dict[str, str]) -> None:
+    where, raw, _ = first
+    for column, target in mapping.items():
+        if column not in raw:
+            raise ImportFailed(where, column, f"--map names a column the file does not have (it has: {', '.join(sorted(raw))})",
+                               "check the column name")
+        if target in raw and target not in mapping:
+            raise ImportFailed(where, target, f"--map {column}={target} would clash with the existing column '{target}'",
+                               f"map '{target}' elsewhere too, or leave '{column}' alone")
