@@ -1,0 +1,118 @@
+"""Reading exported datasets, the prompt/completion boundary, KTO unpairing, micro-batch planning."""
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from tests.support.tiny_model import make_tokenizer
+from tests.train.synth import BAD, GOOD, TOPIC, pairs, save_dataset, unpaired
+from train.batching import collate, example_tokens, plan_micro_batches
+from train.data import DataError, Example, Tokenise, build_examples, check_kto_weights, load_splits, unpair
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer(GOOD + BAD + TOPIC)
+
+
+def _with_bos_everywhere(tok):
+    """A tokenizer that adds BOS itself and a template that writes BOS too: the classic doubled-BOS trap."""
+    from tokenizers import processors
+
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    return tok
+
+
+def test_plain_text_boundary_keeps_first_completion_token_and_one_eos(tok):
+    p, c = Tokenise(tok)("red blue", "sun tree")
+    assert tok.convert_ids_to_tokens(c) == ["sun", "tree", "</s>"]
+    assert tok.convert_ids_to_tokens(p) == ["red", "blue"]
+
+
+def test_chat_template_boundary_and_no_doubled_special_tokens(tok):
+    tok = _with_bos_everywhere(make_tokenizer(GOOD + BAD + TOPIC))
+    prompt = [{"role": "user", "content": "red blue"}]
+    p, c = Tokenise(tok)(prompt, [{"role": "assistant", "content": "sun tree"}])
+    assert tok.convert_ids_to_tokens(p) == ["<s>", "<|user|>", "red", "blue", "<|assistant|>"]
+    assert tok.convert_ids_to_tokens(c) == ["sun", "tree", "</s>"]  # template's EOS kept once, first token kept
+    # plain text through the same tokenizer: its own BOS, added once
+    p2, _ = Tokenise(tok)("red blue", "sun")
+    assert tok.convert_ids_to_tokens(p2) == ["<s>", "red", "blue"]
+
+
+def test_truncation_keeps_prompt_end_and_completion_start(tok):
+    p, c = Tokenise(tok, max_length=5, max_prompt_length=3)("red blue green gold", "sun tree river bird")
+    assert tok.convert_ids_to_tokens(p) == ["blue", "green", "gold"]
+    assert tok.convert_ids_to_tokens(c) == ["sun", "tree"]
+
+
+def test_loads_save_to_disk_and_parquet_layouts(tmp_path):
+    save_dataset(tmp_path / "disk", pairs(6, 0), pairs(2, 1))
+    assert load_splits(tmp_path / "disk")["train"].num_rows == 6
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    Dataset.from_list(pairs(5, 0)).to_parquet(str(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"))
+    Dataset.from_list(pairs(3, 1)).to_parquet(str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet"))
+    splits = load_splits(tmp_path / "hub")
+    assert splits["train"].num_rows == 5 and splits["test"].num_rows == 3
+    with pytest.raises(DataError, match="no dataset here"):
+        load_splits(tmp_path)
+
+
+def test_unpaired_data_for_a_paired_method_says_use_kto(tok):
+    with pytest.raises(DataError, match="use `kto`"):
+        build_examples(unpaired(3, 0), "dpo", Tokenise(tok), batch_size=2, seed=0)
+
+
+def test_kto_unpairs_preference_rows_and_shuffles_so_batches_mix(tok):
+    rows = unpair(pairs(40, 0), seed=0)
+    labels = [r["label"] for r in rows]
+    assert sum(labels) == 40
+    assert labels != [True, False] * 40  # shuffled after unpairing
+    batches = [labels[i:i + 8] for i in range(0, 80, 8)]
+    assert sum(1 for b in batches if 0 < sum(b) < 8) >= 8
+    examples = build_examples(pairs(8, 0), "kto", Tokenise(tok), batch_size=4, seed=0)
+    # the KL row of each example is its neighbour's completion within its batch of 4
+    for start in (0, 4):
+        group = examples[start:start + 4]
+        for i, e in enumerate(group):
+            assert e.rejected == group[(i + 1) % 4].chosen
+
+
+def test_kto_weight_rule_warns_outside_one_to_four_thirds():
+    ex = [Example([1], [2], [2], label=i < 2) for i in range(8)]  # 2 desirable, 6 undesirable
+    warning = check_kto_weights(ex, 1.0, 1.0)
+    assert warning and "[1, 4/3]" in warning and "--undesirable-weight 0.33" in warning
+    assert check_kto_weights(ex, 1.0, 1 / 3) is None
+
+
+def test_token_budget_never_splits_a_pair_and_respects_the_budget():
+    ex = [Example([1] * p, [2] * c, [3] * r) for p, c, r in [(3, 9, 1), (1, 1, 1), (7, 2, 30), (2, 2, 2), (5, 5, 5)]]
+    plans = plan_micro_batches(ex, max_tokens=40)
+    assert sorted(i for p in plans for i in p) == list(range(5))
+    for p in plans:
+        assert len(p) == 1 or sum(example_tokens(ex[i]) for i in p) <= 40
+        batch = collate([ex[i] for i in p], packed=True, pad_id=0)
+        n = len(p)
+        # sequence s and s+n are one example's chosen and rejected: both in this micro-batch
+        assert batch.n_seq == 2 * n
+        assert batch.lengths[:n].tolist() == [len(ex[i].chosen) for i in p]
+        assert batch.lengths[n:].tolist() == [len(ex[i].rejected) for i in p]
+
+
+def test_collate_targets_are_exactly_the_completion_tokens():
+    ex = [Example([10, 11], [20, 21, 2], [30, 2]), Example([12], [22, 2], [31, 32, 33, 2])]
+    for packed in (False, True):
+        b = collate(ex, packed=packed, pad_id=0)
+        flat = b.input_ids.reshape(-1)
+        assert b.tgt.tolist() == [20, 21, 2, 22, 2, 30, 2, 31, 32, 33, 2]
+        assert flat[b.src + 1].tolist() == b.tgt.tolist()  # position t predicts token t+1
+        assert b.tokens == 2 * 3 + 5 + 6
+
+
+def test_datasetdict_extra_columns_are_ignored(tok, tmp_path):
+    rows = [{**r, "margin": 2.0, "source": "x"} for r in pairs(4, 0)]
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "d"))
+    ex = build_examples(load_splits(tmp_path / "d")["train"].to_list(), "dpo", Tokenise(tok), batch_size=2, seed=0)
+    assert len(ex) == 4 and all(isinstance(t, int) for t in ex[0].chosen)
+    assert torch.tensor(ex[0].chosen).dtype == torch.int64
