@@ -64,6 +64,7 @@ class JudgeOptions:
     shard: str | None = None  # "K/N": this machine's share of the job
     limit: int | None = None  # judge at most this many comparisons / responses
     dry_run: bool = False  # count what would be sent, send nothing
+    write_every: int = 256  # rows per store part (smaller: less to rebuild from the cache after a kill)
 
 
 @dataclass
@@ -327,7 +328,7 @@ async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions) -> 
         report.summary.requests = missing
         report.summary.cost = engine.price({"prompt_tokens": missing * _tokens(todo), "completion_tokens": missing * options.sampling.max_tokens})
         return report
-    sink = RowSink(store)
+    sink = RowSink(store, every=options.write_every)
 
     def on_result(task: Task, row: Judgement) -> None:
         if row.status == "error":

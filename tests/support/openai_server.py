@@ -241,9 +241,13 @@ class OpenAIServer:
                 return 400, {}, _error(f"{param} is not supported by this server", "invalid_request_error", param)
         fault = self._draw_fault()
         replies = []
-        for i in range(int(body.get("n") or 1)):
-            reply = self.answer(dict(body, _choice=i) if i else body)
-            replies.append(reply if isinstance(reply, Reply) else Reply(content=str(reply)))
+        try:
+            for i in range(int(body.get("n") or 1)):
+                reply = self.answer(dict(body, _choice=i) if i else body)
+                replies.append(reply if isinstance(reply, Reply) else Reply(content=str(reply)))
+        except Exception as exc:  # a bug in a test's script: say so loudly instead of hanging the client
+            self._record(body, "script_error", auth)
+            return 500, {}, _error(f"the scripted answer raised {exc!r}", "script_error")
         fault = replies[0].fault or fault
         delay = replies[0].delay if replies[0].delay is not None else self.latency
         if fault == "timeout":

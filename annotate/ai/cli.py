@@ -1,0 +1,171 @@
+"""AI commands: `generate`, `judge`, `critique`, `revise`, `judge-eval`. Each reads its flags, calls
+one library function and prints what happened. The API key is read from the environment variable
+named by --api-key-env (default OPENAI_API_KEY) and never written anywhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from annotate.ai.engine import AIError, EngineConfig
+from annotate.ai.jobs import Sampling
+from annotate.store import Store, StoreError
+from prefkit.cli import add_command, add_store_option, store_path
+
+ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ValueError)
+
+
+def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_tokens: int) -> None:
+    add_store_option(p)
+    g = p.add_argument_group("server")
+    g.add_argument("--model", required=True, help="the model name the server knows")
+    g.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                   help="environment variable holding the API key (default OPENAI_API_KEY; never stored)")
+    g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default 16)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    g.add_argument("--max-retries", type=int, default=6, help="retries on 5xx, 429, timeouts (default 6)")
+    g.add_argument("--price-in", type=float, default=0.0, help="dollars per million prompt tokens (for the ledger)")
+    g.add_argument("--price-out", type=float, default=0.0, help="dollars per million completion tokens")
+    g.add_argument("--max-cost", type=float, help="stop sending requests once this many dollars are spent")
+    g.add_argument("--shard", metavar="K/N", help="run share K of N (several machines, one store)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = p.add_argument_group("sampling (all sent explicitly)")
+    s.add_argument("--temperature", type=float, default=temperature)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--max-tokens", type=int, default=max_tokens)
+    s.add_argument("--seed", type=int, default=0, help="sample k is sent with seed + k")
+
+
+def _config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(
+        model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency,
+        timeout=args.timeout, max_retries=args.max_retries, price_in=args.price_in, price_out=args.price_out,
+        max_cost=args.max_cost, progress=not args.no_progress,
+    )
+
+
+def _sampling(args: argparse.Namespace) -> Sampling:
+    return Sampling(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+
+
+def _summary(summary, extra: str = "") -> str:
+    cost = f", ${summary.cost:.4f}" if summary.cost else ""
+    return (f"{summary.requests} requests sent, {summary.cached} answers from the cache, "
+            f"{summary.prompt_tokens}+{summary.completion_tokens} tokens{cost}, {summary.seconds:.1f} s{extra}")
+
+
+def _budget(summary) -> int:
+    if summary.stopped == "budget":
+        print("stopped: --max-cost reached; answers paid for so far are cached, re-run with a higher --max-cost "
+              "to continue", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from annotate.ai.judge import JudgeOptions, judge
+
+    options = JudgeOptions(
+        method=args.method, template=args.template or ("pairwise" if args.method != "rubric" else "ultrafeedback"),
+        pairs=args.pairs, both_orders=not args.one_order, samples=args.samples, mode=args.mode,
+        sampling=_sampling(args), shard=args.shard, limit=args.limit, dry_run=args.dry_run,
+        write_every=args.write_every,
+    )
+    report = judge(Store(store_path(args)), _config(args), options)
+    if args.dry_run:
+        print(f"dry run ({report.mode}): {report.planned} requests planned, {report.skipped} already judged, "
+              f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}")
+        return 0
+    print(f"judged ({report.mode}): {report.written} rows written ({report.errors} errors), "
+          f"{report.skipped} already in the store; " + _summary(report.summary))
+    if report.rankings:
+        print(f"{report.rankings} Bradley–Terry rankings written")
+    print(f"run log: {report.log}")
+    return _budget(report.summary)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from annotate.ai.generate import GenerateOptions, generate
+
+    options = GenerateOptions(n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard, limit=args.limit)
+    report = generate(Store(store_path(args)), _config(args), options)
+    print(f"generated {report.written} responses, {report.skipped} already there; " + _summary(report.summary))
+    for failure in report.failures[:10]:
+        print(f"failed: prompt {failure['prompt_id']} sample {failure['sample']}: {failure['error']}", file=sys.stderr)
+    if report.failures:
+        print(f"{len(report.failures)} samples failed (listed in {report.log}); re-run to retry them", file=sys.stderr)
+    return _budget(report.summary) or (1 if report.failures else 0)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "generate",
+        cmd_generate,
+        """Generate N candidate responses per prompt with any OpenAI-compatible server.
+
+        Each sample is its own request (seed = --seed + k), cached the moment it arrives, so an
+        interrupted run resumes without paying twice. Sampling parameters, token usage and the
+        server fingerprint are stored with each response (responses.generation).
+
+        Example:
+          prefkit generate --model gpt-4o-mini -n 4 --temperature 0.8
+          prefkit generate --base-url http://localhost:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct -n 2""",
+    )
+    _server_options(p, temperature=0.8, max_tokens=512)
+    p.add_argument("-n", type=int, default=2, help="samples per prompt (default 2)")
+    p.add_argument("--system", help="a system message put before every prompt")
+    p.add_argument("--limit", type=int, help="at most this many prompts")
+
+    p = add_command(
+        subparsers,
+        "judge",
+        cmd_judge,
+        """Judge the store's responses with an LLM: pairwise (both orders), rubric scores, or rankings.
+
+        pairwise: every pair of responses to a prompt (or --pairs judged: the pairs people judged),
+        shown in both orders; each order is one judgement row, so position bias stays visible. The
+        verdict comes from the first token's logprobs where the server gives them (confidence =
+        P(first better)), else JSON-schema output, else text, else one repair request, else an
+        error row with the reason. rubric: each response scored per aspect (--template ultrafeedback,
+        self_rewarding or a YAML file), --samples k averaged. ranking: pairwise, then one
+        Bradley–Terry ranking per prompt. Re-running sends only what is missing.
+
+        Example:
+          prefkit judge --model gpt-4o-mini --max-cost 5
+          prefkit judge --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --method rubric --template self_rewarding
+          prefkit judge --model gpt-4o-mini --shard 2/4 --dry-run""",
+    )
+    _server_options(p, temperature=0.0, max_tokens=256)
+    p.add_argument("--method", choices=["pairwise", "rubric", "ranking"], default="pairwise")
+    p.add_argument("--template", help="judge template or rubric: a bundled name or a YAML path")
+    p.add_argument("--pairs", choices=["all", "judged"], default="all", help="which pairs to compare (pairwise, ranking)")
+    p.add_argument("--one-order", action="store_true", help="show each pair in one order only (not recommended)")
+    p.add_argument("--samples", type=int, default=1, help="k samples per request (use --temperature > 0)")
+    p.add_argument("--mode", choices=["auto", "logprobs", "json", "text"], default="auto",
+                   help="how to read verdicts (auto: detect what the server supports)")
+    p.add_argument("--limit", type=int, help="at most this many comparisons (pairwise) or responses (rubric)")
+    p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
+    p.add_argument("--write-every", type=int, default=256, help="rows per store part (default 256)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m annotate.ai.cli judge …`: the same commands without loading every other stage
+    (some import torch at start-up), for jobs started many times, such as by tests."""
+    parser = argparse.ArgumentParser(prog="prefkit")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    register(sub)
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ERRORS as exc:
+        print(f"prefkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
