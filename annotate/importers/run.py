@@ -96,6 +96,8 @@ def import_files(
 
 def _existing_ids(store: Store) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
+    if all(store.is_empty(t) for t in TABLE_ORDER):
+        return out
     con = store.connect()
     try:
         for table in TABLE_ORDER:
@@ -157,9 +159,9 @@ def _import_one(batch, seen: Seen, path: Path, fmt: str | None, mapping: dict[st
 
 def _flush(batch, rows: Rows) -> None:
     for table in TABLE_ORDER:
-        if rows.tables[table]:
+        if rows.count(table):
             try:
-                batch.append(table, rows.tables[table])
+                batch.append(table, rows.table(table))
             except ContractError as exc:
                 where = rows.where[table][exc.row] if exc.row is not None else "?"
                 raise ImportFailed(where, exc.field, f"{table} row breaks the data contract: {exc.problem}",
