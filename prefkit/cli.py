@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import textwrap
 from collections.abc import Callable
@@ -34,7 +35,7 @@ def add_command(
 ) -> argparse.ArgumentParser:
     """Add a subcommand whose `--help` is `doc`: first line the summary, the rest (with an
     `Example:` block) shown as written."""
-    doc = textwrap.dedent(doc).strip()
+    doc = inspect.cleandoc(doc)  # the first line may be unindented, the rest indented
     summary = doc.splitlines()[0]
     parser = subparsers.add_parser(
         name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
