@@ -98,6 +98,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return _budget(report.summary) or (1 if report.failures else 0)
 
 
+def cmd_judge_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from annotate.ai.evaluate import evaluate, format_eval, judges
+
+    store = Store(store_path(args), create=False)
+    names = [args.judge] if args.judge else judges(store)
+    if not names:
+        raise AIError("no AI pairwise judgements in the store: run `prefkit judge` first")
+    results = [evaluate(store, name, tuple(args.reference.split(","))) for name in names]
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print("\n\n".join(format_eval(r) for r in results))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(
         subparsers,
@@ -148,6 +165,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="at most this many comparisons (pairwise) or responses (rubric)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
     p.add_argument("--write-every", type=int, default=256, help="rows per store part (default 256)")
+
+    p = add_command(
+        subparsers,
+        "judge-eval",
+        cmd_judge_eval,
+        """Measure an AI judge against the people who judged the same pairs.
+
+        Reports agreement with the human majority (accuracy and Cohen's kappa), position consistency
+        (the same verdict in both orders), which position wins when it is not, and length bias (how
+        often the longer response wins, for the judge and for people). Judge the human-labelled pairs
+        first with `prefkit judge --pairs judged`.
+
+        Example:
+          prefkit import ../shared/data/pandalm/testset-v1.json
+          prefkit judge --pairs judged --model gpt-4o-mini
+          prefkit judge-eval --judge ai:gpt-4o-mini:pairwise""",
+    )
+    add_store_option(p)
+    p.add_argument("--judge", help="the AI annotator to measure (default: every AI pairwise judge in the store)")
+    p.add_argument("--reference", default="human,import,adjudicator",
+                   help="annotator types that count as people (default human,import,adjudicator)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,10 @@ Faults (`faults=` a rate spread evenly over all kinds, or a {kind: rate} dict), 
 - `empty`: HTTP 200 with `content = ""`;
 - `length`: HTTP 200 with half the content and `finish_reason = "length"`.
 
+prefkit's AI jobs in `--mode auto` first send two tiny capability probes (a user message asking for
+`{"ok": true}`, once with `logprobs`, once with a JSON-schema `response_format`); a script that only
+knows the job's own prompts should pass the mode explicitly, or answer anything it does not know.
+
 Capabilities: `logprobs=` and `response_format=` are True (supported), False (HTTP 400 naming the
 parameter, as vLLM and OpenAI do for unsupported options) or "ignore" (accepted, silently ignored, as
 some llama.cpp/Ollama builds do).

@@ -1,0 +1,164 @@
+"""`prefkit judge-eval`: how well an AI judge agrees with the people who judged the same pairs.
+
+Every pairwise judgement is turned into a label for its comparison in one fixed orientation (the pair's
+response ids sorted: `lo`, `hi`): `lo` won, `hi` won, or `tie`. For the judge, the two orders of one
+comparison are combined as FastChat's MT-bench does: the same label in both orders is the verdict, a
+disagreement counts as a tie. People's labels are combined by majority (an even split is a tie).
+
+Reported: accuracy against the human majority (all comparisons, and those people did not call a tie),
+Cohen's κ over the three labels, position consistency (share of comparisons judged the same in both
+orders) and which position the judge favours when it is inconsistent, and length bias (how often the
+longer response wins a decisive verdict, for the judge and for people).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from annotate.store import Store
+
+LABELS = ("lo", "hi", "tie")
+REFERENCE_TYPES = ("human", "import", "adjudicator")
+
+_LABELLED = """
+SELECT j.prompt_id, list_sort(j.response_ids) AS pair, j.annotator, j.annotator_type,
+       coalesce(json_extract_string(j.metadata, '$.order'), 'ab') AS ord,
+       coalesce(json_extract_string(j.metadata, '$.sample'), '0') AS sample,
+       CASE WHEN j.scores[1] = j.scores[2] THEN 'tie'
+            WHEN (j.scores[1] > j.scores[2]) = (j.response_ids[1] = list_sort(j.response_ids)[1]) THEN 'lo'
+            ELSE 'hi' END AS label,
+       j.response_ids[1] = list_sort(j.response_ids)[1] AS lo_first
+FROM judgements j
+WHERE j.kind = 'pairwise' AND j.status = 'submitted' AND len(j.response_ids) = 2 AND len(j.scores) = 2
+"""
+
+
+@dataclass
+class JudgeEval:
+    judge: str
+    comparisons: int  # judged by the AI and by at least one person
+    accuracy: float | None  # judge's combined verdict == human majority (ties included)
+    accuracy_decisive: float | None  # the same, on comparisons people did not call a tie
+    cohen_kappa: float | None
+    both_orders: int  # comparisons the judge saw in both orders
+    position_consistency: float | None  # same verdict in both orders
+    first_position_rate: float | None  # of decisive single-order verdicts, share picking the first shown
+    judge_longer_rate: float | None  # of the judge's decisive verdicts on unequal lengths, share picking the longer
+    human_longer_rate: float | None  # the same for the human majority
+    human_pairs: int  # comparisons people judged at all
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def majority(labels: list[str]) -> str:
+    counts = Counter(labels).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return "tie"
+    return counts[0][0]
+
+
+def combine_orders(by_order: dict[str, str]) -> str:
+    """The judge's verdict for one comparison: agreeing orders give their label, disagreeing ones a tie."""
+    labels = set(by_order.values())
+    return labels.pop() if len(labels) == 1 else "tie"
+
+
+def cohen_kappa(a: list[str], b: list[str]) -> float | None:
+    """Cohen's κ = (p_o − p_e) / (1 − p_e) for two raters' labels of the same items."""
+    n = len(a)
+    if n == 0:
+        return None
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
+    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def judges(store: Store) -> list[str]:
+    con = store.connect()
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT DISTINCT annotator FROM judgements WHERE annotator_type = 'ai' AND kind = 'pairwise' ORDER BY 1"
+        ).fetchall()]
+    finally:
+        con.close()
+
+
+def evaluate(store: Store, judge: str, reference: tuple[str, ...] = REFERENCE_TYPES) -> JudgeEval:
+    """Compare `judge` (an annotator name, `ai:<model>:<template>`) with the reference annotators."""
+    con = store.connect()
+    try:
+        con.execute(f"CREATE TEMP TABLE labelled AS {_LABELLED}")
+        ai = con.execute(
+            "SELECT prompt_id, pair, sample, ord, label, lo_first FROM labelled WHERE annotator = ?", [judge]
+        ).fetchall()
+        people = con.execute(
+            f"SELECT prompt_id, pair, label FROM labelled WHERE annotator_type IN ({', '.join('?' * len(reference))})",
+            list(reference),
+        ).fetchall()
+        lengths = dict(con.execute("SELECT response_id, length(content) FROM responses").fetchall())
+    finally:
+        con.close()
+    if not ai:
+        raise ValueError(f"no submitted pairwise judgements by {judge!r} in the store; judges there: {judges(store)}")
+
+    human: dict[tuple, list[str]] = {}
+    for pid, pair, label in people:
+        human.setdefault((pid, tuple(pair)), []).append(label)
+    judged: dict[tuple, dict[str, str]] = {}
+    first_pick = []
+    for pid, pair, sample, order, label, lo_first in ai:
+        judged.setdefault((pid, tuple(pair), sample), {})[order] = label
+        if label != "tie":
+            first_pick.append((label == "lo") == lo_first)
+
+    verdicts = {key: combine_orders(orders) for key, orders in judged.items()}
+    both = [orders for orders in judged.values() if len(orders) == 2]
+    shared = [(v, majority(human[key[:2]])) for key, v in verdicts.items() if key[:2] in human]
+    decisive = [(v, h) for v, h in shared if h != "tie"]
+
+    def longer_rate(pairs_labels: list[tuple[tuple, str]]) -> float | None:
+        picks = []
+        for pair, label in pairs_labels:
+            lo, hi = (lengths.get(r, 0) for r in pair)
+            if label != "tie" and lo != hi:
+                picks.append((label == "lo") == (lo > hi))
+        return _mean(picks)
+
+    return JudgeEval(
+        judge=judge,
+        comparisons=len(shared),
+        accuracy=_mean([v == h for v, h in shared]),
+        accuracy_decisive=_mean([v == h for v, h in decisive]),
+        cohen_kappa=cohen_kappa([v for v, _ in shared], [h for _, h in shared]),
+        both_orders=len(both),
+        position_consistency=_mean([o["ab"] == o["ba"] for o in both]),
+        first_position_rate=_mean(first_pick),
+        judge_longer_rate=longer_rate([(key[1], v) for key, v in verdicts.items()]),
+        human_longer_rate=longer_rate([(key[1], majority(labels)) for key, labels in human.items()]),
+        human_pairs=len(human),
+    )
+
+
+def _mean(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def format_eval(result: JudgeEval) -> str:
+    def pct(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    kappa = "—" if result.cohen_kappa is None else f"{result.cohen_kappa:.3f}"
+    return "\n".join([
+        f"judge: {result.judge}",
+        f"comparisons judged by the AI and by people: {result.comparisons} (people judged {result.human_pairs})",
+        f"agreement with the human majority: {pct(result.accuracy)} (decisive human verdicts only: "
+        f"{pct(result.accuracy_decisive)}), Cohen's kappa {kappa}",
+        f"position consistency: {pct(result.position_consistency)} of {result.both_orders} comparisons judged in "
+        f"both orders; the first-shown response wins {pct(result.first_position_rate)} of decisive verdicts",
+        f"length bias: the longer response wins {pct(result.judge_longer_rate)} of the judge's decisive verdicts, "
+        f"{pct(result.human_longer_rate)} of people's",
+    ])
