@@ -1,0 +1,41 @@
+"""The app's per-process state for one store and project: the index, the assigner and the texts,
+plus the two operations every page uses — show the next item, submit an answer."""
+
+from __future__ import annotations
+
+import os
+
+from annotate.app.assign import Assigner, Index
+from annotate.app.content import Content
+from annotate.app.items import display_order
+from annotate.app.project import Project
+from annotate.app.submit import Shown, write
+from annotate.contract import Judgement, Response
+from annotate.store import Store
+
+
+class Board:
+    def __init__(self, store: str | os.PathLike | Store, project: Project):
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.project = project
+        self.index = Index(self.store, project)
+        self.assigner = Assigner(self.store, project, self.index)
+        self.content = Content(self.store)
+
+    def show(self, annotator: str, kind: str) -> Shown | None:
+        """Lease the next item of `kind` to `annotator` and describe it as it will be shown."""
+        item = self.assigner.next_item(annotator, kind)
+        if item is None:
+            return None
+        order = display_order(annotator, item.key, item.response_ids)
+        ai = self.index.ai.get(item.key) if self.project.mode == "assist" else None
+        if ai is not None:  # say the verdict in the terms the person sees (A/B), and keep the ids
+            letter = "tie" if ai["verdict"] == "tie" else "AB"[order.index(ai["verdict"])]
+            ai = {**ai, "shown_as": letter}
+        return Shown(item, order, annotator, ai_shown=ai, gold=self.index.gold.get(item.key))
+
+    def submit(self, shown: Shown, judgements: list[Judgement], responses: list[Response] = ()) -> str:
+        status = write(self.store, self.assigner, shown, judgements, responses)
+        for r in responses:
+            self.content.add(r.response_id, r.content)
+        return status

@@ -1,0 +1,200 @@
+"""A labelling project: who may log in, which judgement kinds are asked for, how often, and under
+which guidelines. Read from a YAML file (see data/demo-project.yaml and docs/annotating.md).
+
+Passwords are stored as salted PBKDF2-SHA256 hashes (`prefkit app hash-password` makes one); the
+plain text never reaches the file. A project with no users runs in *open mode*: one local user,
+named in the file, for someone labelling on their own machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from annotate.ids import content_hash
+
+ROLES = ("annotator", "reviewer", "admin")
+TASK_KINDS = ("pairwise", "ranking", "binary", "rating", "edit", "steps")
+MODES = ("blind", "assist")
+_PBKDF2_ROUNDS = 200_000
+
+
+class ProjectError(ValueError):
+    """The project file is missing or wrong; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    role: str = "annotator"
+    password_hash: str = ""
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in ("reviewer", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One queue of the project: a judgement kind and how many people judge each item."""
+
+    kind: str
+    overlap: int = 1  # k: distinct annotators per item
+    max_responses: int = 4  # ranking: at most this many responses per item
+
+
+@dataclass
+class Project:
+    name: str = "local"
+    tasks: list[Task] = field(default_factory=lambda: [Task("pairwise")])
+    users: list[User] = field(default_factory=list)
+    open_user: str = "local"  # the login used in open mode (no users listed)
+    guidelines_text: str = ""
+    guidelines_id: str = "guidelines"
+    aspects: list[str] = field(default_factory=list)  # pairwise sub-questions, e.g. helpfulness
+    rating_aspects: list[str] = field(default_factory=lambda: ["overall"])
+    rating_scale: int = 5
+    strength: bool = True  # pairwise: ask how much better (1-3)
+    mode: str = "blind"  # blind: no AI verdict shown; assist: AI verdict and confidence shown
+    gold_rate: float = 0.0  # share of served items that are gold items (when any exist)
+    min_seconds: float = 2.0  # answers faster than this are stored with status 'flagged'
+    lease_minutes: float = 30.0
+
+    @property
+    def open_mode(self) -> bool:
+        return not self.users
+
+    @property
+    def guidelines(self) -> str:
+        """The guidelines version written on every judgement: id plus content hash."""
+        return f"{self.guidelines_id}@{content_hash(self.guidelines_text)[:12]}"
+
+    def user(self, login: str) -> User | None:
+        return next((u for u in self.users if u.login == login), None)
+
+    def task(self, kind: str) -> Task:
+        for task in self.tasks:
+            if task.kind == kind:
+                return task
+        raise ProjectError(f"project {self.name!r} has no {kind!r} task; it has {[t.kind for t in self.tasks]}")
+
+
+# -- passwords ----------------------------------------------------------------------------------
+
+
+def hash_password(password: str, *, salt: bytes | None = None, rounds: int = _PBKDF2_ROUNDS) -> str:
+    """`pbkdf2_sha256$ROUNDS$SALT$HASH` (base64), the form the project file stores."""
+    salt = salt or os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, rounds)
+    b64 = base64.b64encode
+    return f"pbkdf2_sha256${rounds}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, rounds, salt, digest = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), base64.b64decode(salt), int(rounds))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+def authenticate(project: Project, login: str, password: str) -> User | None:
+    """The user when `password` is right, else None (same answer for an unknown login)."""
+    user = project.user(login.strip())
+    if user is None:
+        verify_password(password, hash_password("x", rounds=1000))  # keep the timing similar
+        return None
+    return user if verify_password(password, user.password_hash) else None
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _need(cond: bool, path: Path, where: str, problem: str) -> None:
+    if not cond:
+        raise ProjectError(f"{path}: {where}: {problem}")
+
+
+def parse_project(data: dict, path: Path, base: Path | None = None) -> Project:
+    _need(isinstance(data, dict), path, "top level", "expected a mapping (name:, tasks:, users:, ...)")
+    tasks = []
+    for i, raw in enumerate(data.get("tasks") or [{"kind": "pairwise"}]):
+        raw = {"kind": raw} if isinstance(raw, str) else raw
+        _need(isinstance(raw, dict), path, f"tasks[{i}]", "expected a mapping with kind: and overlap:")
+        kind = raw.get("kind")
+        _need(kind in TASK_KINDS, path, f"tasks[{i}].kind", f"{kind!r} is not one of {list(TASK_KINDS)}")
+        overlap = raw.get("overlap", data.get("overlap", 1))
+        _need(isinstance(overlap, int) and overlap >= 1, path, f"tasks[{i}].overlap", "must be an integer >= 1")
+        tasks.append(Task(kind, overlap, int(raw.get("max_responses", 4))))
+    _need(len({t.kind for t in tasks}) == len(tasks), path, "tasks", "each kind may appear once")
+
+    users = []
+    for i, raw in enumerate(data.get("users") or []):
+        _need(isinstance(raw, dict) and raw.get("login"), path, f"users[{i}]", "needs login:")
+        role = raw.get("role", "annotator")
+        _need(role in ROLES, path, f"users[{i}].role", f"{role!r} is not one of {list(ROLES)}")
+        pw = raw.get("password_hash", "")
+        _need(
+            isinstance(pw, str) and pw.startswith("pbkdf2_sha256$"),
+            path,
+            f"users[{i}].password_hash",
+            "missing or not a hash; make one with `prefkit app hash-password`",
+        )
+        users.append(User(str(raw["login"]), role, pw))
+    _need(len({u.login for u in users}) == len(users), path, "users", "logins must be unique")
+
+    guidelines = data.get("guidelines", "")
+    if isinstance(guidelines, dict) and "file" in guidelines:
+        gfile = (base or path.parent) / guidelines["file"]
+        _need(gfile.is_file(), path, "guidelines.file", f"{gfile} does not exist")
+        guidelines_text, guidelines_id = gfile.read_text(encoding="utf-8"), guidelines.get("id", gfile.stem)
+    else:
+        guidelines_text, guidelines_id = str(guidelines or ""), str(data.get("guidelines_id", "guidelines"))
+
+    mode = data.get("mode", "blind")
+    _need(mode in MODES, path, "mode", f"{mode!r} is not one of {list(MODES)}")
+    gold_rate = float(data.get("gold_rate", 0.0))
+    _need(0.0 <= gold_rate < 1.0, path, "gold_rate", "must be in [0, 1)")
+    return Project(
+        name=str(data.get("name", path.stem)),
+        tasks=tasks,
+        users=users,
+        open_user=str(data.get("open_user", "local")),
+        guidelines_text=guidelines_text,
+        guidelines_id=guidelines_id,
+        aspects=list(data.get("aspects") or []),
+        rating_aspects=list(data.get("rating_aspects") or ["overall"]),
+        rating_scale=int(data.get("rating_scale", 5)),
+        strength=bool(data.get("strength", True)),
+        mode=mode,
+        gold_rate=gold_rate,
+        min_seconds=float(data.get("min_seconds", 2.0)),
+        lease_minutes=float(data.get("lease_minutes", 30.0)),
+    )
+
+
+def load_project(path: str | os.PathLike | None) -> Project:
+    """The project in `path`, or the default open-mode project (all kinds, k=1) when `path` is None."""
+    if path is None:
+        return Project(tasks=[Task(k) for k in TASK_KINDS], min_seconds=0.0)
+    path = Path(path)
+    if not path.is_file():
+        raise ProjectError(f"{path}: no such project file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_project(data, path)

@@ -1,0 +1,41 @@
+"""Small stores and projects for the app's tests (real Parquet, real SQLite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotate.app.project import Project, Task, User, hash_password
+from annotate.contract import Prompt, Response
+from annotate.store import Store
+
+PASSWORDS = {"alice": "wonderland", "bob": "builder", "rita": "reviewer!"}
+
+
+def make_store(path, n_prompts: int = 20, n_responses: int = 2, texts=None) -> Store:
+    store = Store(path)
+    prompts, responses = [], []
+    for i in range(n_prompts):
+        p = Prompt(messages=[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"}], source="test")
+        prompts.append(p)
+        for j in range(n_responses):
+            text = texts[j] if texts else f"Answer {j} to {i}: it is {2 * i + j}. Step 1: add.\n\nStep 2: done."
+            responses.append(Response(prompt_id=p.prompt_id, content=text, model=f"model-{j}"))
+    with store.batch() as b:
+        b.append("prompts", prompts)
+        b.append("responses", responses)
+    return store
+
+
+def make_project(kinds=("pairwise",), overlap: int = 1, **kw) -> Project:
+    users = [
+        User("alice", "annotator", hash_password(PASSWORDS["alice"], rounds=1000)),
+        User("bob", "annotator", hash_password(PASSWORDS["bob"], rounds=1000)),
+        User("rita", "reviewer", hash_password(PASSWORDS["rita"], rounds=1000)),
+    ]
+    kw.setdefault("min_seconds", 0.0)
+    return Project(name="t", tasks=[Task(k, overlap) for k in kinds], users=users, **kw)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_store(tmp_path / "store")

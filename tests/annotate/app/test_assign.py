@@ -1,0 +1,107 @@
+"""Task assignment: overlap k, leases, no repeats, nothing lost, across threads and processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import Counter
+
+import pytest
+
+from annotate.app import submit
+from annotate.app.board import Board
+from annotate.app.items import judgement_item_key
+from annotate.store import Store
+from tests.annotate.app.conftest import make_project, make_store
+from tests.annotate.app.workers import run_process
+
+N_PROCESSES, THREADS_PER_PROCESS, PER_ANNOTATOR, K = 4, 5, 50, 2
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_annotators_with_overlap_two(tmp_path):
+    n_items = N_PROCESSES * THREADS_PER_PROCESS * PER_ANNOTATOR // K + 20
+    store = make_store(tmp_path / "s", n_prompts=n_items)
+    logins = [f"ann{i:02d}" for i in range(N_PROCESSES * THREADS_PER_PROCESS)]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=run_process, args=(str(store.root), logins[i::N_PROCESSES], PER_ANNOTATOR, K, queue))
+        for i in range(N_PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    errors = [e for _ in procs for e in queue.get(timeout=240)]
+    for p in procs:
+        p.join(timeout=60)
+    assert errors == []
+    assert all(p.exitcode == 0 for p in procs)
+
+    rows = Store(store.root).read("judgements").to_pylist()
+    assert len(rows) == 1000
+    per_item = Counter(judgement_item_key(r["kind"], r["prompt_id"], r["response_ids"]) for r in rows)
+    assert max(per_item.values()) <= K
+    pairs = Counter((judgement_item_key(r["kind"], r["prompt_id"], r["response_ids"]), r["annotator"]) for r in rows)
+    assert max(pairs.values()) == 1, "an annotator judged the same item twice"
+    assert Counter(r["annotator"] for r in rows) == {login: PER_ANNOTATOR for login in logins}
+
+
+def test_reload_serves_the_same_item_until_answered(store):
+    board = Board(store.root, make_project())
+    first = board.show("alice", "pairwise")
+    assert board.show("alice", "pairwise").item == first.item  # a rerun of the page
+    board.submit(first, submit.pairwise(board.project, first, "B"))
+    assert board.show("alice", "pairwise").item != first.item
+
+
+def test_new_process_sees_judgements_in_the_store(store):
+    board = Board(store.root, make_project(overlap=1))
+    seen = set()
+    while (shown := board.show("alice", "pairwise")) is not None:
+        seen.add(shown.item.key)
+        board.submit(shown, submit.pairwise(board.project, shown, "A"))
+    assert len(seen) == 20
+    # a fresh process (new index from Parquet, fresh lease db) has nothing left for anyone
+    (store.root / "app" / "assign.sqlite").unlink()
+    again = Board(store.root, make_project(overlap=1))
+    assert again.show("bob", "pairwise") is None
+    assert again.index.progress("alice", "pairwise").mine == 20
+
+
+def test_skipped_item_returns_to_the_pool_but_not_to_the_skipper(store):
+    board = Board(store.root, make_project(overlap=1))
+    shown = board.show("alice", "pairwise")
+    board.submit(shown, submit.skip(board.project, shown, "unclear prompt"))
+    keys = set()
+    while (s := board.show("alice", "pairwise")) is not None:
+        keys.add(s.item.key)
+        board.submit(s, submit.pairwise(board.project, s, "A"))
+    assert shown.item.key not in keys and len(keys) == 19
+    assert board.show("bob", "pairwise").item.key == shown.item.key
+    row = Store(store.root).read("judgements", "status = 'skipped'").to_pylist()[0]
+    assert row["rationale"] == "unclear prompt" and row["scores"] == []
+
+
+def test_an_expired_lease_frees_the_item(store):
+    project = make_project(overlap=1, lease_minutes=0.0005)  # 30 ms
+    board = Board(store.root, project)
+    taken = {board.show(f"a{i}", "pairwise").item.key for i in range(20)}
+    assert len(taken) == 20 and board.show("late", "pairwise") is None
+    import time
+
+    time.sleep(0.05)
+    assert board.show("late", "pairwise") is not None
+
+
+def test_display_order_is_shuffled_per_person_and_recorded(tmp_path):
+    store = make_store(tmp_path / "s", n_prompts=40)
+    board = Board(store.root, make_project(overlap=2))
+    firsts = Counter()
+    for login in ("alice", "bob"):
+        while (s := board.show(login, "pairwise")) is not None:
+            assert sorted(s.order) == list(s.item.response_ids)
+            assert board.show(login, "pairwise").order == s.order  # stable on rerun
+            firsts[s.order[0] == s.item.response_ids[0]] += 1
+            board.submit(s, submit.pairwise(board.project, s, "A"))
+    assert firsts[True] > 10 and firsts[False] > 10
+    rows = Store(store.root).read("judgements").to_pylist()
+    assert Counter(r["response_ids"][0] == sorted(r["response_ids"])[0] for r in rows) == firsts
