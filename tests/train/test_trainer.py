@@ -1,0 +1,179 @@
+"""The training loop end to end on a tiny model: learning, accumulation, DDP, resume, LoRA, CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.train.synth import pairs, save_dataset, tiny_model, unpaired
+from train.config import TrainConfig
+from train.trainer import read_metrics, train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    tiny_model(d / "model")
+    save_dataset(d / "pairs", pairs(128, 0), pairs(32, 1))
+    save_dataset(d / "kto", unpaired(64, 0), pairs(32, 1))  # unpaired train split, held-out pairs
+    return d
+
+
+def cfg(world: Path, out: str, **kw) -> TrainConfig:
+    base = dict(data=str(world / "pairs"), model=str(world / "model"), out=str(world / out), lr=5e-3, max_steps=30,
+                batch_size=8, ref_cache_dir=str(world / "cache"), progress=False, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def train_rows(run: Path) -> list[dict]:
+    return [r for r in read_metrics(run) if "loss" in r]
+
+
+def assert_weights_close(a: Path, b: Path, atol: float) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize("method", ["dpo", "ipo", "apo-zero", "kto", "rm"])
+def test_method_learns_the_synthetic_preference_on_held_out_pairs(world, method):
+    data = world / ("kto" if method == "kto" else "pairs")
+    final = train(cfg(world, method, method=method, data=str(data), eval_steps=30))
+    rows = read_metrics(world / method)
+    evals = [r for r in rows if "eval/rewards/accuracies" in r]
+    assert evals[-1]["step"] == 30
+    assert evals[-1]["eval/rewards/accuracies"] >= 0.9, evals[-1]
+    first = rows[0]
+    if method != "rm":  # the reference is the starting policy: step 1 has ln 2 (DPO) and zero rewards
+        assert first["rewards/margins" if method != "kto" else "rewards/chosen"] == pytest.approx(0, abs=1e-6)
+    train_rows = [r for r in rows if "loss" in r]
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    keys = {"step", "loss", "rewards/chosen", "rewards/rejected", "tokens_per_s", "lr"}
+    keys |= {"kl", "logps/chosen"} if method == "kto" else {"rewards/margins", "rewards/accuracies"}
+    assert keys <= set(first)
+    saved = yaml.safe_load((world / method / "config.yaml").read_text())
+    assert saved["method"] == method and saved["lr"] == 5e-3
+    if method == "dpo":
+        from transformers import AutoModelForCausalLM
+
+        assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+        AutoModelForCausalLM.from_pretrained(final)
+
+
+def test_batch_8_equals_batch_1_times_8_accumulation(world):
+    a = train(cfg(world, "acc8", max_steps=2, lr=1e-3))
+    b = train(cfg(world, "acc1", max_steps=2, lr=1e-3, micro_batch_size=1, packing=False))
+    la, lb = train_rows(world / "acc8"), train_rows(world / "acc1")
+    for ra, rb in zip(la, lb, strict=True):
+        assert ra["loss"] == pytest.approx(rb["loss"], abs=1e-4)
+    assert la[1]["loss"] != pytest.approx(la[0]["loss"], abs=1e-6)  # it did learn between steps
+    assert_weights_close(a, b, atol=1e-4)
+
+
+def test_token_budget_micro_batches_equal_one_batch(world):
+    a = train(cfg(world, "tok_full", max_steps=2, lr=1e-3))
+    b = train(cfg(world, "tok_budget", max_steps=2, lr=1e-3, max_tokens=60))
+    assert_weights_close(a, b, atol=1e-4)
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PREFKIT_DIST_BACKEND": "gloo"}
+
+
+@pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
+def test_ddp_two_gloo_processes_equal_one_process(world):
+    one = train(cfg(world, "ddp1", max_steps=2, lr=1e-3))
+    args = ["--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(world / "ddp2"),
+            "--lr", "1e-3", "--max-steps", "2", "--batch-size", "8", "--ref-cache-dir", str(world / "cache"),
+            "--device", "cpu", "--threads", "1", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", "29533", "-m", "prefkit.cli", "train", "dpo", *args],
+                          env=_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_weights_close(one, world / "ddp2" / "final", atol=1e-4)
+    rows1, rows2 = read_metrics(world / "ddp1"), read_metrics(world / "ddp2")
+    assert rows2[0]["loss"] == pytest.approx(rows1[0]["loss"], abs=1e-4)
+
+
+def test_killed_and_resumed_equals_uninterrupted(world):
+    whole = train(cfg(world, "whole", max_steps=6, lr=1e-3))
+    c = cfg(world, "killed", max_steps=6, lr=1e-3, save_steps=2)
+    script = (
+        "import os, signal, sys\n"
+        "from train.config import TrainConfig\n"
+        "from train.trainer import train\n"
+        f"cfg = TrainConfig(**{c.to_dict()!r})\n"
+        "train(cfg, on_step=lambda step, row: step == 3 and os.kill(os.getpid(), signal.SIGKILL))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (world / "killed" / "checkpoint" / "state.pt").exists() and not (world / "killed" / "final").exists()
+    c.resume = True
+    resumed = train(c)
+    assert_weights_close(whole, resumed, atol=1e-5)
+    assert [r["step"] for r in train_rows(world / "killed")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_lora_uses_the_adapter_disabled_model_as_reference(world):
+    final = train(cfg(world, "lora", max_steps=3, lr=1e-2, lora=True, lora_r=4))
+    rows = train_rows(world / "lora")
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # adapter B starts at 0: policy == reference
+    assert rows[-1]["rewards/margins"] > 0
+    merged, base = weights(final), weights(world / "model")
+    assert set(merged) == set(base)  # merged back into a plain model
+    assert any(not torch.equal(merged[k], base[k]) for k in base)
+
+
+def test_cli_yaml_equals_flags_and_flags_win(world, capsys):
+    from prefkit.cli import main
+
+    conf = world / "conf.yaml"
+    conf.write_text(yaml.safe_dump({"beta": 0.2, "lr": 2e-3, "max_steps": 2, "batch_size": 4, "progress": False,
+                                    "ref_cache_dir": str(world / "cache"), "threads": 1}))
+    common = ["train", "dpo", "--data", str(world / "pairs"), "--model", str(world / "model")]
+    assert main([*common, "--out", str(world / "cli_yaml"), "--config", str(conf), "--max-steps", "3"]) == 0
+    assert main([*common, "--out", str(world / "cli_flags"), "--beta", "0.2", "--lr", "2e-3", "--max-steps", "3",
+                 "--batch-size", "4", "--no-progress", "--ref-cache-dir", str(world / "cache"), "--threads", "1"]) == 0
+    a = yaml.safe_load((world / "cli_yaml" / "config.yaml").read_text())
+    b = yaml.safe_load((world / "cli_flags" / "config.yaml").read_text())
+    assert a["max_steps"] == 3 and a["beta"] == 0.2
+    assert {k: v for k, v in a.items() if k != "out"} == {k: v for k, v in b.items() if k != "out"}
+    assert_weights_close(world / "cli_yaml" / "final", world / "cli_flags" / "final", atol=0)
+
+
+def test_cli_bad_input_is_one_line(world, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "prefkit.cli", "train", "dpo", "--data", str(world / "kto"),
+                           "--model", str(world / "model"), "--out", str(tmp_path / "x")],
+                          env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("prefkit train: error:")
+    assert "use `kto`" in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("betta: 0.1\n")
+    proc = subprocess.run([sys.executable, "-m", "prefkit.cli", "train", "dpo", "--config", str(bad)],
+                          env=_env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 1 and "unknown key(s) betta" in proc.stderr
+
+
+def test_metrics_are_one_json_object_per_line(world):
+    train(cfg(world, "m", max_steps=3, eval_steps=2))
+    lines = (world / "m" / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if "eval/loss" in r] == [2, 3]
