@@ -23,6 +23,8 @@ from export.formats import CONVERSATIONAL_PROMPTS_SQL, Format, select_sql
 
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's customary shard size (and `datasets`' push_to_hub default)
 BATCH_ROWS = 32_768
+# Dictionary-encode only the columns that repeat; on free text it costs a third of the write time for nothing.
+DICTIONARY_COLUMNS = ("aspect", "source", "derived_from")
 SPLIT_ORDER = ("train", "test")
 
 
@@ -91,7 +93,8 @@ class _ShardWriter:
         self._close_current()
         part = self.folder / f".{self.split}-{len(self.parts):05d}.partial"
         self.parts.append(part)
-        self._writer = pq.ParquetWriter(part, self.schema, compression="snappy")
+        dictionary = [c for c in DICTIONARY_COLUMNS if c in self.schema.names]
+        self._writer = pq.ParquetWriter(part, self.schema, compression="snappy", use_dictionary=dictionary)
         self._bytes = 0
 
     def _close_current(self) -> None:
