@@ -134,7 +134,9 @@ def export_curated(
     license = license or (report or {}).get("license") or "other"
 
     to = Path(to)
+    created = not to.exists()
     to.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(to)
     for fname in names:
         target = to / fname
         if target.exists() and not (target / "dataset_dict.json").exists():
@@ -142,7 +144,7 @@ def export_curated(
 
     result = ExportResult(to=to)
     con = connect(threads)
-    tmp = Path(tempfile.mkdtemp(prefix=".prefkit-export-", dir=to))
+    tmp = Path(tempfile.mkdtemp(prefix=f".prefkit-export-{os.getpid()}-", dir=to))
     try:
         built: dict[str, Path] = {}
         for fname in names:
@@ -177,6 +179,9 @@ def export_curated(
             result.formats[fname] = FormatResult(
                 fname, to / fname, written.splits, conv, list(written.schema.names), sorted(files)
             )
+        if not built:
+            why = "; ".join(f"{f}: {r}" for f, r in result.skipped.items())
+            raise ExportError(f"curation {name!r} has nothing to export ({why})")
         # Everything is complete: swap each format into place (an older export is removed only now).
         for fname, out in built.items():
             target = to / fname
@@ -184,10 +189,33 @@ def export_curated(
                 old = tmp / f"old-{fname}"
                 os.replace(target, old)
             os.replace(out, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not any(to.iterdir()):
+            to.rmdir()
+        raise
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _remove_stale_temporaries(to: Path) -> None:
+    """Remove build folders left by an export whose process died (killed, power cut)."""
+    for folder in to.glob(".prefkit-export-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _keep_provenance(

@@ -83,3 +83,22 @@ def test_unknown_format(tmp_path):
     write_curation(tmp_path / "store", limit=10, tables=("pairs",))
     with pytest.raises(ExportError, match=r"unknown format 'dpo'; choose from preference, unpaired, sft, stepwise"):
         export_curated(tmp_path / "store", "pandalm", tmp_path / "out", "dpo")
+
+
+def test_nothing_to_export(tmp_path):
+    write_curation(tmp_path / "store", limit=10, tables=())
+    with pytest.raises(ExportError, match=r"curation 'pandalm' has nothing to export \(preference: no pairs\.parquet"):
+        export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the folder it made for the export is gone again
+
+
+def test_stale_build_folder_of_a_dead_process_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "out" / f".prefkit-export-{dead.stdout.strip()}-abc"
+    (stale / "preference/data").mkdir(parents=True)
+    write_curation(tmp_path / "store", limit=10, tables=("pairs",))
+    export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
+    assert _leftovers(tmp_path / "out") == ["preference"]
