@@ -11,12 +11,6 @@ from train.losses import METHODS
 ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    from train.trainer import TrainError
-
-    return (TrainError,)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     from prefkit.cli import add_command
 
