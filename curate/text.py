@@ -51,7 +51,9 @@ def mix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def ngram_hashes(token_ids: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def ngram_hashes(
+    token_ids: np.ndarray, doc: np.ndarray, n: int, keep_short: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hashes of every run of `n` consecutive tokens that lies inside one document.
 
     token_ids: int64 id per token, documents back to back; doc: the document index of each token
@@ -64,7 +66,10 @@ def ngram_hashes(token_ids: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.nda
     if n <= 1:
         return h, doc
     m = len(h)
-    starts = np.arange(max(m - n + 1, 0))
+    if m < n:
+        starts = np.zeros(0, dtype=np.int64)
+    else:
+        starts = np.arange(m - n + 1)
     acc = h[starts].copy()
     with np.errstate(over="ignore"):
         for k in range(1, n):
@@ -74,7 +79,7 @@ def ngram_hashes(token_ids: np.ndarray, doc: np.ndarray, n: int) -> tuple[np.nda
     hashes, owner = acc[whole], doc[starts][whole]
     counts = np.bincount(doc)
     short = (counts > 0) & (counts < n)
-    if short.any():
+    if keep_short and short.any():
         in_short = short[doc]
         hashes = np.concatenate([hashes, h[in_short]])
         owner = np.concatenate([owner, doc[in_short]])

@@ -1,0 +1,219 @@
+"""`curate(store, recipe, name)`: the whole curation, from the store's raw tables to
+`<store>/curated/NAME/` (pairs, unpaired, sft, steps as Parquet; report.json, report.html, recipe.yaml).
+
+Everything runs in one DuckDB connection over the store's views. Outputs are written into a temporary
+folder beside the final one and renamed into place at the end, so a failed run leaves the previous
+curation (or nothing) — never half a curation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotate.store import Store
+from curate import binarise, dedupe, filters, report, splits, votes
+from curate.recipe import Recipe, load_recipe
+from curate.tables import CURATED, curated_dir
+
+
+class CurateError(ValueError):
+    """A curation that cannot run as asked (bad name, remote store without an output folder)."""
+
+
+@dataclass
+class CurationResult:
+    name: str
+    folder: Path
+    tables: dict[str, Path]  # table name → Parquet file
+    rows: dict[str, int]  # table name → rows written
+    report: dict = field(repr=False)
+
+    @property
+    def report_json(self) -> Path:
+        return self.folder / "report.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def recipe_yaml(self) -> Path:
+        return self.folder / "recipe.yaml"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike | None = None,
+           name: str | None = None) -> CurationResult:
+    """Run `recipe` (a Recipe, a recipe file, or None for the bundled default) over `store` and write
+    the curation `name` (default: the recipe's name)."""
+    store = store if isinstance(store, Store) else Store(store, create=False)
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    name = name or recipe.name
+    if not _NAME.match(name):
+        raise CurateError(f"curation name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if store.root is None:
+        raise CurateError(f"{store.url} is a remote store: copy it locally to curate it (outputs go inside the store)")
+    started = time.perf_counter()
+    con = store.connect()
+    try:
+        rep = _run(con, recipe)
+        rep["name"] = name
+        final = curated_dir(store.root, name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            rows = {t: _write(con, t, tmp / f"{t}.parquet") for t in CURATED}
+            rep["outputs"] = rows
+            rep["seconds"] = round(time.perf_counter() - started, 3)
+            (tmp / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+            (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+            (tmp / "report.html").write_text(report.html(rep, recipe.to_yaml()), encoding="utf-8")
+            _swap(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        con.close()
+    return CurationResult(
+        name=name, folder=final, tables={t: final / f"{t}.parquet" for t in CURATED}, rows=rows, report=rep
+    )
+
+
+def _swap(tmp: Path, final: Path) -> None:
+    """Put `tmp` where `final` is: the old curation moves aside first and is removed only after."""
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
+    seed = recipe.seed
+    rep: dict = {"recipe": recipe.name, "seed": seed, "steps": [], "drops": {}}
+    steps = rep["steps"]
+
+    def step(table: str, name: str, before: int | None, after: int, reason: str = "") -> None:
+        steps.append({"table": table, "step": name, "in": before, "out": after,
+                      "dropped": None if before is None else before - after, "reason": reason})
+
+    dedupe_cfg = recipe.stage("dedupe")
+    rep["dedupe"] = dedupe.build_maps(con, dedupe_cfg, seed)
+    d = rep["dedupe"]
+    step("prompts", "dedupe", d["prompts"], d["prompts"] - d["exact_duplicate_prompts"], "exact duplicate prompt merged")
+    step("responses", "dedupe", d["responses"], d["responses"] - d["duplicate_responses"],
+         "exact duplicate response merged")
+    binarise.texts(con)
+
+    vcfg = recipe.stage("votes")
+    rep["votes"] = votes.expand(con, vcfg)
+    votes.aggregate(con, vcfg)
+    step("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
+    rep["agreement"] = report.agreement(con)
+
+    bcfg = recipe.stage("binarise")
+    binarise.pairs(con, bcfg, vcfg, seed)
+    step("pairs", f"binarise ({bcfg.pairs})", None, filters.kept(con, "pairs"))
+
+    def run_filter(table: str, label: str, fn, opts) -> None:
+        before = filters.kept(con, table)
+        reason, dropped = fn(con, table, opts, seed)
+        step(table, label, before, before - dropped, reason)
+        if dropped:
+            rep["drops"].setdefault(table, {})[reason] = {
+                "count": dropped, "examples": filters.examples(con, table, reason)
+            }
+
+    def automatic(table: str) -> None:
+        if dedupe_cfg is not None and dedupe_cfg.near_duplicates.enabled and dedupe_cfg.near_duplicates.action == "drop":
+            run_filter(table, "dedupe (near duplicates)", _near_duplicate, None)
+
+    automatic("pairs")
+    if dedupe_cfg is not None and dedupe_cfg.pairs:
+        run_filter("pairs", "dedupe (pairs)", _duplicate_pairs, None)
+    if vcfg.both_bad == "drop":
+        run_filter("pairs", "votes (both bad)", _both_bad, None)
+    rep["length_bias"] = {"before": filters.length_bias_share(con)}
+    for s in recipe.filters:
+        if "pairs" in filters.APPLIES[s.name]:
+            run_filter("pairs", s.name, filters.FILTERS[s.name], s.options)
+    rep["length_bias"]["after"] = filters.length_bias_share(con)
+
+    binarise.unpaired(con, bcfg, vcfg)
+    binarise.sft(con, bcfg)
+    binarise.steps(con, bcfg, vcfg)
+    for table in ("unpaired", "sft", "steps"):
+        step(table, "binarise", None, con.execute(f"SELECT count(*) FROM {table}_w").fetchone()[0])
+        for reason, n in con.execute(
+            f"SELECT drop_reason, count(*) FROM {table}_w WHERE drop_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall():
+            rep["drops"].setdefault(table, {})[reason] = {"count": n, "examples": filters.examples(con, table, reason)}
+            step(table, "binarise", None, 0, f"{n} marked: {reason}")
+        automatic(table)
+        for s in recipe.filters:
+            if table in filters.APPLIES[s.name]:
+                run_filter(table, s.name, filters.FILTERS[s.name], s.options)
+    run_filter("unpaired", "binarise (balance)", lambda c, t, o, sd: filters.balance_cap(c, o, sd),
+               bcfg.unpaired.max_ratio)
+
+    scfg = recipe.stage("split")
+    rep["split_groups"] = splits.assign(con, scfg, scfg.seed if scfg.seed is not None else seed)
+    rep.update(report.summary(con))
+    return rep
+
+
+def _near_duplicate(con, table, opts, seed) -> tuple[str, int]:
+    reason = "near-duplicate prompt"
+    return reason, filters.mark(con, table, reason, "prompt_id <> group_id")
+
+
+def _duplicate_pairs(con, table, opts, seed) -> tuple[str, int]:
+    reason = "duplicate pair"
+    cond = "rowid IN (SELECT rowid FROM pairs_w QUALIFY row_number() OVER (PARTITION BY key ORDER BY rowid) > 1)"
+    return reason, filters.mark(con, table, reason, cond)
+
+
+def _both_bad(con, table, opts, seed) -> tuple[str, int]:
+    return "both bad", filters.mark(con, table, "both bad", "both_bad")
+
+
+_SELECT = {
+    "pairs": """SELECT w.key AS pair_id, w.prompt_id, p.messages AS prompt, w.chosen_id, w.rejected_id, w.chosen,
+                       w.rejected, w.aspect, w.score_chosen, w.score_rejected, w.margin, w.agreement, w.n_votes,""",
+    "unpaired": """SELECT w.key AS example_id, w.prompt_id, p.messages AS prompt, w.response_id, w.completion,
+                          w.label, w.derived_from,""",
+    "sft": """SELECT w.key AS example_id, w.prompt_id,
+                     list_append(p.messages, {'role': 'assistant', 'content': w.completion}) AS messages,
+                     w.response_id, w.parent_id,""",
+    "steps": """SELECT w.key AS example_id, w.prompt_id, p.messages AS prompt, w.response_id, w.completions,
+                       w.labels,""",
+}
+
+
+def _write(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
+    """Stream the kept rows of `table` with their split into `path`, cast to the schema of curate/tables.py."""
+    schema = CURATED[table]
+    sql = f"""{_SELECT[table]} w.judgement_ids, w.annotators, w.source, w.group_id, s.split
+              FROM {table}_w w JOIN ptext p ON p.prompt_id = w.prompt_id JOIN split_of s ON s.group_id = w.group_id
+              WHERE w.drop_reason IS NULL ORDER BY s.split DESC, w.prompt_id, w.key"""
+    reader = con.sql(sql).to_arrow_reader(batch_size=50_000)
+    n = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
+            n += batch.num_rows
+    return n

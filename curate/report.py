@@ -1,0 +1,173 @@
+"""The curation report: figures gathered with SQL (`agreement`, `summary`) and a self-contained HTML
+page (`html`) with tables and inline SVG bar charts — no scripts, no network, every text escaped.
+
+The report.json keys the export stage's dataset card reads: steps, agreement, annotators, judges,
+models, length_bias, guidelines, sources (see docs/curating.md for all of them).
+"""
+
+from __future__ import annotations
+
+import html as _html
+import json
+from typing import Any
+
+import duckdb
+
+KEPT_PAIRS = "SELECT * FROM pairs_w WHERE drop_reason IS NULL"
+
+
+def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Agreement over comparisons with two or more counted votes: unanimous share, mean agreement with
+    the outcome, and Krippendorff's alpha (nominal: a better / b better / tie)."""
+    row = con.execute(
+        """
+        WITH u AS (SELECT n_votes::DOUBLE AS n, wins_a::DOUBLE AS x, wins_b::DOUBLE AS y, ties::DOUBLE AS t,
+                          agreement FROM comparisons WHERE n_votes >= 2)
+        SELECT count(*), avg((greatest(x, y, t) = n)::INT), avg(agreement),
+               sum((n * n - x * x - y * y - t * t) / (n - 1)), sum(n), sum(x), sum(y), sum(t)
+        FROM u
+        """
+    ).fetchone()
+    units, unanimous, mean_agreement, observed, total, ca, cb, ct = row
+    alpha = None
+    if units and total and total > 1:
+        expected = total * total - ca * ca - cb * cb - ct * ct
+        alpha = 1.0 if expected == 0 else 1.0 - (total - 1) * observed / expected
+    single = con.execute("SELECT count(*) FROM comparisons WHERE n_votes = 1").fetchone()[0]
+    return {
+        "comparisons_with_2plus_votes": int(units or 0),
+        "comparisons_with_1_vote": int(single),
+        "unanimous_share": _round(unanimous),
+        "mean_agreement": _round(mean_agreement),
+        "krippendorff_alpha": _round(alpha),
+    }
+
+
+def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Sources, annotators, judges, models, guidelines, splits and the unpaired balance of the result."""
+    rows = lambda sql: con.execute(sql).fetchall()  # noqa: E731 - a local shorthand
+    splits = {}
+    for table in ("pairs", "unpaired", "sft", "steps"):
+        splits[table] = dict(
+            rows(f"SELECT s.split, count(*) FROM {table}_w w JOIN split_of s USING (group_id) "
+                 "WHERE w.drop_reason IS NULL GROUP BY 1 ORDER BY 1")
+        )
+    good, bad = con.execute(
+        "SELECT count_if(label), count_if(NOT label) FROM unpaired_w WHERE drop_reason IS NULL"
+    ).fetchone()
+    return {
+        "splits": splits,
+        "sources": dict(rows(f"SELECT source, count(*) FROM ({KEPT_PAIRS}) GROUP BY 1 ORDER BY 2 DESC, 1")),
+        "annotators": dict(rows(
+            "SELECT annotator, count(*) FROM judgements WHERE status = 'submitted' AND annotator_type <> 'ai' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
+        "judges": dict(rows(
+            "SELECT annotator, count(*) FROM judgements WHERE status = 'submitted' AND annotator_type = 'ai' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
+        "annotator_types": dict(rows(
+            "SELECT annotator_type, count(*) FROM judgements WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")),
+        "models": dict(rows(
+            f"SELECT r.model, count(*) FROM ({KEPT_PAIRS}) w JOIN rtext r ON r.response_id IN (w.chosen_id, w.rejected_id) "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
+        "guidelines": dict(rows(
+            "SELECT guidelines, count(*) FROM judgements WHERE status = 'submitted' AND guidelines <> '' "
+            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
+        "unpaired_balance": {
+            "desirable": int(good or 0),
+            "undesirable": int(bad or 0),
+            "desirable_share": _round(good / (good + bad)) if (good or bad) else None,
+        },
+    }
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:left;vertical-align:top}th{background:#f3f3f3}td.n{text-align:right}pre{background:#f6f6f6;padding:1rem}
+.ex{font-size:.85em;color:#444;white-space:pre-wrap}h2{margin-top:2rem}
+"""
+
+
+def _e(value: Any) -> str:
+    return _html.escape("" if value is None else str(value), quote=True)
+
+
+def _table(rows: list[dict] | dict, headers: tuple[str, str] = ("", "")) -> str:
+    if isinstance(rows, dict):
+        rows = [{headers[0] or "key": k, headers[1] or "value": v} for k, v in rows.items()]
+    if not rows:
+        return "<p>none</p>"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = ""
+    for r in rows:
+        cells = ""
+        for c in cols:
+            v = r.get(c)
+            cls = ' class="n"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            cells += f"<td{cls}>{_e(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v)}</td>"
+        body += f"<tr>{cells}</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def bar_chart(values: dict[str, float], title: str, width: int = 640) -> str:
+    """An inline SVG horizontal bar chart of label → value."""
+    items = [(k, float(v)) for k, v in values.items() if isinstance(v, (int, float)) and v is not None]
+    if not items:
+        return ""
+    top = max(v for _, v in items) or 1.0
+    bar_h, label_w = 18, 220
+    height = bar_h * len(items) + 24
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f"<title>{_e(title)}</title>"]
+    for i, (label, v) in enumerate(items):
+        y = 20 + i * bar_h
+        w = max(1.0, (width - label_w - 80) * v / top)
+        parts.append(f'<text x="0" y="{y + 13}" font-size="12">{_e(label[:34])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{bar_h - 4}" fill="#4a78b5"/>')
+        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 13}" font-size="12">{_e(_fmt(v))}</text>')
+    parts.append(f'<text x="0" y="12" font-size="13" font-weight="bold">{_e(title)}</text></svg>')
+    return "".join(parts)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.3f}"
+
+
+def html(rep: dict, recipe_yaml: str) -> str:
+    """The report as one self-contained HTML page."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>prefkit curation {_e(rep.get('name'))}</title>",
+           f"<style>{_CSS}</style></head><body>", f"<h1>Curation <code>{_e(rep.get('name'))}</code></h1>"]
+    outputs = rep.get("outputs", {})
+    out.append("<h2>Outputs</h2>" + _table(outputs, ("table", "rows")) + bar_chart(outputs, "rows written"))
+    out.append("<h2>Splits</h2>" + _table([{"table": t, **v} for t, v in rep.get("splits", {}).items()]))
+    out.append("<h2>Counts after every step</h2>" + _table(rep.get("steps", [])))
+    for table, reasons in rep.get("drops", {}).items():
+        out.append(f"<h2>Dropped from {_e(table)}</h2>")
+        out.append(bar_chart({r: v["count"] for r, v in reasons.items()}, f"{table}: rows dropped, by reason"))
+        for reason, v in reasons.items():
+            out.append(f"<h3>{_e(reason)} — {v['count']}</h3>")
+            for ex in v.get("examples", []):
+                out.append('<div class="ex">' + _e(json.dumps(ex, ensure_ascii=False, indent=1)) + "</div>")
+    out.append("<h2>Deduplication</h2>" + _table({k: v for k, v in rep.get("dedupe", {}).items()
+                                                  if not isinstance(v, list)}))
+    out.append(_table(rep.get("dedupe", {}).get("near_duplicate_examples", [])))
+    out.append("<h2>Votes</h2>" + _table(rep.get("votes", {})))
+    out.append("<h2>Agreement</h2>" + _table(rep.get("agreement", {})))
+    lb = rep.get("length_bias", {})
+    out.append("<h2>Length bias</h2><p>Share of pairs whose chosen response is longer than the rejected one.</p>")
+    out.append(_table(lb) + bar_chart({k: v for k, v in lb.items() if v is not None}, "chosen-longer share"))
+    out.append("<h2>Unpaired balance</h2>" + _table(rep.get("unpaired_balance", {})))
+    for key, title in (("sources", "Sources (pairs)"), ("annotators", "Annotators (judgements)"),
+                       ("judges", "AI judges (judgements)"), ("models", "Models (responses in pairs)"),
+                       ("guidelines", "Guidelines and templates")):
+        values = rep.get(key, {})
+        out.append(f"<h2>{_e(title)}</h2>" + bar_chart(dict(list(values.items())[:20]), title) + _table(values))
+    out.append("<h2>Recipe</h2><pre>" + _e(recipe_yaml) + "</pre></body></html>")
+    return "\n".join(out)
