@@ -145,12 +145,12 @@ def source_cap(con, table, opts: SourceCap, seed) -> tuple[str, int]:
     )
     con.register("_caps", caps)
     try:
-        cond = """key IN (
+        cond = f"""key IN (
             SELECT key FROM (
                 SELECT w.key, coalesce(c.cap, ?) AS cap,
                        row_number() OVER (PARTITION BY w.source ORDER BY md5(w.key || ?)) AS n
-                FROM (SELECT * FROM {t}_w WHERE drop_reason IS NULL) w LEFT JOIN _caps c USING (source))
-            WHERE cap > 0 AND n > cap)""".format(t=table)
+                FROM (SELECT * FROM {table}_w WHERE drop_reason IS NULL) w LEFT JOIN _caps c USING (source))
+            WHERE cap > 0 AND n > cap)"""
         return reason, mark(con, table, reason, cond, [opts.max_per_source, str(seed)])
     finally:
         con.unregister("_caps")
