@@ -80,7 +80,7 @@ def build_maps(con: duckdb.DuckDBPyConnection, cfg: Dedupe | None, seed: int) ->
                                  GROUP BY group_id ORDER BY group_id LIMIT 3)
             ORDER BY m.group_id, p.created_at LIMIT 12"""
     ).fetchall()
-    n_resp_dupes = con.execute("SELECT count(*) FROM r_map WHERE canon_id <> response_id").fetchone()[0]
+    n_resp_dupes = con.execute("SELECT count(*) FROM r_map WHERE canon_id <> response_id").fetchall()[0][0]
     return {
         "prompts": len(ids),
         "exact_duplicate_prompts": groups.exact_duplicates if cfg is not None and cfg.prompts else 0,

@@ -42,7 +42,7 @@ EXAMPLES = 3
 
 
 def kept(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {table}_w WHERE drop_reason IS NULL").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {table}_w WHERE drop_reason IS NULL").fetchall()[0][0]
 
 
 def mark(con: duckdb.DuckDBPyConnection, table: str, reason: str, condition: str, params: list | None = None) -> int:
@@ -117,7 +117,7 @@ def length_bias_share(con: duckdb.DuckDBPyConnection) -> float | None:
     """Share of kept pairs whose chosen response is longer (in characters) than the rejected one."""
     share = con.execute(
         "SELECT avg((length(chosen) > length(rejected))::INT) FROM pairs_w WHERE drop_reason IS NULL"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     return None if share is None else float(share)
 
 
@@ -129,7 +129,7 @@ def length_bias(con, table, opts: LengthBias, seed) -> tuple[str, int]:
     longer, others = con.execute(
         "SELECT count_if(length(chosen) > length(rejected)), count_if(length(chosen) <= length(rejected)) "
         "FROM pairs_w WHERE drop_reason IS NULL"
-    ).fetchone()
+    ).fetchall()[0]
     if longer + others == 0 or longer / (longer + others) <= opts.max_share:
         return reason, 0
     allowed = int(np.floor(opts.max_share * others / (1 - opts.max_share))) if opts.max_share < 1 else longer
@@ -184,7 +184,7 @@ def balance_cap(con: duckdb.DuckDBPyConnection, max_ratio: float | None, seed: i
         return reason, 0
     good, bad = con.execute(
         "SELECT count_if(label), count_if(NOT label) FROM unpaired_w WHERE drop_reason IS NULL"
-    ).fetchone()
+    ).fetchall()[0]
     big, small, label = (good, bad, True) if good >= bad else (bad, good, False)
     allowed = int(np.floor(max_ratio * small))
     if big <= allowed:

@@ -157,7 +157,7 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     binarise.sft(con, bcfg)
     binarise.steps(con, bcfg, vcfg)
     for table in ("unpaired", "sft", "steps"):
-        step(table, "binarise", None, con.execute(f"SELECT count(*) FROM {table}_w").fetchone()[0])
+        step(table, "binarise", None, con.execute(f"SELECT count(*) FROM {table}_w").fetchall()[0][0])
         for reason, n in con.execute(
             f"SELECT drop_reason, count(*) FROM {table}_w WHERE drop_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
         ).fetchall():

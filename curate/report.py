@@ -27,13 +27,13 @@ def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                sum((n * n - x * x - y * y - t * t) / (n - 1)), sum(n), sum(x), sum(y), sum(t)
         FROM u
         """
-    ).fetchone()
+    ).fetchall()[0]
     units, unanimous, mean_agreement, observed, total, ca, cb, ct = row
     alpha = None
     if units and total and total > 1:
         expected = total * total - ca * ca - cb * cb - ct * ct
         alpha = 1.0 if expected == 0 else 1.0 - (total - 1) * observed / expected
-    single = con.execute("SELECT count(*) FROM comparisons WHERE n_votes = 1").fetchone()[0]
+    single = con.execute("SELECT count(*) FROM comparisons WHERE n_votes = 1").fetchall()[0][0]
     return {
         "comparisons_with_2plus_votes": int(units or 0),
         "comparisons_with_1_vote": int(single),
@@ -54,7 +54,7 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         )
     good, bad = con.execute(
         "SELECT count_if(label), count_if(NOT label) FROM unpaired_w WHERE drop_reason IS NULL"
-    ).fetchone()
+    ).fetchall()[0]
     return {
         "splits": splits,
         "sources": dict(rows(f"SELECT source, count(*) FROM ({KEPT_PAIRS}) GROUP BY 1 ORDER BY 2 DESC, 1")),

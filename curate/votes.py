@@ -64,12 +64,12 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
            SELECT DISTINCT unnest(json_extract_string(metadata, '$.adjudicates[*]')) AS judgement_id
            FROM judgements WHERE annotator_type = 'adjudicator' AND status = 'submitted'"""
     )
-    n_raw = con.execute("SELECT count(*) FROM votes_raw").fetchone()[0]
+    n_raw = con.execute("SELECT count(*) FROM votes_raw").fetchall()[0][0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE votes_a AS SELECT * FROM votes_raw "
         "WHERE judgement_id NOT IN (SELECT judgement_id FROM adjudicated)"
     )
-    n_a = con.execute("SELECT count(*) FROM votes_a").fetchone()[0]
+    n_a = con.execute("SELECT count(*) FROM votes_a").fetchall()[0][0]
     latest = (
         "QUALIFY annotator_type NOT IN ('human', 'adjudicator') OR row_number() OVER "
         "(PARTITION BY prompt_id, a, b, aspect, annotator ORDER BY created_at DESC, judgement_id DESC) = 1"
@@ -77,7 +77,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
         else ""
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE votes_b AS SELECT * FROM votes_a {latest}")
-    n_b = con.execute("SELECT count(*) FROM votes_b").fetchone()[0]
+    n_b = con.execute("SELECT count(*) FROM votes_b").fetchall()[0][0]
     # Both-order collapse: one vote per (comparison, judge, order_key).
     key = "CASE WHEN annotator_type = 'ai' AND order_key IS NOT NULL THEN order_key ELSE judgement_id END"
     if not cfg.both_order_ties:
@@ -97,8 +97,8 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
         FROM votes_b GROUP BY prompt_id, a, b, aspect, annotator, {key}
         """
     )
-    inconsistent = con.execute("SELECT count(*) FROM votes_c WHERE inconsistent AND n_orders > 1").fetchone()[0]
-    n_c = con.execute("SELECT count(*) FROM votes_c").fetchone()[0]
+    inconsistent = con.execute("SELECT count(*) FROM votes_c WHERE inconsistent AND n_orders > 1").fetchall()[0][0]
+    n_c = con.execute("SELECT count(*) FROM votes_c").fetchall()[0][0]
     tier = TIER.format(ai_tier=1 if cfg.human_over_ai else 2)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE votes AS
@@ -109,8 +109,8 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
         f"""SELECT count_if(t = 1), count_if(t = 2) FROM (
               SELECT {tier} AS t, max({tier}) OVER (PARTITION BY prompt_id, a, b, aspect) AS top FROM votes_c)
             WHERE t < top"""
-    ).fetchone()
-    n = con.execute("SELECT count(*) FROM votes").fetchone()[0]
+    ).fetchall()[0]
+    n = con.execute("SELECT count(*) FROM votes").fetchall()[0][0]
     return {
         "votes": int(n_raw),
         "set_aside_by_adjudication_list": int(n_raw - n_a),
@@ -189,7 +189,7 @@ def _bradley_terry(con: duckdb.DuckDBPyConnection, iterations: int = 200) -> Non
     1, which keeps an unbeaten response finite and anchors each prompt's scale."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE bt_players AS
-           SELECT prompt_id, aspect, response_id, (row_number() OVER (ORDER BY ALL) - 1)::BIGINT AS idx
+           SELECT prompt_id, aspect, response_id, (row_number() OVER (ORDER BY prompt_id, aspect, response_id) - 1)::BIGINT AS idx
            FROM (SELECT prompt_id, aspect, a AS response_id FROM votes UNION SELECT prompt_id, aspect, b FROM votes)"""
     )
     games = con.execute(
@@ -198,7 +198,7 @@ def _bradley_terry(con: duckdb.DuckDBPyConnection, iterations: int = 200) -> Non
            JOIN bt_players y ON y.prompt_id = v.prompt_id AND y.aspect = v.aspect AND y.response_id = v.b"""
     ).fetchnumpy()
     ia, ib, out = games["ia"].astype(np.int64), games["ib"].astype(np.int64), games["outcome"]
-    n = con.execute("SELECT count(*) FROM bt_players").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM bt_players").fetchall()[0][0]
     wins = np.full(n, 0.5)  # the virtual tie
     np.add.at(wins, ia, np.where(out > 0, 1.0, np.where(out == 0, 0.5, 0.0)))
     np.add.at(wins, ib, np.where(out < 0, 1.0, np.where(out == 0, 0.5, 0.0)))

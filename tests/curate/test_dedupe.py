@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 
 from curate.minhash import components, exact_groups, near_duplicate_groups
@@ -39,6 +40,7 @@ def test_components_join_chains():
     assert components(9, edges).tolist() == [0, 0, 0, 3, 3, 3, 6, 7, 7]
 
 
+@pytest.mark.slow
 def test_planted_duplicates_in_100k_prompts_found_with_high_recall_and_precision():
     texts, truth = planted_prompts(100_000, seed=7)
     started = time.perf_counter()
