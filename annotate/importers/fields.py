@@ -29,8 +29,6 @@ class Record:
 
     data: dict[str, Any]
     where: str  # "file:line" (or "file: row N" for columnar files)
-    hash: str = ""  # content hash of the record as read, names its judgements
-    occurrence: int = 0  # identical records earlier in the same file
     warnings: dict[str, list] = field(default_factory=dict)  # shared per file: problem → [count, first location]
 
     def warn(self, problem: str) -> None:

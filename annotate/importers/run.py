@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,20 +130,17 @@ def _import_one(batch, seen: Seen, path: Path, fmt: str | None, mapping: dict[st
         convert = functools.partial(votes.convert, columns=columns)
     result = FileResult(str(path), src.format, shape, why)
     before = dict(batch.rows)
-    rows = Rows(seen, source or path.name, created_at)
-    occurrences: Counter[str] = Counter()
+    occurrences: Counter[str] = Counter()  # judgements per content key in this file
+    rows = Rows(seen, source or path.name, created_at, occurrences)
     bar = tqdm(total=src.total, unit=src.unit, unit_scale=True, desc=path.name, disable=not progress, leave=False)
     shown = 0
     try:
         for where, raw, done in itertools.chain([first], stream):
-            digest = _record_hash(raw)
-            rec = Record(_mapped(raw, mapping), where, digest, occurrences[digest], result.warnings)
-            occurrences[digest] += 1
-            convert(rec, rows)
+            convert(Record(_mapped(raw, mapping), where, result.warnings), rows)
             result.records += 1
             if result.records % CHUNK_RECORDS == 0 or rows.text_bytes > CHUNK_TEXT_BYTES:
                 _flush(batch, rows)
-                rows = Rows(seen, rows.source, created_at)
+                rows = Rows(seen, rows.source, created_at, occurrences)
             if done - shown > src.total // 200:
                 bar.update(done - shown)
                 shown = done
@@ -166,11 +161,6 @@ def _flush(batch, rows: Rows) -> None:
                 where = rows.where[table][exc.row] if exc.row is not None else "?"
                 raise ImportFailed(where, exc.field, f"{table} row breaks the data contract: {exc.problem}",
                                    "fix the record") from None
-
-
-def _record_hash(raw: dict) -> str:
-    text = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _mapped(raw: dict, mapping: dict[str, str]) -> dict:

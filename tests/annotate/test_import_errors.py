@@ -44,6 +44,8 @@ CASES = {
     "not an object": ("a.jsonl", jsonl_bytes(GOOD, ["x", "y"]), 2, None, "expected an object"),
     "invalid utf-8 jsonl": ("a.jsonl", jsonl_bytes(GOOD) + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n',
                             2, None, "invalid UTF-8"),
+    "lone surrogate": ("a.jsonl", jsonl_bytes(GOOD) + b'{"prompt": "x", "chosen": "bad \\ud800", "rejected": "b"}\n', 2, None,
+                       "unpaired surrogate"),
     "invalid utf-8 json": ("a.json", b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": "\xff"}\n]', 3,
                            None, "invalid UTF-8"),
     "bad json array": ("a.json", b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n\n {"prompt": "a" "x"}\n]', 4,
