@@ -245,3 +245,11 @@ def test_empty_file_imports_nothing(store, tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     result = import_files(store, [tmp_path / "empty.jsonl"])
     assert result.added == {"prompts": 0, "responses": 0, "judgements": 0} and result.files[0].shape == "empty"
+
+
+def test_progress_bar_when_asked(store, tmp_path, capsys):
+    f = write_jsonl(tmp_path / "bar.jsonl", [{"prompt": f"q{i}", "chosen": "a", "rejected": "b"} for i in range(50)])
+    import_files(store, [f], progress=True)
+    assert "bar.jsonl" in capsys.readouterr().err
+    import_files(Store(tmp_path / "quiet"), [f])
+    assert capsys.readouterr().err == ""
