@@ -164,7 +164,7 @@ def export_curated(
             conv = True if fname == "sft" else (conversational or has_conversations(con, source))
             out = tmp / fname
             kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
-            written = write_format(con, fmt, source, out, tmp / "work", conv, neutral_is_good, **kw)
+            written = write_format(con, fmt, source, out, conv, neutral_is_good, **kw)
             files = list(written.files)
             if jsonl:
                 files += write_jsonl(con, written)

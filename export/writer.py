@@ -1,18 +1,22 @@
 """Stream one curated table into one export folder: Hub-layout Parquet shards, a `save_to_disk` DatasetDict, JSONL.
 
 Rows flow in record batches from DuckDB (the format's SELECT) to two writers at once: Parquet shards
-in the Hub's layout (`data/<split>-00000-of-0000N.parquet`) and an Arrow stream file per split. The
-stream file is memory-mapped by `Dataset.from_file` and written out by `datasets`' own
-`save_to_disk`, so the on-disk DatasetDict is exactly what `datasets` writes, and no step holds the
-whole table in memory.
+in the Hub's layout (`data/<split>-00000-of-0000N.parquet`) and Arrow stream shards in `save_to_disk`'s
+layout (`<split>/data-00000-of-0000N.arrow` with its `state.json` and `dataset_info.json`). Writing the
+second layout in the same pass, instead of calling `save_to_disk` afterwards, saves a full extra
+write of the data (measured in bench/export.py); tests/export check that `load_from_disk` reads it
+exactly as it reads `datasets`' own `save_to_disk` output. No step holds the whole table in memory.
 
 A split with no rows is left out of both layouts: `load_dataset("parquet")` cannot read an empty shard.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -69,33 +73,30 @@ def _plain_lists(t: pa.DataType) -> pa.DataType:
     return t
 
 
-class _ShardWriter:
-    """Parquet shards of one split, renamed to `<split>-0000i-of-0000N.parquet` once N is known."""
+class _Shards:
+    """Shards of one split, each closed at about `shard_bytes`, renamed `<prefix>0000i-of-0000N<suffix>` once N
+    is known. `open_writer(path)` returns an object with `write_batch` and `close`."""
 
-    def __init__(self, folder: Path, split: str, schema: pa.Schema, shard_bytes: int):
-        self.folder, self.split, self.schema, self.shard_bytes = folder, split, schema, shard_bytes
+    def __init__(self, folder: Path, prefix: str, suffix: str, open_writer, shard_bytes: int):
+        self.folder, self.prefix, self.suffix, self.shard_bytes = folder, prefix, suffix, shard_bytes
+        self.open_writer = open_writer
         self.parts: list[Path] = []
-        self._writer: pq.ParquetWriter | None = None
+        self._writer = None
         self._bytes = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         while batch.num_rows:
             if self._writer is None or self._bytes >= self.shard_bytes:
-                self._open_next()
+                self._close_current()
+                self.parts.append(self.folder / f".{self.prefix}{len(self.parts):05d}.partial")
+                self._writer = self.open_writer(self.parts[-1])
+                self._bytes = 0
             room = self.shard_bytes - self._bytes
             # Rows that fit in this shard, estimated from the batch's mean row size (at least one).
             fit = batch.num_rows if batch.nbytes <= room else max(1, batch.num_rows * room // max(batch.nbytes, 1))
             head, batch = batch.slice(0, fit), batch.slice(fit)
-            self._writer.write_batch(head, row_group_size=BATCH_ROWS)
+            self._writer.write_batch(head)
             self._bytes += head.nbytes
-
-    def _open_next(self) -> None:
-        self._close_current()
-        part = self.folder / f".{self.split}-{len(self.parts):05d}.partial"
-        self.parts.append(part)
-        dictionary = [c for c in DICTIONARY_COLUMNS if c in self.schema.names]
-        self._writer = pq.ParquetWriter(part, self.schema, compression="snappy", use_dictionary=dictionary)
-        self._bytes = 0
 
     def _close_current(self) -> None:
         if self._writer is not None:
@@ -105,10 +106,55 @@ class _ShardWriter:
     def finish(self) -> list[Path]:
         self._close_current()
         n = len(self.parts)
-        final = [self.folder / f"{self.split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+        final = [self.folder / f"{self.prefix}{i:05d}-of-{n:05d}{self.suffix}" for i in range(n)]
         for part, name in zip(self.parts, final, strict=True):
             os.replace(part, name)
         return final
+
+
+class _ParquetFile:
+    def __init__(self, path: Path, schema: pa.Schema):
+        dictionary = [c for c in DICTIONARY_COLUMNS if c in schema.names]
+        self._w = pq.ParquetWriter(path, schema, compression="snappy", use_dictionary=dictionary)
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._w.write_batch(batch, row_group_size=BATCH_ROWS)
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class _ArrowStreamFile:
+    """An Arrow IPC stream file, the format of `save_to_disk`'s `data-*.arrow` shards."""
+
+    def __init__(self, path: Path, schema: pa.Schema):
+        self._sink = pa.OSFile(str(path), "wb")
+        self._w = pa.ipc.new_stream(self._sink, schema)
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._w.write_batch(batch)
+
+    def close(self) -> None:
+        self._w.close()
+        self._sink.close()
+
+
+def _finish_saved_split(folder: Path, features, shards: list[Path]) -> None:
+    """The two small files `save_to_disk` writes beside its shards: `state.json` (the shard list and format
+    state, as `Dataset.save_to_disk` writes it) and `dataset_info.json` (by `DatasetInfo.write_to_directory`)."""
+    from datasets import DatasetInfo
+
+    state = {
+        "_data_files": [{"filename": p.name} for p in shards],
+        "_fingerprint": secrets.token_hex(8),  # a cache key for `datasets`, not a content hash
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    DatasetInfo(features=features).write_to_directory(str(folder))
 
 
 def write_format(
@@ -116,41 +162,38 @@ def write_format(
     fmt: Format,
     source: Path,
     out: Path,
-    work: Path,
     conversational: bool,
     neutral_is_good: bool = True,
     shard_bytes: int = SHARD_BYTES,
 ) -> Written:
-    """Write `fmt` from the curated table `source` into the (new, empty) folder `out`; `work` is scratch space."""
-    from datasets import Dataset, DatasetDict
+    """Write `fmt` from the curated table `source` into the (new) folder `out`, in one streamed pass per split."""
+    from datasets import Features
 
     counts = {s: n for s, n in split_counts(con, source).items() if n > 0}
     (out / "data").mkdir(parents=True)
-    work.mkdir(parents=True, exist_ok=True)
     sql = select_sql(fmt, conversational, neutral_is_good)
     schema: pa.Schema | None = None
-    streams: dict[str, Path] = {}
+    features = None
     nbytes: dict[str, int] = {}
     files: list[str] = []
     for split in counts:
         reader = con.sql(sql, params=[str(source), split]).to_arrow_reader(BATCH_ROWS)
         if schema is None:
-            schema = pa.schema([pa.field(f.name, _plain_lists(f.type)) for f in reader.schema])
-        streams[split] = work / f"{split}.arrow"
-        shards = _ShardWriter(out / "data", split, schema, shard_bytes)
+            # The schema `datasets` gives these features, its metadata included, so both layouts match it.
+            features = Features.from_arrow_schema(pa.schema([(f.name, _plain_lists(f.type)) for f in reader.schema]))
+            schema = features.arrow_schema
+        (out / split).mkdir()
+        hub = _Shards(out / "data", f"{split}-", ".parquet", partial(_ParquetFile, schema=schema), shard_bytes)
+        saved = _Shards(out / split, "data-", ".arrow", partial(_ArrowStreamFile, schema=schema), shard_bytes)
         nbytes[split] = 0
-        with pa.OSFile(str(streams[split]), "wb") as sink, pa.ipc.new_stream(sink, schema) as stream:
-            for batch in reader:
-                batch = batch.cast(schema)
-                stream.write_batch(batch)
-                shards.write(batch)
-                nbytes[split] += batch.nbytes
-        files += [str(p.relative_to(out)) for p in shards.finish()]
-
-    # `datasets` writes its own layout from memory-mapped stream files: no copy in RAM.
-    DatasetDict({split: Dataset.from_file(str(path)) for split, path in streams.items()}).save_to_disk(str(out))
-    for path in streams.values():
-        path.unlink()
+        for batch in reader:
+            batch = batch.cast(schema)
+            hub.write(batch)
+            saved.write(batch)
+            nbytes[split] += batch.nbytes
+        files += [str(p.relative_to(out)) for p in hub.finish()]
+        _finish_saved_split(out / split, features, saved.finish())
+    (out / "dataset_dict.json").write_text(json.dumps({"splits": list(counts)}), encoding="utf-8")
     return Written(out, conversational, counts, nbytes, schema, files)
 
 

@@ -136,3 +136,32 @@ def test_features_in_the_saved_dataset_equal_the_cards(exported):
     meta = yaml.safe_load(card.split("---\n")[1])
     features = Features._from_yaml_list(meta["dataset_info"]["features"])
     assert features == load_from_disk(str(root / "out/sft"))["train"].features
+
+
+def test_saved_layout_matches_what_datasets_save_to_disk_writes(exported, tmp_path):
+    """The DatasetDict is written in the same pass as the Parquet shards; it must be what `save_to_disk` writes."""
+    from datasets import DatasetDict
+
+    root, _ = exported
+    for fmt in ("preference", "stepwise"):
+        ours_path = root / "out" / fmt
+        ours = load_from_disk(str(ours_path))
+        theirs_path = tmp_path / fmt
+        DatasetDict({s: d.flatten_indices() for s, d in ours.items()}).save_to_disk(str(theirs_path))
+        theirs = load_from_disk(str(theirs_path))
+        assert json.loads((ours_path / "dataset_dict.json").read_text()) == json.loads(
+            (theirs_path / "dataset_dict.json").read_text()
+        )
+        for split in ours:
+            assert ours[split].features == theirs[split].features
+            assert ours[split].info.features == theirs[split].info.features
+            assert ours[split].to_list() == theirs[split].to_list()
+            state = json.loads((ours_path / split / "state.json").read_text())
+            their_state = json.loads((theirs_path / split / "state.json").read_text())
+            assert set(state) == set(their_state)
+            assert {k: v for k, v in state.items() if k != "_fingerprint"} == {
+                k: v for k, v in their_state.items() if k != "_fingerprint"
+            }
+            ours_info = json.loads((ours_path / split / "dataset_info.json").read_text())
+            their_info = json.loads((theirs_path / split / "dataset_info.json").read_text())
+            assert ours_info["features"] == their_info["features"]
