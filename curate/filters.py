@@ -73,7 +73,8 @@ def _length(column: str, unit: str) -> str:
 
 def identical(con, table, opts, seed) -> tuple[str, int]:
     reason = "identical chosen and rejected"
-    cond = "chosen_id = rejected_id OR lower(trim(chosen)) = lower(trim(rejected))"
+    norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
+    cond = f"chosen_id = rejected_id OR {norm.format('chosen')} = {norm.format('rejected')}"
     return reason, mark(con, table, reason, cond)
 
 

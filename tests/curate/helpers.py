@@ -22,7 +22,9 @@ def prompt(text: str, source: str = "test", minute: int = 0) -> Prompt:
 
 
 def response(p: Prompt, text: str, model: str = "m", origin: str = "imported", parent: Response | None = None) -> Response:
-    return Response(prompt_id=p.prompt_id, content=text, model=model, origin=origin,
+    # The contract lets an imported response be empty only when its generation says so (real data has them).
+    generation = '{"empty_output": true}' if not text.strip() else "{}"
+    return Response(prompt_id=p.prompt_id, content=text, model=model, origin=origin, generation=generation,
                     parent_id=parent.response_id if parent else None, created_at=T0)
 
 
