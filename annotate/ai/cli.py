@@ -98,6 +98,43 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return _budget(report.summary) or (1 if report.failures else 0)
 
 
+def _revise_options(args: argparse.Namespace, **extra):
+    from annotate.ai.revise import ReviseOptions
+
+    return ReviseOptions(losers=args.losers, mode=args.mode, sampling=_sampling(args), shard=args.shard,
+                         limit=args.limit, **extra)
+
+
+def _revise_report(report, what: str) -> int:
+    print(f"{what}: {report.revisions} revisions written, {report.errors} rejected or failed (error rows), "
+          f"{report.skipped} responses already done; " + _summary(report.summary))
+    print(f"run log: {report.log}")
+    return _budget(report.summary)
+
+
+def cmd_critique(args: argparse.Namespace) -> int:
+    from annotate.ai.revise import critique
+
+    options = _revise_options(args, constitution=args.constitution, rounds=args.rounds)
+    return _revise_report(critique(Store(store_path(args)), _config(args), options), "critique")
+
+
+def cmd_revise(args: argparse.Namespace) -> int:
+    from annotate.ai.revise import clair
+
+    if not args.clair:
+        raise AIError("choose a revision method: --clair (the only one so far)")
+    options = _revise_options(args, template=args.template, min_similarity=args.min_similarity, verify=args.verify)
+    return _revise_report(clair(Store(store_path(args)), _config(args), options), "revise --clair")
+
+
+def _revise_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--losers", action="store_true", help="only responses that lost a pairwise judgement")
+    p.add_argument("--mode", choices=["auto", "json", "text"], default="auto",
+                   help="structured output (json) or tagged text (auto: detect)")
+    p.add_argument("--limit", type=int, help="at most this many responses")
+
+
 def cmd_judge_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -165,6 +202,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="at most this many comparisons (pairwise) or responses (rubric)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
     p.add_argument("--write-every", type=int, default=256, help="rows per store part (default 256)")
+
+    p = add_command(
+        subparsers,
+        "critique",
+        cmd_critique,
+        """Critique and revise responses against a constitution (the Constitutional-AI loop).
+
+        For each response and round: sample a principle, ask for a critique under it, ask for a
+        revision in the light of the critique; the next round revises the revision. Each revision
+        is a new response (origin critique_revision, parent_id set) plus a `revision` judgement
+        carrying the principle and the critique. The bundled example is data/constitution.yaml.
+
+        Example:
+          prefkit critique --model gpt-4o-mini --constitution data/constitution.yaml --rounds 2
+          prefkit critique --base-url http://localhost:11434/v1 --model llama3.1 --losers""",
+    )
+    _server_options(p, temperature=0.7, max_tokens=1024)
+    p.add_argument("--constitution", default="constitution", help="a YAML constitution (default: the bundled example)")
+    p.add_argument("--rounds", type=int, default=1, help="critique → revision rounds, 1 to 4 (default 1)")
+    _revise_flags(p)
+
+    p = add_command(
+        subparsers,
+        "revise",
+        cmd_revise,
+        """Write minimal revisions that make responses better (CLAIR), with edit metrics.
+
+        The model returns the revision in a structured field; prefkit records the word-level edit
+        similarity (1 − Levenshtein distance / length) and Jaccard overlap, and rejects empty,
+        identical or not-minimal revisions (--min-similarity) as error rows. --verify keeps a
+        revision only if the pairwise judge prefers it to the original in both orders. Accepted
+        revisions become responses (origin clair_revision) with a `revision` judgement
+        [original, revised] = [0, 1]: a minimally contrastive preference pair.
+
+        Example:
+          prefkit revise --clair --losers --model gpt-4o-mini --verify
+          prefkit revise --clair --model gpt-4o-mini --min-similarity 0.6 --limit 100""",
+    )
+    _server_options(p, temperature=0.0, max_tokens=1024)
+    p.add_argument("--clair", action="store_true", help="minimal revisions (CLAIR)")
+    p.add_argument("--template", default="clair", help="reviser template: bundled name or YAML path")
+    p.add_argument("--min-similarity", type=float, default=0.5,
+                   help="reject revisions whose word-level similarity to the original is lower (default 0.5)")
+    p.add_argument("--verify", action="store_true", help="keep only revisions a both-orders judge prefers")
+    _revise_flags(p)
 
     p = add_command(
         subparsers,

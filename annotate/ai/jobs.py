@@ -10,7 +10,7 @@ from typing import Any
 
 from annotate.ai.cache import Cache, cache_dir
 from annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
-from annotate.contract import to_row
+from annotate.contract import ID_COLUMN, to_row
 from annotate.ids import content_hash
 from annotate.store import Store
 
@@ -132,14 +132,28 @@ class RowSink:
         self.last = time.monotonic()
         if not any(self.buffer.values()):
             return
+        for table, rows in self.buffer.items():
+            # Two answers may well be the same text (two samples, two revisions): one row per id.
+            column, seen, unique = ID_COLUMN[table], set(), []
+            for row in rows:
+                key = getattr(row, column, None) or (row.get(column) if isinstance(row, dict) else None)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(row)
+            self.buffer[table] = unique
         with self.store.batch() as batch:
             # Responses first in the dict order the jobs use, so a revision's judgement never lands
             # without its response (both are in one batch anyway).
             for table, rows in self.buffer.items():
                 if rows:
-                    batch.append(table, [to_row(r) for r in rows])
+                    batch.append(table, [_as_dict(r) for r in rows])
                     self.written[table] = self.written.get(table, 0) + len(rows)
         self.buffer = {}
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
+    # A shallow copy: `dataclasses.asdict` deep-copies every list and costs more than the request here.
+    return dict(vars(record)) if hasattr(record, "__dataclass_fields__") else to_row(record)
 
 
 def existing(store: Store, sql: str, params: list | None = None) -> set[str]:

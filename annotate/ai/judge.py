@@ -295,19 +295,13 @@ def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: 
 
 
 async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions) -> JudgeReport:
-    config = engine.config
-    own_client = engine._client is None
-    if own_client:
-        engine._client = engine._make_client()
-    from annotate.ai.engine import Limiter
+    async with engine.session():
+        return await _judge_in_session(store, engine, cache, options)
 
-    engine.limiter = Limiter(config.concurrency)
-    try:
-        mode = await choose_mode(engine, cache, options.mode)
-    finally:
-        if own_client:
-            await engine._client.close()
-            engine._client = None
+
+async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeOptions) -> JudgeReport:
+    config = engine.config
+    mode = await choose_mode(engine, cache, options.mode)
     if options.method == "rubric":
         rubric = load(options.template if options.template != "pairwise" else "ultrafeedback", "rubrics")
         template = load("rubric", "judge")

@@ -1,0 +1,296 @@
+"""Revisions by an LLM: the Constitutional-AI critique → revision loop, and CLAIR minimal revisions.
+
+Both write, per accepted revision, a new response (`origin = critique_revision | clair_revision`,
+`parent_id` = the response it revises) and a `revision` judgement with `response_ids = [original,
+revised]`, `scores = [0, 1]`, `principle` and `rationale` (the critique or the reviser's reasoning); its id
+is the hash of the request that produced the revision, so a re-run writes nothing twice. A failed or
+rejected revision is a `revision` row with `status = error`, the reason, and no scores.
+
+Constitutional AI (Bai et al. 2022): for each round, sample a principle, ask for a critique of the
+current response under it, then for a revision in the light of the critique; the next round starts from
+the revision. CLAIR (D'Oosterlinck et al. 2024): ask for the smallest edit that makes the response
+clearly better, read it from a structured field, measure the edit (edits.py) and reject empty, identical
+or not-minimal ones; optionally check with a both-orders judge that the revision really wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from annotate.ai import verdicts
+from annotate.ai.edits import check_revision
+from annotate.ai.engine import Engine, EngineConfig, RunSummary
+from annotate.ai.jobs import (
+    RowSink,
+    Sampling,
+    body,
+    choose_mode,
+    existing,
+    in_shard,
+    open_cache,
+    parse_shard,
+    write_run_log,
+)
+from annotate.ai.judge import read_pairwise
+from annotate.ai.templates import Template, load, render_conversation
+from annotate.contract import Judgement, Response
+from annotate.ids import content_hash
+from annotate.store import Store
+
+_CLAIR_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "revision", "strict": True, "schema": {
+        "type": "object", "properties": {"reasoning": {"type": "string"}, "revision": {"type": "string"}},
+        "required": ["reasoning", "revision"], "additionalProperties": False}},
+}
+
+
+@dataclass
+class ReviseOptions:
+    """Equal to the flags of `prefkit critique` and `prefkit revise --clair`."""
+
+    constitution: str = "constitution"  # critique: bundled name or YAML path
+    rounds: int = 1  # critique: 1–4 critique → revision rounds
+    template: str = "clair"  # clair: the reviser's template
+    min_similarity: float = 0.5  # clair: reject revisions whose word-level similarity is lower
+    verify: bool = False  # clair: keep a revision only if a both-orders judge prefers it
+    losers: bool = False  # revise only responses that lost a submitted pairwise judgement
+    mode: str = "auto"
+    sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, max_tokens=1024))
+    shard: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class ReviseReport:
+    summary: RunSummary
+    planned: int
+    skipped: int
+    revisions: int
+    errors: int
+    log: str | None = None
+
+
+@dataclass
+class Target:
+    prompt_id: str
+    messages: list[dict[str, str]]
+    response_id: str
+    content: str
+
+
+def _targets(store: Store, annotator: str, options: ReviseOptions) -> tuple[list[Target], int]:
+    con = store.connect()
+    try:
+        rows = con.execute(
+            "SELECT r.prompt_id, p.messages, r.response_id, r.content FROM responses r "
+            "JOIN prompts p USING (prompt_id) WHERE r.origin NOT IN ('critique_revision', 'clair_revision')"
+            " ORDER BY r.prompt_id, r.response_id"
+        ).fetchall()
+        losers = {r for (r,) in con.execute(
+            "SELECT CASE WHEN scores[1] < scores[2] THEN response_ids[1] ELSE response_ids[2] END FROM judgements "
+            "WHERE kind = 'pairwise' AND status = 'submitted' AND len(scores) = 2 AND scores[1] <> scores[2]"
+        ).fetchall()} if options.losers else None
+    finally:
+        con.close()
+    done = existing(store, "SELECT response_ids[1] FROM judgements WHERE kind = 'revision' AND annotator = ?",
+                    [annotator])
+    shard = parse_shard(options.shard)
+    targets = [Target(pid, list(msgs), rid, text) for pid, msgs, rid, text in rows
+               if (losers is None or rid in losers) and in_shard(content_hash(rid), shard)]
+    if options.limit is not None:
+        targets = targets[: options.limit]
+    todo = [t for t in targets if t.response_id not in done]
+    return todo, len(targets) - len(todo)
+
+
+def _revision_rows(target: Target, parent_id: str, revised: str, key: str, annotator: str, guidelines: str,
+                   model: str, origin: str, principle: str | None, rationale: str, raw: str,
+                   metadata: dict[str, Any]) -> tuple[Response, Judgement]:
+    response = Response(prompt_id=target.prompt_id, content=revised, model=model, origin=origin,
+                        parent_id=parent_id, generation=json.dumps({"request_id": key, **metadata}, sort_keys=True))
+    judgement = Judgement(
+        judgement_id=key, prompt_id=target.prompt_id, kind="revision", annotator=annotator, annotator_type="ai",
+        response_ids=[parent_id, response.response_id], scores=[0.0, 1.0], principle=principle,
+        rationale=rationale, guidelines=guidelines, raw=raw, metadata=json.dumps(metadata, sort_keys=True))
+    return response, judgement
+
+
+def _error(target: Target, parent_id: str, key: str, annotator: str, guidelines: str, reason: str,
+           raw: str | None, principle: str | None = None, metadata: dict | None = None) -> Judgement:
+    return Judgement(
+        judgement_id=content_hash(["error", key, reason]), prompt_id=target.prompt_id, kind="revision",
+        annotator=annotator, annotator_type="ai", response_ids=[parent_id], scores=[], status="error",
+        error=reason, principle=principle, guidelines=guidelines, raw=raw,
+        metadata=json.dumps(metadata or {}, sort_keys=True))
+
+
+# -- Constitutional AI -------------------------------------------------------------------------------
+
+async def critique_one(engine: Engine, target: Target, constitution: Template, annotator: str,
+                       options: ReviseOptions) -> list[Any]:
+    principles = constitution.data.get("principles") or []
+    model = engine.config.model
+    rows: list[Any] = []
+    current_id, current = target.response_id, target.content
+    for round_ in range(options.rounds):
+        # A deterministic "random" principle per (response, round): a re-run asks the same questions.
+        principle = principles[int(content_hash([target.response_id, round_, options.sampling.seed]), 16)
+                               % len(principles)]
+        convo = target.messages + [{"role": "assistant", "content": current}]
+        ask = convo + [{"role": "user", "content": principle["critique"]}]
+        crit = await engine.complete(body(model, ask, options.sampling))
+        if not crit.ok:
+            rows.append(_error(target, current_id, crit.key, annotator, constitution.guidelines,
+                               f"critique failed: {crit.error}", crit.content, principle["name"]))
+            break
+        revise = ask + [{"role": "assistant", "content": crit.content},
+                        {"role": "user", "content": principle["revision"]}]
+        rev = await engine.complete(body(model, revise, options.sampling))
+        revised = (rev.content or "").strip()
+        problem = rev.error or ("revision identical to the response" if revised == current.strip() else None)
+        if problem:
+            rows.append(_error(target, current_id, rev.key, annotator, constitution.guidelines,
+                               f"revision failed: {problem}", rev.content, principle["name"]))
+            break
+        response, judgement = _revision_rows(
+            target, current_id, revised, rev.key, annotator, constitution.guidelines, model, "critique_revision",
+            principle["name"], crit.content.strip(), rev.content,
+            {"round": round_ + 1, "critique_request_id": crit.key, "fingerprint": rev.fingerprint})
+        rows += [response, judgement]
+        current_id, current = response.response_id, revised
+    return rows
+
+
+# -- CLAIR -------------------------------------------------------------------------------------------
+
+async def clair_one(engine: Engine, target: Target, template: Template, annotator: str, options: ReviseOptions,
+                    mode: str, judge_template: Template | None) -> list[Any]:
+    model = engine.config.model
+    values = {"question": render_conversation(target.messages), "response": target.content}
+    user = template.text("user", **values)
+    extra: dict[str, Any] = {}
+    if mode == "json":
+        user += "\n" + template.text("json_user_suffix")
+        extra = {"response_format": _CLAIR_SCHEMA}
+    messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+    b = body(model, messages, options.sampling, **extra)
+    answer = await engine.complete(b)
+    if not answer.ok:
+        return [_error(target, target.response_id, answer.key, annotator, template.guidelines, answer.error, None)]
+    revised = verdicts.tagged(answer.content, "revision")
+    if revised is None:
+        repair = b["messages"] + [{"role": "assistant", "content": answer.content},
+                                  {"role": "user", "content": template.text("repair")}]
+        fixed = await engine.complete({**{k: v for k, v in b.items() if k != "response_format"}, "messages": repair})
+        revised = verdicts.tagged(fixed.content or "", "revision") if fixed.ok else None
+        if revised is None:
+            return [_error(target, target.response_id, answer.key, annotator, template.guidelines,
+                           "no revision field in the answer, also after one repair request", answer.content)]
+    problem, metrics = check_revision(target.content, revised, options.min_similarity)
+    reasoning = verdicts.tagged(answer.content, "reasoning") or answer.content.split("<revision>")[0].strip()
+    metadata: dict[str, Any] = {**metrics, "fingerprint": answer.fingerprint, "mode": mode}
+    if problem is None and judge_template is not None:
+        problem, metadata["verification"] = await _verify(engine, target, revised, judge_template, mode, options)
+    if problem:
+        return [_error(target, target.response_id, answer.key, annotator, template.guidelines, problem,
+                       answer.content, metadata=metadata)]
+    response, judgement = _revision_rows(
+        target, target.response_id, revised, answer.key, annotator, template.guidelines, model, "clair_revision",
+        None, reasoning, answer.content, metadata)
+    return [response, judgement]
+
+
+async def _verify(engine: Engine, target: Target, revised: str, template: Template, mode: str,
+                  options: ReviseOptions) -> tuple[str | None, dict[str, str]]:
+    """Both orders through the pairwise judge; the revision must win both."""
+    question = render_conversation(target.messages)
+    extra = {"logprobs": True, "top_logprobs": 5} if mode == "logprobs" else {}
+    judge_sampling = Sampling(temperature=0.0, max_tokens=256, seed=options.sampling.seed)
+    results = {}
+    for order, a, b in (("original_first", target.content, revised), ("revision_first", revised, target.content)):
+        messages = [{"role": "system", "content": template.text("system")},
+                    {"role": "user", "content": template.text("user", question=question, response_a=a, response_b=b)}]
+        answer = await engine.complete(body(engine.config.model, messages, judge_sampling, **extra))
+        parsed = read_pairwise(answer, "logprobs" if mode == "logprobs" else "text") if answer.ok else None
+        results[order] = parsed[0] if parsed else "unreadable"
+    wins = results["original_first"] == "second" and results["revision_first"] == "first"
+    reason = None if wins else f"revision did not beat the original in both orders ({results})"
+    return reason, results
+
+
+# -- the jobs ----------------------------------------------------------------------------------------
+
+def critique(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
+    if not 1 <= options.rounds <= 4:
+        raise ValueError(f"--rounds {options.rounds}: choose 1 to 4")
+    constitution = load(options.constitution, "")
+    if not constitution.data.get("principles"):
+        raise ValueError(f"{constitution.path}: no `principles:` list")
+    for i, p in enumerate(constitution.data["principles"]):
+        if not isinstance(p, dict) or not {"name", "critique", "revision"} <= set(p):
+            raise ValueError(f"{constitution.path}: principle {i + 1} needs `name`, `critique` and `revision`")
+    annotator = f"ai:{config.model}:{constitution.name}"
+
+    async def one(engine: Engine, target: Target) -> list[Any]:
+        return await critique_one(engine, target, constitution, annotator, options)
+
+    return _run(store, config, options, annotator, one, "critique", client)
+
+
+def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
+    template = load(options.template, "judge")
+    judge_template = load("pairwise", "judge") if options.verify else None
+    annotator = f"ai:{config.model}:{template.name}"
+    state: dict[str, str] = {}
+
+    async def prepare(engine: Engine) -> None:
+        state["mode"] = await choose_mode(engine, engine.cache, options.mode)
+
+    async def one(engine: Engine, target: Target) -> list[Any]:
+        return await clair_one(engine, target, template, annotator, options, state["mode"], judge_template)
+
+    return _run(store, config, options, annotator, one, "revise", client, prepare)
+
+
+def _run(store: Store, config: EngineConfig, options: ReviseOptions, annotator: str, one, command: str,
+         client: Any, prepare=None) -> ReviseReport:
+    todo, skipped = _targets(store, annotator, options)
+    cache = open_cache(store, parse_shard(options.shard))
+    known = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
+    report = ReviseReport(RunSummary(), planned=len(todo) + skipped, skipped=skipped, revisions=0, errors=0)
+    sink = RowSink(store)
+    engine = Engine(config, cache, client=client)
+
+    def on_result(target: Target, rows: list[Any]) -> None:
+        fresh = [r for r in rows if not isinstance(r, Judgement) or r.judgement_id not in known]
+        for row in fresh:
+            if isinstance(row, Judgement):
+                known.add(row.judgement_id)
+                if row.status == "error":
+                    report.errors += 1
+                else:
+                    report.revisions += 1
+        sink.add("responses", [r for r in fresh if isinstance(r, Response)])
+        sink.add("judgements", [r for r in fresh if isinstance(r, Judgement)])
+
+    try:
+        report.summary = asyncio.run(_in_session(engine, prepare, todo, one, on_result))
+    finally:
+        sink.flush()
+        cache.close()
+    options_record = asdict(options)
+    report.log = str(write_run_log(store, command, config, report.summary,
+                                   {"options": options_record, "revisions": report.revisions, "errors": report.errors}))
+    return report
+
+
+
+async def _in_session(engine: Engine, prepare, todo: list[Target], one, on_result) -> RunSummary:
+    async with engine.session():
+        if prepare is not None and todo:
+            await prepare(engine)  # e.g. detect capabilities once, before the first item
+        return await engine.arun(todo, one, on_result, total=len(todo))
