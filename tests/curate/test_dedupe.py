@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from curate.minhash import components, exact_groups, near_duplicate_groups
 from curate.pipeline import curate
