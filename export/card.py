@@ -44,6 +44,7 @@ class CardConfig:
     trainer: str
     trl_columns: tuple[str, ...]
     extra_columns: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # anything a user of this config must know (e.g. how step labels were mapped)
 
 
 def size_category(n: int) -> str:
@@ -133,6 +134,7 @@ def body(name: str, configs: Sequence[CardConfig], report: Mapping | None, recip
             f"- **{c.name}**: TRL columns {', '.join(f'`{x}`' for x in c.trl_columns)}, {form}; "
             f"lineage and quality columns {', '.join(f'`{x}`' for x in c.extra_columns)}."
         )
+        out += [f"  {note}" for note in c.notes]
     out += ["", "```python", "from datasets import load_dataset", ""]
     first = configs[0]
     out.append(f'ds = load_dataset("parquet", data_dir="{first.data_dir}")  # or the Hub repo id')

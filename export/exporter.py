@@ -169,7 +169,7 @@ def export_curated(
             if jsonl:
                 files += write_jsonl(con, written)
             _keep_provenance(source_dir, out, name, fname, written, license, neutral_is_good)
-            card_config = card_config_for("default", "data", fmt, written)
+            card_config = card_config_for("default", "data", fmt, written, neutral_is_good)
             text = cards.render(
                 f"{name} ({fname})", [card_config], report, recipe, license, fmt.task_categories, fmt.tags
             )
@@ -239,7 +239,13 @@ def _keep_provenance(
     (out / "export.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
-def card_config_for(config_name: str, data_dir: str, fmt: Format, written: Written) -> cards.CardConfig:
+def step_label_note(neutral_is_good: bool) -> str:
+    return f"Step labels: a right step (1) is `true`, a wrong one (-1) `false`, a neutral one (0) `{str(neutral_is_good).lower()}`."
+
+
+def card_config_for(
+    config_name: str, data_dir: str, fmt: Format, written: Written, neutral_is_good: bool = True
+) -> cards.CardConfig:
     from datasets import Features
 
     return cards.CardConfig(
@@ -252,4 +258,5 @@ def card_config_for(config_name: str, data_dir: str, fmt: Format, written: Writt
         trainer=fmt.trainer,
         trl_columns=fmt.trl_columns,
         extra_columns=fmt.extra_columns,
+        notes=(step_label_note(neutral_is_good),) if fmt.name == "stepwise" else (),
     )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from export import card as cards
 from export.errors import ExportError
-from export.exporter import load_report
+from export.exporter import load_report, step_label_note
 from export.formats import ALL, FORMATS
 
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<n>\d{5})\.parquet$")
@@ -95,6 +95,7 @@ def plan_push(export_dir: str | Path, repo_id: str, formats: list[str] | None = 
                 trainer=fmt.trainer,
                 trl_columns=fmt.trl_columns,
                 extra_columns=fmt.extra_columns,
+                notes=(step_label_note(settings.get("neutral_steps_are_good", True)),) if fname == "stepwise" else (),
             )
         )
     task_categories = [c for f in names for c in FORMATS[f].task_categories]

@@ -104,6 +104,8 @@ def test_step_labels_map_to_booleans_with_neutral_as_asked(tmp_path, neutral_is_
             assert row["labels"] == [x == 1 or (x == 0 and neutral_is_good) for x in want["labels"]]
             seen |= set(want["labels"])
     assert seen == {-1, 0, 1}
+    card = (tmp_path / "out/stepwise/README.md").read_text(encoding="utf-8")
+    assert f"a neutral one (0) `{str(neutral_is_good).lower()}`" in card
 
 
 def test_jsonl_holds_the_same_rows(exported):
