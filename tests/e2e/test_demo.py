@@ -1,0 +1,53 @@
+"""`prefkit demo` runs the loop on a copy of the demo store and says what each stage did."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+from annotate.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_loop_without_a_server(tmp_path):
+    out = tmp_path / "demo"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "demo", "--out", str(out), "--steps", "3"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - started < 300  # the issue's bound for a 2-core machine
+    text = proc.stdout
+    # it teaches: each stage's command is printed, and the skipped AI stages are explained
+    for stage in ("curate", "export", "train dpo", "train kto", "score-pairs"):
+        assert f"== {stage}: prefkit " in text
+    assert "no --base-url" in text and "generate" not in [line.split(":")[0] for line in text.splitlines()]
+    # and the files are there
+    demo_store = Store(ROOT / "data" / "demo")
+    store = Store(out / "store")
+    pairs = load_from_disk(str(out / "export" / "preference"))
+    assert pairs["train"].num_rows + pairs["test"].num_rows > 0
+    assert (out / "runs" / "dpo" / "final" / "config.json").exists()
+    assert (out / "runs" / "kto" / "final" / "config.json").exists()
+    rows = [json.loads(x) for x in (out / "runs" / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == 3
+    # score-pairs wrote its disputed pairs back as AI judgements; the demo store itself is untouched
+    assert store.count("judgements") > demo_store.count("judgements")
+    assert store.count("prompts") == demo_store.count("prompts")
+
+
+def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    proc = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "demo", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 1 and "is not a demo folder" in proc.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
