@@ -144,7 +144,7 @@ def main() -> None:
     print(f"\nai judge throughput: {args.requests} requests, server latency {LATENCY * 1000:.0f} ms, "
           f"concurrency {CONCURRENCY}, ideal {ideal:.0f} req/s; medians of {args.repeats} alternating rounds; "
           f"{os.cpu_count()} CPUs")
-    print(f"| client | requests/s | of ideal | client CPU ms/request | prefkit is × faster |")
+    print("| client | requests/s | of ideal | client CPU ms/request | prefkit is × faster |")
     print("| --- | ---: | ---: | ---: | ---: |")
     labels = {"prefkit": "prefkit judge (cache, parse, Parquet)", "threads": "openai.OpenAI, 64 threads",
               "sequential": f"openai.OpenAI, sequential ({SEQUENTIAL} sent, extrapolated)"}

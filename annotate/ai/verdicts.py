@@ -82,12 +82,14 @@ def verdict_from_text(content: str) -> tuple[str, str] | None:
     which = label(lines[0]) if lines else None
     if which:
         return which, "\n".join(lines[1:]).strip()
+    as_json = verdict_from_json(content)
+    if as_json:
+        return as_json
     found = {label(m.group(1)) for p in _PATTERNS for m in p.finditer(content)}
     found.discard(None)
     if len(found) == 1:
         return found.pop(), content.strip()
-    as_json = verdict_from_json(content)
-    return as_json
+    return None
 
 
 def score_from_text(content: str, low: float, high: float) -> tuple[float, str] | None:

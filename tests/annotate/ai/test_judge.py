@@ -1,0 +1,136 @@
+"""Judging against the loopback server: both orders, logprob confidence, capability fallbacks, rubric
+scores, Bradley–Terry rankings, shards, dry runs, budgets, generation and idempotent re-runs."""
+
+import json
+
+import pytest
+
+from annotate.ai.engine import EngineConfig
+from annotate.ai.generate import GenerateOptions, generate
+from annotate.ai.jobs import Sampling
+from annotate.ai.judge import JudgeOptions, judge
+from tests.support.openai_server import OpenAIServer, Reply
+
+
+def _config(server, **kw):
+    values = dict(model="judge-m", base_url=server.base_url, concurrency=8, timeout=5, progress=False,
+                  max_retries=1, backoff=0.01)
+    values.update(kw)
+    return EngineConfig(**values)
+
+
+def _prefers_lower_answer(request):
+    """A consistent judge: the response whose text says 'Answer 0' beats 'Answer 1' beats 'Answer 2'."""
+    text = request["messages"][-1]["content"]
+    if "[Response A]" not in text:
+        return '{"ok": true}'  # the capability probes of --mode auto
+    a = text.split("[Response A]\n")[1].split("\n")[0]
+    b = text.split("[Response B]\n")[1].split("\n")[0]
+    verdict = "A" if a < b else "B"
+    other = "B" if verdict == "A" else "A"
+    return Reply(f"{verdict}\nbecause", top_logprobs={verdict: -0.1, other: -2.5, "tie": -5.0})
+
+
+def test_both_orders_are_stored_with_confidence(store):
+    with OpenAIServer(_prefers_lower_answer) as server:
+        report = judge(store, _config(server), JudgeOptions())
+    assert report.mode == "logprobs" and report.written == 24 and report.errors == 0
+    con = store.connect()
+    rows = con.execute(
+        "SELECT response_ids, scores, confidence, metadata, guidelines, annotator, annotator_type FROM judgements "
+        "WHERE kind = 'pairwise'").fetchall()
+    by_key = {}
+    for ids, scores, confidence, metadata, guidelines, annotator, kind in rows:
+        meta = json.loads(metadata)
+        by_key.setdefault(meta["order_key"], {})[meta["order"]] = (ids, scores, confidence)
+        assert annotator == "ai:judge-m:pairwise" and kind == "ai" and guidelines.startswith("pairwise@")
+        assert meta["fingerprint"] == "fp_loopback"
+        assert confidence == pytest.approx(0.9 / (0.9 + 0.082 + 0.0067), abs=0.01) if scores == [1.0, 0.0] \
+            else confidence < 0.1
+    assert len(by_key) == 12
+    for orders in by_key.values():
+        (ab_ids, ab_scores, _), (ba_ids, ba_scores, _) = orders["ab"], orders["ba"]
+        assert ba_ids == ab_ids[::-1], "each row lists the responses in the order the judge saw them"
+        assert ba_scores == ab_scores[::-1], "a consistent judge gives the same winner in both orders"
+
+
+def test_fallback_to_json_schema_then_text(store, tmp_path):
+    def answer(request):
+        if "[Response A]" not in request["messages"][-1]["content"]:
+            return '{"ok": true}'
+        verdict = _prefers_lower_answer(request).content.split("\n")[0]
+        if request.get("response_format"):
+            return json.dumps({"reason": "clearer", "verdict": verdict})
+        return f"After thinking it over, my verdict: {verdict}."  # not on the first line: tolerant parse
+
+    with OpenAIServer(answer, logprobs=False) as server:
+        assert judge(store, _config(server), JudgeOptions(limit=2)).mode == "json"
+    with OpenAIServer(answer, logprobs=False, response_format=False) as server:
+        report = judge(store, _config(server, model="other"), JudgeOptions(limit=2))
+    assert report.mode == "text" and report.errors == 0
+    rows = store.connect().execute("SELECT annotator, rationale, confidence, scores FROM judgements").fetchall()
+    assert len(rows) == 8 and all(r[2] is None and sum(r[3]) == 1 for r in rows)
+    assert {r[1] for r in rows if r[0] == "ai:judge-m:pairwise"} == {"clearer"}
+    assert {r[1].split(":")[0] for r in rows if r[0] == "ai:other:pairwise"} == {"After thinking it over, my verdict"}
+
+
+def test_rerun_sends_nothing_and_shards_partition_the_job(store):
+    with OpenAIServer(_prefers_lower_answer) as server:
+        first = judge(store, _config(server), JudgeOptions(shard="1/2"))
+        second = judge(store, _config(server), JudgeOptions(shard="2/2"))
+        sent = server.stats()["requests"]
+        again = judge(store, _config(server), JudgeOptions())
+        assert server.stats()["requests"] == sent, "a finished job sends nothing on a re-run"
+    assert first.written + second.written == 24 and first.written and second.written
+    assert again.skipped == 24 and again.written == 0
+    assert store.count("judgements") == 24
+
+
+def test_dry_run_sends_nothing_and_budget_stops(store):
+    with OpenAIServer(_prefers_lower_answer) as server:
+        dry = judge(store, _config(server, price_in=1000, price_out=1000), JudgeOptions(mode="logprobs", dry_run=True))
+        assert server.stats()["requests"] == 0 and dry.summary.requests == 24 and dry.summary.cost > 0
+        capped = judge(store, _config(server, price_in=1000, price_out=1000, max_cost=0.5, concurrency=1),
+                       JudgeOptions(mode="logprobs"))
+        assert capped.summary.stopped == "budget" and 0 < capped.written < 24
+        assert server.stats()["requests"] == capped.summary.requests
+        rest = judge(store, _config(server), JudgeOptions(mode="logprobs"))
+    assert rest.written == 24 - capped.written
+
+
+def test_rubric_scores_with_samples_and_self_rewarding(store):
+    def answer(request):
+        return f"Reasonable.\nScore: {3 + request['seed'] % 2}"  # samples 0, 1 → 3, 4
+
+    with OpenAIServer(answer) as server:
+        report = judge(store, _config(server), JudgeOptions(method="rubric", template="self_rewarding", samples=2,
+                                                            mode="text", sampling=Sampling(temperature=0.7)))
+    assert report.written == 12 and report.errors == 0
+    rows = store.read("judgements").to_pylist()
+    assert {r["kind"] for r in rows} == {"rating"} and all(r["scores"] == [3.5] for r in rows)
+    assert all(r["annotator"] == "ai:judge-m:self_rewarding" and r["aspect"] == "overall" for r in rows)
+
+
+def test_ranking_by_bradley_terry(store):
+    with OpenAIServer(_prefers_lower_answer) as server:
+        report = judge(store, _config(server), JudgeOptions(method="ranking"))
+    assert report.rankings == 4
+    con = store.connect()
+    for ids, scores in con.execute("SELECT response_ids, scores FROM judgements WHERE kind = 'ranking'").fetchall():
+        texts = [con.execute("SELECT content FROM responses WHERE response_id = ?", [i]).fetchone()[0] for i in ids]
+        assert [t.split()[1] for t in texts] == ["0", "1", "2"] and scores == [-1.0, -2.0, -3.0]
+
+
+def test_generate_n_samples_with_parameters(store):
+    def answer(request):
+        return f"sample with seed {request['seed']} at temperature {request['temperature']}"
+
+    with OpenAIServer(answer) as server:
+        report = generate(store, _config(server, model="gen-m"), GenerateOptions(n=3))
+        again = generate(store, _config(server, model="gen-m"), GenerateOptions(n=3))
+        assert server.stats()["requests"] == 12
+    assert report.written == 12 and again.skipped == 12 and not report.failures
+    rows = store.read("responses", "origin = 'generated'").to_pylist()
+    assert len(rows) == 12 and {r["model"] for r in rows} == {"gen-m"}
+    generation = json.loads(rows[0]["generation"])
+    assert {"temperature", "top_p", "max_tokens", "seed", "usage", "fingerprint", "request_id"} <= set(generation)
