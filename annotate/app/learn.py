@@ -1,0 +1,56 @@
+"""The maths behind the learn pages, in numpy (no torch in the app).
+
+DPO (Rafailov et al. 2023, eq. 7): with Δ = (log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x)),
+the loss is −log σ(β·Δ); its gradient scales each pair by σ(−β·Δ) (large when the model still
+prefers the loser, near zero once the pair is learned); the implicit rewards are β·log π/π_ref.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)
+
+
+def dpo(beta: float, chosen_ratio, rejected_ratio) -> dict[str, np.ndarray]:
+    """Loss, gradient weight and rewards for log-ratios log π/π_ref of chosen and rejected.
+
+    Shapes: any broadcastable arrays; the results have the broadcast shape.
+    """
+    chosen_ratio, rejected_ratio = np.asarray(chosen_ratio, float), np.asarray(rejected_ratio, float)
+    margin = beta * (chosen_ratio - rejected_ratio)
+    return {
+        "loss": -log_sigmoid(margin),
+        "grad_weight": np.exp(log_sigmoid(-margin)),
+        "reward_chosen": beta * chosen_ratio,
+        "reward_rejected": beta * rejected_ratio,
+        "reward_margin": margin,
+    }
+
+
+def read_metrics(path: str | Path, start: int = 0) -> tuple[list[dict], int]:
+    """Rows of a run's metrics.jsonl from byte `start`; returns (rows, offset to continue from).
+
+    A last line still being written (no newline yet) is left for the next call.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], start
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    rows = []
+    for line in data[:end].splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn or foreign line: skip it rather than break the chart
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows, start + end

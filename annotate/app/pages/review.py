@@ -1,0 +1,7 @@
+"""Review (filled in below)."""
+
+import streamlit as st
+
+
+def page() -> None:
+    st.title("Review")

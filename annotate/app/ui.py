@@ -1,0 +1,80 @@
+"""Streamlit glue shared by the pages: the cached store/project/board, and who is logged in.
+
+Identity: a person is known only after `authenticate` accepted their password in this session (the
+login form stores the login then); in open mode the project names the one local user. Nothing else
+in session state can make someone a user.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from annotate.app.board import Board
+from annotate.app.project import Project, User, authenticate, load_project
+from annotate.store import default_store_path
+
+
+def store_path() -> str:
+    return os.environ.get("PREFKIT_STORE") or default_store_path()
+
+
+def project_path() -> str | None:
+    return os.environ.get("PREFKIT_PROJECT") or None
+
+
+@st.cache_resource(show_spinner=False)
+def _project(path: str | None) -> Project:
+    return load_project(path)
+
+
+@st.cache_resource(show_spinner="Loading the store…")
+def _board(store: str, path: str | None) -> Board:
+    return Board(store, _project(path))
+
+
+def project() -> Project:
+    return _project(project_path())
+
+
+def board() -> Board:
+    return _board(store_path(), project_path())
+
+
+def reload_board() -> None:
+    """Drop the cached index and texts (after an import, say); the next page load rebuilds them."""
+    _board.clear()
+
+
+def current_user() -> User | None:
+    proj = project()
+    if proj.open_mode:
+        return User(proj.open_user, "admin")
+    login = st.session_state.get("_authenticated_login")
+    return proj.user(login) if login else None
+
+
+def login_page() -> None:
+    proj = project()
+    st.title("prefkit · log in")
+    st.caption(f"Project **{proj.name}**")
+    with st.form("login"):
+        login = st.text_input("Login", key="login_name")
+        password = st.text_input("Password", type="password", key="login_password")
+        sent = st.form_submit_button("Log in", type="primary")
+    if sent:
+        user = authenticate(proj, login, password)
+        if user is None:
+            st.error("Wrong login or password.")
+        else:
+            st.session_state["_authenticated_login"] = user.login
+            st.rerun()
+
+
+def logout_button(user: User) -> None:
+    with st.sidebar:
+        st.caption(f"Logged in as **{user.login}** ({user.role})")
+        if not project().open_mode and st.button("Log out", key="logout"):
+            st.session_state.clear()
+            st.rerun()

@@ -1,0 +1,250 @@
+"""The labelling app end to end in headless Chromium: log in, label every kind by keyboard and by
+clicks, and read exactly those judgements back from the Parquet store. Model text carrying
+<script> and <img onerror> shows as text, and no dialog ever opens."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from annotate.app.items import split_steps
+from annotate.app.project import hash_password
+from annotate.contract import Prompt, Response
+from annotate.store import Store
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
+PASSWORD = "correct horse"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _texts(i: int, n: int) -> list[str]:
+    return [f"Reply {j} to Q{i}: {XSS}\n\nStep 2: the answer is {i + j}." for j in range(n)]
+
+
+def _make_store(path: Path) -> Store:
+    store = Store(path)
+    prompts, responses = [], []
+    for i in range(12):  # Q0-Q7: two responses (pairwise); Q8-Q11: three (ranking)
+        p = Prompt(messages=[{"role": "user", "content": f"Q{i}: what is {i} plus one?"}], source="e2e")
+        prompts.append(p)
+        responses += [Response(prompt_id=p.prompt_id, content=t) for t in _texts(i, 2 if i < 8 else 3)]
+    with store.batch() as b:
+        b.append("prompts", prompts)
+        b.append("responses", responses)
+    return store
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited early:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make chromium)")
+    tmp = tmp_path_factory.mktemp("app")
+    store = _make_store(tmp / "store")
+    project = tmp / "project.yaml"
+    project.write_text(
+        yaml.safe_dump(
+            {
+                "name": "e2e",
+                "min_seconds": 0,
+                "strength": False,
+                "tasks": [{"kind": k, "overlap": 1} for k in ("pairwise", "ranking", "binary", "edit", "steps")],
+                "users": [{"login": "alice", "role": "annotator", "password_hash": hash_password(PASSWORD, rounds=2000)}],
+            }
+        )
+    )
+    port = _free_port()
+    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", str(store.root), "--project", str(project),
+           "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield b
+        b.close()
+
+
+_ITEM = "() => { const e = document.querySelector('[class*=st-key-item-]'); return e ? e.className : null; }"
+
+
+def _question(page, kind: str = "") -> str:
+    """Which item is on screen (the page keys the item's container by it), once one of `kind` is."""
+    page.locator(f"[class*='st-key-item-{kind}']").first.wait_for(timeout=20_000)
+    return page.evaluate(_ITEM)
+
+
+def _next(page, before: str) -> None:
+    """Wait until the page shows a different item than `before`."""
+    page.wait_for_function(f"b => {{ const c = ({_ITEM})(); return c && c !== b; }}", arg=before, timeout=20_000)
+
+
+def _response_ids(page, store: Store, letters: str) -> list[str]:
+    """The ids of the responses shown under A, B, … (read off the page and looked up by text)."""
+    by_text = {r["content"].split(":")[0]: r["response_id"] for r in store.read("responses").to_pylist()}
+    ids = []
+    for letter in letters:
+        text = page.locator(f".st-key-response-{letter}").inner_text().strip()
+        label = next(line for line in text.splitlines() if line.startswith("Reply "))
+        ids.append(by_text[label.split(":")[0]])
+    return ids
+
+
+def _pick(page, key_part: str, text: str) -> None:
+    """Click the option `text` of the segmented control whose key contains `key_part`."""
+    page.locator(f"[class*='{key_part}']").get_by_text(text, exact=True).first.click()
+
+
+def test_label_every_kind_and_read_it_back(server, browser):
+    url, store = server
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+
+    # a wrong password: no access, nothing written
+    page.get_by_role("textbox", name="Login").fill("alice")
+    page.get_by_role("textbox", name="Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Wrong login or password.").wait_for(timeout=20_000)
+    assert page.locator(".st-key-prompt").count() == 0
+    assert store.is_empty("judgements")
+
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    question = _question(page)
+
+    # model text shows as text: the payload is visible, and no script ran
+    assert "<script>alert(1)</script>" in page.locator(".st-key-response-A").inner_text()
+    assert "<img src=x onerror=alert(1)>" in page.locator(".st-key-response-A").inner_text()
+    assert page.locator(".st-key-response-A img").count() == 0
+
+    expected = []
+    # five pairwise items: keyboard (digit, Enter) and clicks, alternating
+    plan = [("key", "1"), ("click", "B is better"), ("key", "3"), ("click", "Both bad"), ("key", "2")]
+    scores = {"1": [1.0, 0.0], "2": [0.0, 1.0], "3": [0.5, 0.5], "B is better": [0.0, 1.0], "Both bad": [0.0, 0.0]}
+    for how, what in plan:
+        ids = _response_ids(page, store, "AB")
+        if how == "key":
+            page.locator("body").press(what)
+            page.get_by_text("Selected: ").filter(has_text="is better").or_(page.get_by_text("Selected: Tie")).wait_for(timeout=20_000)
+            page.locator("body").press("Enter")
+        else:
+            page.get_by_role("button", name=what).click()
+            page.get_by_text(f"Selected: {what}").wait_for(timeout=20_000)
+            page.get_by_role("button", name="Submit").click()
+        expected.append(("pairwise", ids, scores[what]))
+        _next(page, question)
+        question = _question(page)
+
+    # one ranking: C first, A and B tied second
+    _pick(page, "st-key-task", "ranking")
+    question = _question(page, "ranking")
+    ids = _response_ids(page, store, "ABC")
+    for i, rank in enumerate([2, 2, 1]):
+        _pick(page, f"-rank-{i}", str(rank))
+        page.wait_for_timeout(300)
+    page.get_by_role("button", name="Submit").click()
+    expected.append(("ranking", ids, [-2.0, -2.0, -1.0]))
+    _next(page, question)
+
+    # one binary, by keyboard: 2 = bad
+    _pick(page, "st-key-task", "binary")
+    question = _question(page, "binary")
+    ids = _response_ids(page, store, "A")
+    page.evaluate("document.activeElement.blur()")  # keys go to the page, not the task button just clicked
+    page.locator("body").press("2")
+    page.get_by_text("Selected: 👎 Bad").wait_for(timeout=20_000)
+    page.locator("body").press("Enter")
+    expected.append(("binary", ids, [0.0]))
+    _next(page, question)
+
+    # one edit: rewrite the response, see the diff, submit
+    _pick(page, "st-key-task", "edit")
+    question = _question(page, "edit")
+    box = page.locator("[class*='-edit'] textarea")
+    original_id = _response_ids(page, store, "A")[0]
+    original = store.read("responses", "response_id = ?", [original_id]).column("content")[0].as_py()
+    revised = original.replace("Step 2: the answer is", "Step 2: the corrected answer is")
+    box.fill(revised)
+    box.press("Control+Enter")
+    page.get_by_text("{+corrected +}").wait_for(timeout=20_000)
+    page.get_by_role("button", name="Submit edit").click()
+    expected.append(("revision", [original_id, None], [0.0, 1.0]))
+    _next(page, question)
+
+    # one steps item: step 1 right, step 2 wrong
+    _pick(page, "st-key-task", "steps")
+    question = _question(page, "steps")
+    step_id = _response_ids(page, store, "A")[0]
+    _pick(page, "-step-0", "right")
+    page.wait_for_timeout(300)
+    _pick(page, "-step-1", "wrong")
+    page.wait_for_timeout(300)
+    page.get_by_role("button", name="Submit").click()
+    expected.append(("steps", [step_id], [0.5]))
+    _next(page, question)
+
+    assert dialogs == []
+    rows = store.read("judgements").to_pylist()
+    assert [r["kind"] for r in rows] == [e[0] for e in expected], [(r["kind"], r["status"], r["scores"]) for r in rows]
+    for row, (kind, ids, want) in zip(rows, expected, strict=True):
+        assert (row["kind"], row["annotator"], row["annotator_type"], row["status"]) == (kind, "alice", "human", "submitted")
+        assert row["scores"] == want
+        if kind != "revision":  # the revised id is only known once stored; checked below
+            assert row["response_ids"] == ids
+        assert row["duration_ms"] > 0
+    edit_row, steps_row = rows[-2], rows[-1]
+    new = store.read("responses", "origin = 'human_edit'").to_pylist()
+    assert len(new) == 1 and new[0]["content"] == revised and new[0]["parent_id"] == original_id
+    assert new[0]["model"] == "human:alice"
+    assert edit_row["response_ids"] == [original_id, new[0]["response_id"]]
+    assert steps_row["step_labels"] == [1, -1]
+    step_text = store.read("responses", "response_id = ?", [step_id]).column("content")[0].as_py()
+    assert json.loads(steps_row["metadata"])["steps"] == split_steps(step_text)
+    assert len(split_steps(step_text)) == 2
