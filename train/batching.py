@@ -3,8 +3,9 @@
 A step's examples are split into micro-batches (by count, or by a token budget with the longest
 first), never splitting an example: a pair's chosen and rejected (or a KTO completion and its KL row)
 always run in the same forward. Each micro-batch becomes one `Batch`: either right-padded rows
-`[n_seq, max_len]`, or every sequence packed end to end in one row `[1, total]` with `position_ids`
-restarting at 0 for each sequence (transformers then restricts attention to each sequence).
+`[n_seq, max_len]`, or the sequences packed end to end in rows `[rows, row_len]` with `position_ids`
+restarting at 0 for each sequence (transformers then restricts attention to each sequence),
+in as few rows as fit.
 
 Either way the batch also carries the flat positions whose hidden state predicts a completion token
 (`src`), that token (`tgt`) and which sequence it belongs to (`seg`), so the log-prob head only ever
@@ -72,23 +73,55 @@ def plan_micro_batches(examples: list[Example], *, micro_batch_size: int | None 
     return plans
 
 
-def collate(examples: list[Example], *, packed: bool, pad_id: int) -> Batch:
+def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+    """Sequence indices per packed row: longest first, first fit into rows of at most `row_tokens`."""
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for s in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, u in enumerate(used):
+            if u + lengths[s] <= row_tokens:
+                rows[r].append(s)
+                used[r] += lengths[s]
+                break
+        else:
+            rows.append([s])
+            used.append(lengths[s])
+    return rows
+
+
+def collate(examples: list[Example], *, packed: bool, pad_id: int, row_tokens: int | None = None) -> Batch:
+    """Padded rows, or (packed) sequences laid end to end in rows of at most `row_tokens` tokens
+    (default: the longest sequence, so attention costs no more than padded rows; with varlen flash
+    attention one long row is best). Rows are right-padded to the longest row; padding gets its own
+    position ids, so it forms a separate document no real token attends to."""
     seqs = sequences(examples)
     src, tgt, seg, last = [], [], [], []
     lengths = [len(c) for _, c in seqs]
     if packed:
-        ids, pos = [], []
-        for s, (p, c) in enumerate(seqs):
-            off, full = len(ids), p + c
-            ids += full
-            pos += range(len(full))
-            src += range(off + len(p) - 1, off + len(full) - 1)  # position t predicts token t+1
-            tgt += c
-            seg += [s] * len(c)
-            last.append(off + len(full) - 1)
-        input_ids = torch.tensor([ids])
-        return Batch(input_ids, None, torch.tensor([pos]), torch.tensor(src), torch.tensor(tgt), torch.tensor(seg),
-                     len(seqs), torch.tensor(lengths), torch.tensor(last), len(ids))
+        full_lengths = [len(p) + len(c) for p, c in seqs]
+        rows = pack_rows(full_lengths, max(max(full_lengths), row_tokens or 0))
+        width = max(sum(full_lengths[s] for s in row) for row in rows)
+        input_ids = torch.full((len(rows), width), pad_id)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        tokens = 0
+        for r, row in enumerate(rows):
+            off = r * width
+            col = 0
+            for s in row:
+                p, c = seqs[s]
+                full = p + c
+                input_ids[r, col:col + len(full)] = torch.tensor(full)
+                position_ids[r, col:col + len(full)] = torch.arange(len(full))
+                src += range(off + col + len(p) - 1, off + col + len(full) - 1)  # position t predicts token t+1
+                tgt += c
+                seg += [s] * len(c)
+                last.append((s, off + col + len(full) - 1))
+                col += len(full)
+                tokens += len(full)
+            position_ids[r, col:] = torch.arange(width - col)
+        last_idx = [i for _, i in sorted(last)]
+        return Batch(input_ids, None, position_ids, torch.tensor(src), torch.tensor(tgt), torch.tensor(seg),
+                     len(seqs), torch.tensor(lengths), torch.tensor(last_idx), tokens)
     width = max(len(p) + len(c) for p, c in seqs)
     input_ids = torch.full((len(seqs), width), pad_id)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)

@@ -34,6 +34,8 @@ from train.forward import SequenceLogps, SequenceScores, count_params, run
 from train.losses import LOSSES, needs_reference
 from train.refcache import cached, compute, data_fingerprint, model_fingerprint
 
+REF_PASS_TOKENS = 8192  # tokens per forward in the reference pass (no activations kept, so it can be large)
+
 
 class TrainError(RuntimeError):
     """A run that cannot start or continue; the message says what to change."""
@@ -202,7 +204,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     fwd = torch.compile(policy, dynamic=True) if use_compile else policy
 
     # ---- reference: cached log-probs (default) or a frozen model run every step
-    ref_module, ref_train, ref_eval = None, None, None
+    ref_module, ref_train, ref_eval, ref_seconds = None, None, None, None
     if needs_reference(cfg.method):
         if cfg.lora:
             ref_model = model
@@ -216,10 +218,12 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             frozen = wrap(ref_model)
             ref_module = lambda: nullcontext(frozen)  # noqa: E731
         if cfg.ref == "cached":
+            t_ref = time.perf_counter()
             mkey = model_fingerprint(ref_model, cfg.ref_model or cfg.model, adapter_disabled=cfg.lora)
             ref_train, ref_eval = _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok,
                                                     device, autocast, log)
             ref_module = ref_model = None  # not needed any more: the reference can leave memory
+            ref_seconds = time.perf_counter() - t_ref
     model.train()
 
     # ---- optimiser and schedule
@@ -264,8 +268,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         opt.zero_grad(set_to_none=True)
         row = acc.row(world)
         seconds = time.perf_counter() - t0
-        row.update(step=step + 1, lr=sched.get_last_lr()[0], tokens_per_s=row.pop("tokens") / seconds,
+        row.update(step=step + 1, lr=sched.get_last_lr()[0], tokens_per_s=row["tokens"] / seconds, seconds=seconds,
                    grad_norm=float(grad_norm) if grad_norm is not None else None)
+        if step == start and ref_seconds is not None:
+            row["ref_pass_s"] = ref_seconds  # the one-off reference pass, so its cost is on record
         row["mfu"] = M.mfu(n_params, row["tokens_per_s"], device, ref_forward=ref_module is not None)
         last = step + 1 == total
         if main and ((step + 1) % cfg.logging_steps == 0 or last):
@@ -319,9 +325,10 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
 
         def make(examples=examples):
             with ref_module() as mod:
+                # no gradients: batches as big as the token budget allows, longest first, so little padding
+                budget = max(cfg.max_tokens or 0, REF_PASS_TOKENS)
                 return compute(mod, examples, packed=packed, pad_id=tok.pad_token_id, device=device,
-                               max_tokens=cfg.max_tokens, micro_batch_size=cfg.micro_batch_size or cfg.batch_size,
-                               autocast=autocast)
+                               max_tokens=budget, autocast=autocast)
 
         key = f"{data_fingerprint(examples)}-{mkey}"
         value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make)

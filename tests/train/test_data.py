@@ -105,9 +105,14 @@ def test_collate_targets_are_exactly_the_completion_tokens():
     for packed in (False, True):
         b = collate(ex, packed=packed, pad_id=0)
         flat = b.input_ids.reshape(-1)
-        assert b.tgt.tolist() == [20, 21, 2, 22, 2, 30, 2, 31, 32, 33, 2]
+        completions = [[20, 21, 2], [22, 2], [30, 2], [31, 32, 33, 2]]  # chosen of each, then rejected of each
+        assert [b.tgt[b.seg == s].tolist() for s in range(4)] == completions
         assert flat[b.src + 1].tolist() == b.tgt.tolist()  # position t predicts token t+1
         assert b.tokens == 2 * 3 + 5 + 6
+        assert b.lengths.tolist() == [3, 2, 2, 4]
+        if packed:  # each sequence's positions restart at 0
+            pos = b.position_ids.reshape(-1)
+            assert all(pos[b.src[b.seg == s][0]].item() == len(ex[s % 2].prompt) - 1 for s in range(4))
 
 
 def test_datasetdict_extra_columns_are_ignored(tok, tmp_path):

@@ -38,7 +38,9 @@ def test_packed_equals_padded_logps_and_losses(model):
     mod = SequenceLogps(model, chunk=7)
     with torch.no_grad():
         padded = run(mod, collate(ex, packed=False, pad_id=0))
-        packed = run(mod, collate(ex, packed=True, pad_id=0))
+        one_row = run(mod, collate(ex, packed=True, pad_id=0, row_tokens=10**6))  # the varlen/GPU layout
+        packed = run(mod, collate(ex, packed=True, pad_id=0))  # rows as long as the longest sequence
+    torch.testing.assert_close(one_row, padded, atol=1e-5, rtol=0)
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=0)
     n = len(ex)
     ref = padded + 0.3 * torch.arange(2 * n)  # any fixed reference
