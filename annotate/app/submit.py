@@ -193,3 +193,27 @@ def write(
     status = judgements[0].status
     assigner.complete(shown.annotator, shown.item, status, judgements[0].judgement_id)
     return status
+
+
+def adjudicate(
+    project: Project, reviewer: str, item: Item, label: str, judgement_ids: list[str], *, rationale: str = ""
+) -> list[Judgement]:
+    """A reviewer's settling verdict on a pairwise item (`first`/`second`/`tie` in sorted-id order);
+    curation lets an `adjudicator` judgement win over the votes it names."""
+    scores = {"first": [1.0, 0.0], "second": [0.0, 1.0], "tie": [0.5, 0.5]}
+    if label not in scores:
+        raise SubmitError(f"choose one of {list(scores)}, not {label!r}")
+    return [
+        Judgement(
+            judgement_id=new_judgement_id(),
+            prompt_id=item.prompt_id,
+            kind="pairwise",
+            annotator=reviewer,
+            annotator_type="adjudicator",
+            response_ids=list(item.response_ids),
+            scores=scores[label],
+            rationale=rationale,
+            guidelines=project.guidelines,
+            metadata=metadata({"adjudicates": list(judgement_ids)}),
+        )
+    ]

@@ -1,7 +1,54 @@
-"""Review (filled in below)."""
+"""Review: items where people disagree, or where people and the AI judge disagree. A reviewer's
+verdict is stored as an `adjudicator` judgement naming the votes it settles."""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from annotate.app import metrics, submit
+from annotate.app.items import parse_key
+from annotate.app.pages.dashboard import _pairwise
+from annotate.app.ui import board as get_board
+from annotate.app.ui import current_user, store_path
+from annotate.validate import ContractError
+
+VERDICTS = {"first": "A is better", "second": "B is better", "tie": "Tie"}
+
 
 def page() -> None:
+    user = current_user()
+    if user is None or not user.can_review:
+        st.error("Reviewers only.")
+        st.stop()
     st.title("Review")
+    b = get_board()
+    df = _pairwise(store_path())
+    queue = metrics.review_queue(df)
+    if queue.empty:
+        st.success("Nothing to review: no disagreements left.")
+        return
+    st.caption(f"{len(queue)} items to settle")
+    pos = st.number_input("Item", 1, len(queue), 1, key="review_pos") - 1
+    row = queue.iloc[pos]
+    item = parse_key(row["item"])
+    st.markdown(f"**Why:** {row['reason']} · votes {row['votes']} · AI: {row['ai'] or '–'}")
+    for m in b.content.messages(item.prompt_id):
+        with st.chat_message(m["role"]):
+            st.markdown(m["content"])
+    cols = st.columns(2, border=True)
+    for col, letter, rid in zip(cols, "AB", item.response_ids, strict=False):
+        with col:
+            st.markdown(f"**{letter}**  ·  votes for it: {row['votes'].get('first' if letter == 'A' else 'second', 0)}")
+            st.markdown(b.content.text(rid))
+    verdict = st.segmented_control("Verdict", list(VERDICTS), format_func=VERDICTS.get, key=f"verdict-{pos}")
+    why = st.text_input("Reason", key=f"review-why-{pos}")
+    if st.button("Settle", type="primary", disabled=verdict is None, key=f"settle-{pos}"):
+        try:
+            js = submit.adjudicate(b.project, user.login, item, verdict, row["judgement_ids"], rationale=why)
+            b.store.append("judgements", js)
+        except (submit.SubmitError, ContractError) as exc:
+            st.error(f"Not saved: {exc}")
+            return
+        _pairwise.clear()
+        st.toast("Settled.")
+        st.rerun()

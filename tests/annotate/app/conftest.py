@@ -20,9 +20,10 @@ def make_store(path, n_prompts: int = 20, n_responses: int = 2, texts=None) -> S
         for j in range(n_responses):
             text = texts[j] if texts else f"Answer {j} to {i}: it is {2 * i + j}. Step 1: add.\n\nStep 2: done."
             responses.append(Response(prompt_id=p.prompt_id, content=text, model=f"model-{j}"))
-    with store.batch() as b:
-        b.append("prompts", prompts)
-        b.append("responses", responses)
+    if prompts:
+        with store.batch() as b:
+            b.append("prompts", prompts)
+            b.append("responses", responses)
     return store
 
 
