@@ -73,8 +73,11 @@ def _length(column: str, unit: str) -> str:
 
 def identical(con, table, opts, seed) -> tuple[str, int]:
     reason = "identical chosen and rejected"
-    norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
-    cond = f"chosen_id = rejected_id OR {norm.format('chosen')} = {norm.format('rejected')}"
+    cond = "chosen_id = rejected_id"
+    if not con.execute("SELECT getvariable('responses_deduped')").fetchall()[0][0]:
+        # Without response dedupe, equal-after-normalisation texts have different ids: compare the texts.
+        norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
+        cond += f" OR {norm.format('chosen')} = {norm.format('rejected')}"
     return reason, mark(con, table, reason, cond)
 
 

@@ -67,6 +67,7 @@ def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike 
         raise CurateError(f"{store.url} is a remote store: copy it locally to curate it (outputs go inside the store)")
     started = time.perf_counter()
     con = store.connect()
+    con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout for long queries
     try:
         rep = _run(con, recipe)
         rep["name"] = name
@@ -112,6 +113,8 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
                       "dropped": None if before is None else before - after, "reason": reason})
 
     dedupe_cfg = recipe.stage("dedupe")
+    # With response dedupe on, responses equal after normalisation share one id (filters.identical relies on it).
+    con.execute("SET VARIABLE responses_deduped = ?", [bool(dedupe_cfg is not None and dedupe_cfg.responses)])
     rep["dedupe"] = dedupe.build_maps(con, dedupe_cfg, seed)
     d = rep["dedupe"]
     step("prompts", "dedupe", d["prompts"], d["prompts"] - d["exact_duplicate_prompts"], "exact duplicate prompt merged")

@@ -67,7 +67,8 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "annotator_types": dict(rows(
             "SELECT annotator_type, count(*) FROM judgements WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")),
         "models": dict(rows(
-            f"SELECT r.model, count(*) FROM ({KEPT_PAIRS}) w JOIN rtext r ON r.response_id IN (w.chosen_id, w.rejected_id) "
+            f"SELECT r.model, count(*) FROM (SELECT chosen_id AS id FROM ({KEPT_PAIRS}) UNION ALL "
+            f"SELECT rejected_id FROM ({KEPT_PAIRS})) k JOIN rtext r ON r.response_id = k.id "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
         "guidelines": dict(rows(
             "SELECT guidelines, count(*) FROM judgements WHERE status = 'submitted' AND guidelines <> '' "

@@ -19,7 +19,8 @@ def as_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
         texts = texts.combine_chunks()
     if not isinstance(texts, pa.Array):
         texts = pa.array(texts, type=pa.large_string())
-    return texts.cast(pa.large_string()).fill_null("")
+    texts = texts.cast(pa.large_string())
+    return texts.fill_null("") if texts.null_count else texts  # fill_null imports pandas: skip it when it can
 
 
 def normalise(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:

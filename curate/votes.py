@@ -44,12 +44,17 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
               AND len(j.response_ids) >= 2 AND len(j.scores) = len(j.response_ids)
         ),
         p AS (
+            -- Two responses (most judgements): one pair, no list work.
+            SELECT j.* EXCLUDE (response_ids, scores), response_ids[1] AS ra, response_ids[2] AS rb,
+                   scores[1] AS sa, scores[2] AS sb
+            FROM j WHERE len(response_ids) = 2
+            UNION ALL
             SELECT j.* EXCLUDE (response_ids, scores),
                    unnest(flatten(list_transform(range(1, len(response_ids) + 1), lambda i:
                        list_transform(range(i + 1, len(response_ids) + 1), lambda k:
                            {{'ra': response_ids[i], 'rb': response_ids[k], 'sa': scores[i], 'sb': scores[k]}}))),
                           recursive := true)
-            FROM j
+            FROM j WHERE len(response_ids) > 2
         )
         SELECT p.* EXCLUDE (ra, rb, sa, sb),
                least(ca.canon_id, cb.canon_id) AS a, greatest(ca.canon_id, cb.canon_id) AS b,
