@@ -1,0 +1,155 @@
+"""The pages under Streamlit's AppTest: login, annotate, dashboard, review, learn."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from annotate.app import learn
+from annotate.app.project import hash_password
+from annotate.store import Store
+from tests.annotate.app.conftest import make_store
+from tests.support.factories import pairwise
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    store = make_store(tmp_path / "store", n_prompts=4)
+    monkeypatch.setenv("PREFKIT_STORE", str(store.root))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)
+    return store
+
+
+def _login_project(tmp_path, monkeypatch) -> None:
+    f = tmp_path / "project.yaml"
+    f.write_text(yaml.safe_dump({"name": "t", "min_seconds": 0, "users": [
+        {"login": "alice", "password_hash": hash_password("right", rounds=1000)}]}))
+    monkeypatch.setenv("PREFKIT_PROJECT", str(f))
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+
+
+def test_wrong_password_gives_no_access_and_writes_nothing(env, tmp_path, monkeypatch):
+    _login_project(tmp_path, monkeypatch)
+    at = _app().run()
+    at.text_input(key="login_name").input("alice")
+    at.text_input(key="login_password").input("wrong")
+    at.button[0].click().run()
+    assert any("Wrong login or password" in e.value for e in at.error)
+    assert not any(b.label == "Submit" for b in at.button)  # no annotate page
+    assert "_authenticated_login" not in at.session_state
+    assert env.is_empty("judgements") and not (env.root / "app").exists()
+
+    at.text_input(key="login_password").input("right")
+    at.button[0].click().run()
+    assert any(b.label == "A is better" for b in at.button)
+
+
+def test_open_mode_annotate_submits_a_judgement(env):
+    at = _app().run()
+    assert not at.exception
+    next(b for b in at.button if b.label == "Tie").click().run()
+    next(b for b in at.button if b.label == "Submit").click().run()
+    rows = Store(env.root).read("judgements").to_pylist()
+    assert [(r["annotator"], r["scores"]) for r in rows] == [("local", [0.5, 0.5])]
+
+
+def _labelled_store(store):
+    con = store.connect()
+    pairs = con.execute("SELECT prompt_id, list_sort(list(response_id)) FROM responses GROUP BY 1 ORDER BY 1").fetchall()
+
+    class P:
+        def __init__(self, pid):
+            self.prompt_id = pid
+
+    class R:
+        def __init__(self, rid):
+            self.response_id = rid
+
+    rows = []
+    for n, (pid, (a, b)) in enumerate(pairs):
+        rows.append(pairwise(P(pid), R(a), R(b), winner=0, annotator="alice"))
+        rows.append(pairwise(P(pid), R(b), R(a), winner=0 if n % 2 else 1, annotator="bob"))  # disagrees on odd items
+        rows.append(pairwise(P(pid), R(a), R(b), winner=0, annotator="ai:judge:t", annotator_type="ai"))
+    store.append("judgements", rows)
+
+
+def _dashboard():
+    from annotate.app.pages import dashboard
+
+    dashboard.page()
+
+
+def _review():
+    from annotate.app.pages import review
+
+    review.page()
+
+
+def test_dashboard_shows_agreement_and_biases(env):
+    _labelled_store(env)
+    at = AppTest.from_function(_dashboard, default_timeout=60).run()
+    assert not at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["percent agreement"] == "0.50"
+    assert values["human vs AI (2 items)"] == "1.00"  # split items have no majority and are left out
+    assert "Fleiss' κ" in values and "Krippendorff's α" in values and "left response wins" in values
+
+
+def test_review_settles_a_disagreement_as_adjudicator(env):
+    _labelled_store(env)
+    at = AppTest.from_function(_review, default_timeout=60).run()
+    assert not at.exception
+    assert "2 items to settle" in " ".join(c.value for c in at.caption)
+    seg = at.get("button_group")[0]
+    seg.set_value("second").run()
+    next(b for b in at.button if b.label == "Settle").click().run()
+    adj = Store(env.root).read("judgements", "annotator_type = 'adjudicator'").to_pylist()
+    assert len(adj) == 1 and adj[0]["scores"] == [0.0, 1.0] and adj[0]["annotator"] == "local"
+    settled = json.loads(adj[0]["metadata"])["adjudicates"]
+    assert len(settled) == 2 and adj[0]["response_ids"] == sorted(adj[0]["response_ids"])
+
+
+def _dpo():
+    from annotate.app.pages import learn
+
+    learn.dpo_page()
+
+
+def _run():
+    from annotate.app.pages import learn
+
+    learn.run_page()
+
+
+def test_dpo_explorer_numbers():
+    at = AppTest.from_function(_dpo, default_timeout=60).run()
+    at.slider(key="beta").set_value(0.5).run()
+    out = learn.dpo(0.5, 2.0, -1.0)
+    assert at.metric[0].value == f"{float(out['loss']):.4f}"
+    assert float(out["loss"]) == pytest.approx(-math.log(1 / (1 + math.exp(-1.5))))  # β·Δ = 0.5 · 3
+    assert float(out["grad_weight"]) == pytest.approx(1 / (1 + math.exp(1.5)))
+
+
+def test_run_page_follows_a_growing_metrics_file(tmp_path):
+    f = tmp_path / "metrics.jsonl"
+    f.write_text("".join(json.dumps({"step": i, "loss": 0.7 - i / 100, "rewards/margins": i / 10}) + "\n" for i in range(3)))
+    rows, offset = learn.read_metrics(f)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    with open(f, "a") as fh:
+        fh.write(json.dumps({"step": 3, "loss": 0.6}) + "\n" + '{"step": 4, "lo')  # last line still being written
+    more, offset2 = learn.read_metrics(f, offset)
+    assert [r["step"] for r in more] == [3] and offset2 < f.stat().st_size
+    at = AppTest.from_function(_run, default_timeout=60).run()
+    at.text_input(key="run_dir").input(str(tmp_path)).run()
+    assert not at.exception
+    assert "4 logged steps" in " ".join(c.value for c in at.caption)
