@@ -69,6 +69,8 @@ class TrainConfig:
     lora_dropout: float = _f(0.0, "LoRA dropout")
     device: str = _f("auto", "auto (cuda if present), cpu, cuda")
     dtype: str = _f("auto", "autocast dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
+    model_dtype: str = _f("float32", "weights (and optimizer state) dtype: float32, or bfloat16 to halve memory "
+                          "like TRL's bf16 runs", choices=["float32", "bfloat16"])
     compile: bool | None = _f(None, "torch.compile the forward (None = on for CUDA)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
     head_chunk: int = _f(1024, "completion positions per LM-head chunk")

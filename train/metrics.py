@@ -103,14 +103,15 @@ def mfu(n_params: int, tokens_per_s: float, device: torch.device, ref_forward: b
 
 
 def memory_estimate(model, cfg, packed: bool) -> float:
-    """Rough peak bytes before training: weights + grads + AdamW moments (fp32) for trainable weights,
+    """Rough peak bytes before training: weights + grads + AdamW moments for trainable weights,
     frozen weights, and activations ≈ 34·hidden + 5·heads·tokens bytes per token per layer (Korthikanti
     et al. 2022), halved-ish with bf16, for one micro-batch."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    # weights + gradient + two AdamW moments, all in the weights' dtype
+    trainable = sum(p.numel() * p.element_size() * 4 for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", 0) or 0
     layers = getattr(config, "num_hidden_layers", 0) or 0
     tokens = cfg.max_tokens or 2 * (cfg.micro_batch_size or cfg.batch_size) * cfg.max_length
     act = 0.0 if cfg.gradient_checkpointing else tokens * layers * 34 * hidden
-    return 16.0 * trainable + 4.0 * frozen + act
+    return float(trainable + frozen + act)

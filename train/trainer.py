@@ -67,7 +67,7 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Callable:
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def load_model(name: str, method: str, seed: int):
+def load_model(name: str, method: str, seed: int, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -79,10 +79,10 @@ def load_model(name: str, method: str, seed: int):
     torch.manual_seed(seed)  # the reward head's initialisation
     try:
         if method == "rm":
-            model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, dtype=getattr(torch, dtype))
             model.config.pad_token_id = tok.pad_token_id
         else:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
         raise TrainError(f"--model {name}: cannot load it ({exc})") from exc
     return tok, model
@@ -183,7 +183,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     torch.manual_seed(cfg.seed)
 
     # ---- model, data
-    tok, model = load_model(cfg.model, cfg.method, cfg.seed)
+    tok, model = load_model(cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
     train_ex, eval_ex, eval_method = prepare_data(cfg, tok)
     if cfg.method == "kto" and (warning := check_kto_weights(train_ex, cfg.desirable_weight, cfg.undesirable_weight)):
         log(warning)
@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             ref_model = model  # the starting policy is the reference: used once, before the first step
             ref_module = lambda: nullcontext(policy)  # noqa: E731
         else:
-            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed)
+            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
             ref_model.to(device).eval().requires_grad_(False)  # frozen, dropout off
             frozen = wrap(ref_model)
             ref_module = lambda: nullcontext(frozen)  # noqa: E731
