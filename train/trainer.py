@@ -273,6 +273,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if step == start and ref_seconds is not None:
             row["ref_pass_s"] = ref_seconds  # the one-off reference pass, so its cost is on record
         row["mfu"] = M.mfu(n_params, row["tokens_per_s"], device, ref_forward=ref_module is not None)
+        if use_compile:  # a count that keeps growing means shapes recompile: worth knowing
+            row["compile/graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
         last = step + 1 == total
         if main and ((step + 1) % cfg.logging_steps == 0 or last):
             writer.write(row)

@@ -86,6 +86,12 @@ def test_batch_8_equals_batch_1_times_8_accumulation(world):
     assert_weights_close(a, b, atol=1e-4)
 
 
+def test_gradient_checkpointing_changes_memory_not_the_result(world):
+    a = train(cfg(world, "gc_off", max_steps=1, lr=1e-3))
+    b = train(cfg(world, "gc_on", max_steps=1, lr=1e-3, gradient_checkpointing=True))
+    assert_weights_close(a, b, atol=1e-5)
+
+
 def test_token_budget_micro_batches_equal_one_batch(world):
     a = train(cfg(world, "tok_full", max_steps=2, lr=1e-3))
     b = train(cfg(world, "tok_budget", max_steps=2, lr=1e-3, max_tokens=60))
