@@ -6,7 +6,7 @@ import argparse
 
 from train.config import ConfigError, add_flags, merge
 from train.data import DataError
-from train.losses import METHODS
+from train.methods import METHODS
 
 ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
 

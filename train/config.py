@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from train.losses import METHODS
+from train.methods import METHODS
 
 
 class ConfigError(ValueError):

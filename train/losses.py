@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from train.methods import METHODS, REFERENCE_FREE, needs_reference  # noqa: F401  (re-exported)
+
 
 class LossOutput(NamedTuple):
     losses: Tensor  # (batch,) per-example loss; the trainer averages over the step's examples
@@ -186,9 +188,3 @@ PAIRED: dict[str, Callable[..., LossOutput]] = {
 }
 UNPAIRED: dict[str, Callable[..., LossOutput]] = {"kto": kto}
 LOSSES: dict[str, Callable[..., LossOutput]] = {**PAIRED, **UNPAIRED, "rm": bradley_terry}
-REFERENCE_FREE = {"simpo", "orpo", "rm"}
-METHODS = tuple(LOSSES)
-
-
-def needs_reference(method: str) -> bool:
-    return method not in REFERENCE_FREE

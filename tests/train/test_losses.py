@@ -92,3 +92,18 @@ def test_every_loss_documents_its_formula_and_paper():
         doc = fn.__doc__ or ""
         assert "L =" in doc, f"{name}: no formula in the docstring"
         assert any(str(y) in doc for y in range(1952, 2027)), f"{name}: no paper cited"
+
+
+def test_method_names_match_the_loss_table():
+    from train.methods import METHODS
+
+    assert tuple(L.LOSSES) == METHODS
+
+
+def test_cli_module_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, train.cli, prefkit.score; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
