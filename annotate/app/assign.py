@@ -201,6 +201,9 @@ class Assigner:
         task = self.project.task(kind)
         con = self.leases.con
         held = self.leases.held(annotator, kind, now)
+        if held is not None and held not in self.index.keys[kind]:  # the project or store changed under it
+            self.leases.con.execute("DELETE FROM leases WHERE item = ? AND annotator = ?", (held, annotator))
+            held = None
         if held is not None:
             con.execute(
                 "UPDATE leases SET expires = ? WHERE item = ? AND annotator = ?",

@@ -21,7 +21,7 @@ from annotate.app.project import hash_password
 from annotate.contract import Prompt, Response
 from annotate.store import Store
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"

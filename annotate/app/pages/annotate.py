@@ -26,8 +26,8 @@ PAIR_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad":
 
 
 def _show_text(text: str) -> None:
-    if len(text) > LONG:
-        with st.container(height=420):
+    if len(text) > LONG:  # collapsible, and scrolling inside a fixed height so the buttons stay in view
+        with st.expander(f"{len(text):,} characters", expanded=True), st.container(height=420):
             st.markdown(text)
     else:
         st.markdown(text)
