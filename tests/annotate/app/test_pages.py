@@ -153,3 +153,27 @@ def test_run_page_follows_a_growing_metrics_file(tmp_path):
     at.text_input(key="run_dir").input(str(tmp_path)).run()
     assert not at.exception
     assert "4 logged steps" in " ".join(c.value for c in at.caption)
+
+
+def test_rating_and_skip_through_the_page(env):
+    at = _app().run()  # no project file: open mode with every kind
+    at.get("button_group")[0].set_value("rating").run()
+    assert not at.exception
+    rate = next(g for g in at.get("button_group") if "rate-overall" in (g.key or ""))
+    rate.set_value(4).run()
+    next(b for b in at.button if b.label == "Submit").click().run()
+    at.selectbox[0].set_value("offensive content").run()
+    next(b for b in at.button if b.label == "Skip").click().run()
+    rows = Store(env.root).read("judgements").to_pylist()
+    assert [(r["kind"], r["status"], r["scores"]) for r in rows] == [("rating", "submitted", [4.0]), ("rating", "skipped", [])]
+    assert rows[1]["rationale"] == "offensive content"
+
+
+def test_review_page_refuses_annotators(env, tmp_path, monkeypatch):
+    _login_project(tmp_path, monkeypatch)
+    _labelled_store(env)
+    at = AppTest.from_function(_review, default_timeout=60)
+    at.session_state["_authenticated_login"] = "alice"  # an annotator, logged in
+    at.run()
+    assert any("Reviewers only" in e.value for e in at.error)
+    assert not any(b.label == "Settle" for b in at.button)
