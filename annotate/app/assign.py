@@ -268,6 +268,19 @@ class Assigner:
                 return self._item(kind, key)
         return None
 
+    def still_open(self, annotator: str, item: Item) -> bool:
+        """Whether `annotator` may still count on `item`: they hold its lease, or it has room left.
+
+        False only when their lease ran out and others filled the item meanwhile."""
+        now = time.time()
+        if item.key in self.index.gold:
+            return True
+        rows = self.leases.others(item.key, now)
+        if any(a == annotator and s == "lease" for a, s in rows):
+            return True
+        judges = self.index.judged.get(item.key, set()) | {a for a, s in rows if s in COUNTED or s == "lease"}
+        return len(judges - {annotator}) < self.project.task(item.kind).overlap
+
     def is_gold(self, item: Item) -> str | None:
         return self.index.gold.get(item.key)
 

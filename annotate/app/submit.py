@@ -184,8 +184,13 @@ def write(
     """Store the records (all or nothing), then mark the item answered. Returns the status recorded.
 
     The store write comes first: if it fails nothing is marked and the item stays leased to this
-    person, so the page can retry; once it returns, the answer is durable.
+    person, so the page can retry; once it returns, the answer is durable. An answer whose lease ran
+    out while others filled the item is still kept (work is never thrown away), flagged as over k.
     """
+    if judgements[0].status == "submitted" and not assigner.still_open(shown.annotator, shown.item):
+        for j in judgements:
+            j.status = "flagged"
+            j.metadata = metadata({**json.loads(j.metadata), "flag": "over k: lease expired and the item was filled"})
     with store.batch() as batch:
         if responses:
             batch.append("responses", responses)

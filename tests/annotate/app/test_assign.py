@@ -105,3 +105,20 @@ def test_display_order_is_shuffled_per_person_and_recorded(tmp_path):
     assert firsts[True] > 10 and firsts[False] > 10
     rows = Store(store.root).read("judgements").to_pylist()
     assert Counter(r["response_ids"][0] == sorted(r["response_ids"])[0] for r in rows) == firsts
+
+
+def test_an_answer_after_the_lease_ran_out_is_kept_but_flagged(store):
+    import json
+    import time
+
+    board = Board(store.root, make_project(overlap=1, lease_minutes=0.0005))  # 30 ms leases
+    late = board.show("alice", "pairwise")
+    time.sleep(0.05)
+    for i in range(20):  # others take every item, including alice's
+        s = board.show(f"b{i}", "pairwise")
+        if s is None:
+            break
+        board.submit(s, submit.pairwise(board.project, s, "A"))
+    assert board.submit(late, submit.pairwise(board.project, late, "B")) == "flagged"
+    row = Store(store.root).read("judgements", "annotator = 'alice'").to_pylist()[0]
+    assert "over k" in json.loads(row["metadata"])["flag"] and row["scores"] == [0.0, 1.0]
