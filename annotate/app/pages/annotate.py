@@ -106,7 +106,7 @@ def _choice_buttons(prefix: str, options: dict[str, str]) -> str | None:
             chosen = st.session_state.get(state) == value
             if st.button(
                 f"{label}", shortcut=str(i + 1), key=f"{prefix}-opt-{value}", type="primary" if chosen else "secondary",
-                use_container_width=True,
+                width="stretch",
             ):
                 st.session_state[state] = value
                 st.rerun()
@@ -196,7 +196,7 @@ def _skip(b: Board, shown: Shown, prefix: str) -> None:
     with cols[0]:
         reason = st.selectbox("Skip reason", SKIP_REASONS, key=f"{prefix}-skipwhy", label_visibility="collapsed")
     with cols[1]:
-        if st.button("Skip", shortcut="S", key=f"{prefix}-skip", use_container_width=True):
+        if st.button("Skip", shortcut="S", key=f"{prefix}-skip", width="stretch"):
             _save(b, shown, lambda: submit.skip(b.project, shown, reason))
 
 
