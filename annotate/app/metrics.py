@@ -19,6 +19,9 @@ from itertools import combinations
 import duckdb
 import pandas as pd
 
+# People's labels: those made in the app and those imported from human-labelled datasets.
+HUMAN = ("human", "import")
+
 PAIRWISE_SQL = """
 SELECT j.judgement_id, j.prompt_id, j.annotator, j.annotator_type, j.response_ids, j.created_at,
        'pairwise|' || j.prompt_id || '|' || array_to_string(list_sort(j.response_ids), '|') AS item,
@@ -154,7 +157,7 @@ def majority(labels: list[str]) -> str | None:
 
 def human_vs_ai(df: pd.DataFrame) -> tuple[float | None, int]:
     """Share of items where the human majority label equals the AI's (latest) label, and how many."""
-    humans = df[df.annotator_type == "human"].groupby("item")["label"].agg(list)
+    humans = df[df.annotator_type.isin(HUMAN)].groupby("item")["label"].agg(list)
     ai = df[df.annotator_type == "ai"].sort_values("created_at").groupby("item")["label"].last()
     both = [(majority(h), ai[item]) for item, h in humans.items() if item in ai.index]
     both = [(h, a) for h, a in both if h is not None]
@@ -166,7 +169,7 @@ def review_queue(df: pd.DataFrame, min_agreement: float = 1.0) -> pd.DataFrame:
     majority differs from the AI; items already adjudicated are left out."""
     settled = set(df.loc[df.annotator_type == "adjudicator", "item"])
     out = []
-    for item, g in df[df.annotator_type == "human"].groupby("item"):
+    for item, g in df[df.annotator_type.isin(HUMAN)].groupby("item"):
         if item in settled:
             continue
         labels = list(g["label"])

@@ -47,8 +47,8 @@ def page() -> None:
         st.bar_chart(mine.pivot_table(index="annotator", columns="task", values="answered", fill_value=0))
 
     df = _pairwise(store_path())
-    humans = df[df.annotator_type == "human"]
-    st.subheader("Agreement (pairwise, human)")
+    humans = df[df.annotator_type.isin(metrics.HUMAN)]
+    st.subheader("Agreement (pairwise, people: labelled here or imported)")
     if humans.empty:
         st.info("No pairwise human judgements yet.")
         return
