@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from annotate.store import Store
 from tests.annotate.ai.conftest import fill
 from tests.support.openai_server import OpenAIServer
@@ -26,6 +28,7 @@ def _files_containing(folder: Path, needle: bytes) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.slow  # two job start-ups in subprocesses: about 20 s on a busy 2-core machine
 def test_api_key_never_written(tmp_path):
     store_path, logs, export = tmp_path / "store", tmp_path / "logs", tmp_path / "export"
     logs.mkdir()
@@ -41,7 +44,6 @@ def test_api_key_never_written(tmp_path):
         common = ["--store", str(store_path), "--base-url", server.base_url, "--timeout", "5", "--max-retries", "1"]
         assert _run(["generate", *common, "--model", "gen-m", "-n", "1", "--api-key-env", "MY_KEY"], logs, "generate", "MY_KEY") == 0
         assert _run(["judge", *common, "--model", "judge-m", "--mode", "text"], logs, "judge") == 0
-        assert _run(["judge-eval", "--store", str(store_path)], logs, "eval") in (0, 1)
         seen = {e.auth for e in server.log}
     assert seen == {SECRET}, "the key was sent to the server (so the test below means something)"
 
