@@ -66,25 +66,59 @@ def build_store(path: Path, n_items: int, per_item: int, seed: int = 0) -> Store
         rids.append(sorted(r[2] for r in responses[-2:]))
     n = len(pids)
     prompt_table = pa.table(
-        {"prompt_id": pids, "messages": prompts, "source": ["bench"] * n, "metadata": ["{}"] * n,
-         "created_at": [now] * n}, schema=PROMPTS)
+        {
+            "prompt_id": pids,
+            "messages": prompts,
+            "source": ["bench"] * n,
+            "metadata": ["{}"] * n,
+            "created_at": [now] * n,
+        },
+        schema=PROMPTS,
+    )
     m = len(responses)
     response_table = pa.table(
-        {"response_id": [r[2] for r in responses], "prompt_id": [r[0] for r in responses],
-         "content": [r[1] for r in responses], "model": ["m"] * m, "origin": ["imported"] * m,
-         "parent_id": [None] * m, "generation": ["{}"] * m, "created_at": [now] * m}, schema=RESPONSES)
+        {
+            "response_id": [r[2] for r in responses],
+            "prompt_id": [r[0] for r in responses],
+            "content": [r[1] for r in responses],
+            "model": ["m"] * m,
+            "origin": ["imported"] * m,
+            "parent_id": [None] * m,
+            "generation": ["{}"] * m,
+            "created_at": [now] * m,
+        },
+        schema=RESPONSES,
+    )
     jn = n * per_item
     item = np.repeat(np.arange(n), per_item)
     annotators = [f"ann{(i * 7 + r) % 97:02d}" for i in range(n) for r in range(per_item)]
     flip = rng.random(jn) < 0.5
     judgement_table = pa.table(
-        {"judgement_id": [new_judgement_id() for _ in range(jn)], "prompt_id": [pids[i] for i in item],
-         "kind": ["pairwise"] * jn, "annotator": annotators, "annotator_type": ["human"] * jn,
-         "response_ids": [rids[i][::-1] if f else rids[i] for i, f in zip(item, flip, strict=True)],
-         "scores": [[1.0, 0.0]] * jn, "both_bad": [False] * jn, "strength": [None] * jn, "aspect": ["overall"] * jn,
-         "confidence": [None] * jn, "step_labels": [None] * jn, "rationale": [""] * jn, "principle": [None] * jn,
-         "status": ["submitted"] * jn, "error": [None] * jn, "duration_ms": [5000] * jn, "guidelines": ["g"] * jn,
-         "raw": [None] * jn, "metadata": ["{}"] * jn, "created_at": [now] * jn}, schema=JUDGEMENTS)
+        {
+            "judgement_id": [new_judgement_id() for _ in range(jn)],
+            "prompt_id": [pids[i] for i in item],
+            "kind": ["pairwise"] * jn,
+            "annotator": annotators,
+            "annotator_type": ["human"] * jn,
+            "response_ids": [rids[i][::-1] if f else rids[i] for i, f in zip(item, flip, strict=True)],
+            "scores": [[1.0, 0.0]] * jn,
+            "both_bad": [False] * jn,
+            "strength": [None] * jn,
+            "aspect": ["overall"] * jn,
+            "confidence": [None] * jn,
+            "step_labels": [None] * jn,
+            "rationale": [""] * jn,
+            "principle": [None] * jn,
+            "status": ["submitted"] * jn,
+            "error": [None] * jn,
+            "duration_ms": [5000] * jn,
+            "guidelines": ["g"] * jn,
+            "raw": [None] * jn,
+            "metadata": ["{}"] * jn,
+            "created_at": [now] * jn,
+        },
+        schema=JUDGEMENTS,
+    )
     with store.batch() as b:
         b.append("prompts", prompt_table)
         b.append("responses", response_table)
@@ -131,8 +165,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         store = build_store(Path(tmp) / "store", args.items, args.judgements_per_item)
-        print(f"store: {args.items:,} items, {args.items * args.judgements_per_item:,} judgements "
-              f"(built in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"store: {args.items:,} items, {args.items * args.judgements_per_item:,} judgements "
+            f"(built in {time.perf_counter() - t0:.1f} s)"
+        )
         project = Project(name="bench", tasks=[Task("pairwise", K)], min_seconds=0.0)
         t0 = time.perf_counter()
         board = Board(store, project)
@@ -157,8 +193,10 @@ def main() -> None:
         print(f"\nsubmit → next item, median over {len(fast)} / {len(slow)} submissions:")
         print(f"  prefkit (index + leases)   {f:8.1f} ms   (p90 {np.percentile(fast, 90) * 1000:.1f} ms)")
         print(f"  naive (rescan the store)   {s:8.1f} ms")
-        print(f"  ratio naive / prefkit      {s / f:8.1f} ×   (target: prefkit median ≤ 100 ms: "
-              f"{'met' if f <= 100 else 'NOT met'})")
+        print(
+            f"  ratio naive / prefkit      {s / f:8.1f} ×   (target: prefkit median ≤ 100 ms: "
+            f"{'met' if f <= 100 else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def build_items(con: duckdb.DuckDBPyConnection, kind: str, max_responses: int = 
     """Every item of `kind` in the store behind `con` (a `Store.connect()` connection), in key order."""
     # a view cannot take ? parameters; ORIGINAL is a constant of this module, not user input
     origins = ", ".join(f"'{o}'" for o in ORIGINAL)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW r AS SELECT prompt_id, response_id FROM responses WHERE origin IN ({origins})")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW r AS SELECT prompt_id, response_id FROM responses WHERE origin IN ({origins})"
+    )
     if kind == "ranking":
         rows = con.execute(_ITEM_SQL["ranking"], [max_responses]).fetchall()
     else:

@@ -183,6 +183,15 @@ def review_queue(df: pd.DataFrame, min_agreement: float = 1.0) -> pd.DataFrame:
         elif ai_label is not None and majority(labels) not in (None, ai_label):
             reason = "human majority differs from the AI"
         if reason:
-            out.append({"item": item, "prompt_id": g["prompt_id"].iloc[0], "reason": reason, "votes": dict(counts),
-                        "ai": ai_label, "agreement": agree, "judgement_ids": list(g["judgement_id"])})
+            out.append(
+                {
+                    "item": item,
+                    "prompt_id": g["prompt_id"].iloc[0],
+                    "reason": reason,
+                    "votes": dict(counts),
+                    "ai": ai_label,
+                    "agreement": agree,
+                    "judgement_ids": list(g["judgement_id"]),
+                }
+            )
     return pd.DataFrame(out, columns=["item", "prompt_id", "reason", "votes", "ai", "agreement", "judgement_ids"])

@@ -120,7 +120,9 @@ def binary(project: Project, shown: Shown, good: bool, *, rationale: str = "", n
     return [_base(project, shown, "binary", now, response_ids=list(shown.order), scores=scores, rationale=rationale)]
 
 
-def rating(project: Project, shown: Shown, ratings: dict[str, int], *, rationale: str = "", now=None) -> list[Judgement]:
+def rating(
+    project: Project, shown: Shown, ratings: dict[str, int], *, rationale: str = "", now=None
+) -> list[Judgement]:
     if not ratings or any(v is None for v in ratings.values()):
         raise SubmitError(f"rate every aspect: {list(ratings)}")
     out = []

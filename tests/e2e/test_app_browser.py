@@ -79,13 +79,25 @@ def server(tmp_path_factory):
                 "min_seconds": 0,
                 "strength": False,
                 "tasks": [{"kind": k, "overlap": 1} for k in ("pairwise", "ranking", "binary", "edit", "steps")],
-                "users": [{"login": "alice", "role": "annotator", "password_hash": hash_password(PASSWORD, rounds=2000)}],
+                "users": [
+                    {"login": "alice", "role": "annotator", "password_hash": hash_password(PASSWORD, rounds=2000)}
+                ],
             }
         )
     )
     port = _free_port()
-    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", str(store.root), "--project", str(project),
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefkit.cli",
+        "app",
+        "--store",
+        str(store.root),
+        "--project",
+        str(project),
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
@@ -104,7 +116,8 @@ def browser():
 
     with sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield b
         b.close()
@@ -172,7 +185,9 @@ def test_label_every_kind_and_read_it_back(server, browser):
         ids = _response_ids(page, store, "AB")
         if how == "key":
             page.locator("body").press(what)
-            page.get_by_text("Selected: ").filter(has_text="is better").or_(page.get_by_text("Selected: Tie")).wait_for(timeout=20_000)
+            page.get_by_text("Selected: ").filter(has_text="is better").or_(page.get_by_text("Selected: Tie")).wait_for(
+                timeout=20_000
+            )
             page.locator("body").press("Enter")
         else:
             page.get_by_role("button", name=what).click()
@@ -234,7 +249,12 @@ def test_label_every_kind_and_read_it_back(server, browser):
     rows = store.read("judgements").to_pylist()
     assert [r["kind"] for r in rows] == [e[0] for e in expected], [(r["kind"], r["status"], r["scores"]) for r in rows]
     for row, (kind, ids, want) in zip(rows, expected, strict=True):
-        assert (row["kind"], row["annotator"], row["annotator_type"], row["status"]) == (kind, "alice", "human", "submitted")
+        assert (row["kind"], row["annotator"], row["annotator_type"], row["status"]) == (
+            kind,
+            "alice",
+            "human",
+            "submitted",
+        )
         assert row["scores"] == want
         if kind != "revision":  # the revised id is only known once stored; checked below
             assert row["response_ids"] == ids

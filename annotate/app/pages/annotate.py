@@ -105,7 +105,10 @@ def _choice_buttons(prefix: str, options: dict[str, str]) -> str | None:
         with col:
             chosen = st.session_state.get(state) == value
             if st.button(
-                f"{label}", shortcut=str(i + 1), key=f"{prefix}-opt-{value}", type="primary" if chosen else "secondary",
+                f"{label}",
+                shortcut=str(i + 1),
+                key=f"{prefix}-opt-{value}",
+                type="primary" if chosen else "secondary",
                 width="stretch",
             ):
                 st.session_state[state] = value
@@ -125,7 +128,9 @@ def _pairwise(b: Board, shown: Shown, prefix: str) -> None:
     strength = None
     if project.strength:
         strength = st.segmented_control(
-            "How much better? (optional)", [1, 2, 3], key=f"{prefix}-strength",
+            "How much better? (optional)",
+            [1, 2, 3],
+            key=f"{prefix}-strength",
             format_func=lambda s: {1: "slightly", 2: "clearly", 3: "much"}[s],
         )
     aspects = {}
@@ -135,7 +140,9 @@ def _pairwise(b: Board, shown: Shown, prefix: str) -> None:
         )
     why = _rationale(prefix)
     if _submit_button(prefix, disabled=choice is None):
-        _save(b, shown, lambda: submit.pairwise(project, shown, choice, strength=strength, aspects=aspects, rationale=why))
+        _save(
+            b, shown, lambda: submit.pairwise(project, shown, choice, strength=strength, aspects=aspects, rationale=why)
+        )
 
 
 def _ranking(b: Board, shown: Shown, prefix: str) -> None:
@@ -158,8 +165,10 @@ def _binary(b: Board, shown: Shown, prefix: str) -> None:
 
 def _rating(b: Board, shown: Shown, prefix: str) -> None:
     scale = list(range(1, b.project.rating_scale + 1))
-    ratings = {a: st.segmented_control(f"{a} (1 = poor … {scale[-1]} = excellent)", scale, key=f"{prefix}-rate-{a}")
-               for a in b.project.rating_aspects}
+    ratings = {
+        a: st.segmented_control(f"{a} (1 = poor … {scale[-1]} = excellent)", scale, key=f"{prefix}-rate-{a}")
+        for a in b.project.rating_aspects
+    }
     why = _rationale(prefix)
     if _submit_button(prefix, disabled=any(v is None for v in ratings.values())):
         _save(b, shown, lambda: submit.rating(b.project, shown, ratings, rationale=why))
@@ -200,7 +209,14 @@ def _skip(b: Board, shown: Shown, prefix: str) -> None:
             _save(b, shown, lambda: submit.skip(b.project, shown, reason))
 
 
-KIND_UI = {"pairwise": _pairwise, "ranking": _ranking, "binary": _binary, "rating": _rating, "edit": _edit, "steps": _steps}
+KIND_UI = {
+    "pairwise": _pairwise,
+    "ranking": _ranking,
+    "binary": _binary,
+    "rating": _rating,
+    "edit": _edit,
+    "steps": _steps,
+}
 LEGEND = {
     "pairwise": "**1** A better · **2** B better · **3** tie · **4** both bad · **Enter** submit · **S** skip",
     "binary": "**1** good · **2** bad · **Enter** submit · **S** skip",
@@ -217,8 +233,10 @@ def page() -> None:
     kind = st.segmented_control("Task", kinds, default=kinds[0], key="task") or st.session_state.get("_task", kinds[0])
     st.session_state["_task"] = kind
     p = b.index.progress(user.login, kind)
-    st.progress(p.filled / p.needed if p.needed else 1.0,
-                text=f"You: {p.mine} done · all: {p.filled}/{p.needed} judgements ({p.items} items, k={p.needed // max(p.items, 1)})")
+    st.progress(
+        p.filled / p.needed if p.needed else 1.0,
+        text=f"You: {p.mine} done · all: {p.filled}/{p.needed} judgements ({p.items} items, k={p.needed // max(p.items, 1)})",
+    )
     if flash := st.session_state.pop("_flash", None):
         st.toast(flash)
     shown = _current(b, user.login, kind)

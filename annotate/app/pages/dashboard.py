@@ -37,12 +37,18 @@ def page() -> None:
     rows = []
     for task in b.project.tasks:
         p = b.index.progress("", task.kind)
-        rows.append({"task": task.kind, "items": p.items, "k": task.overlap, "judgements": p.filled,
-                     "needed": p.needed, "done %": round(100 * p.filled / p.needed, 1) if p.needed else 100.0})
+        rows.append(
+            {
+                "task": task.kind,
+                "items": p.items,
+                "k": task.overlap,
+                "judgements": p.filled,
+                "needed": p.needed,
+                "done %": round(100 * p.filled / p.needed, 1) if p.needed else 100.0,
+            }
+        )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    mine = pd.DataFrame(
-        [{"annotator": a, "task": kind, "answered": n} for (a, kind), n in b.index.mine.items() if n]
-    )
+    mine = pd.DataFrame([{"annotator": a, "task": kind, "answered": n} for (a, kind), n in b.index.mine.items() if n])
     if len(mine):
         st.bar_chart(mine.pivot_table(index="annotator", columns="task", values="answered", fill_value=0))
 

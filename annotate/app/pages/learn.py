@@ -40,7 +40,9 @@ def dpo_page() -> None:
 
 def run_page() -> None:
     st.title("Training run")
-    run_dir = st.text_input("Run folder (holds metrics.jsonl)", value=os.environ.get("PREFKIT_RUN_DIR", ""), key="run_dir")
+    run_dir = st.text_input(
+        "Run folder (holds metrics.jsonl)", value=os.environ.get("PREFKIT_RUN_DIR", ""), key="run_dir"
+    )
     if not run_dir:
         st.info("Give the folder of a `prefkit train` run; the charts follow metrics.jsonl as it grows.")
         return

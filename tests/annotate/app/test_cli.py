@@ -64,7 +64,11 @@ def test_prefkit_app_demo_serves_the_demo_store(tmp_path, monkeypatch):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefkit.cli", "app", "--demo", "--port", str(port)],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         first = proc.stdout.readline()

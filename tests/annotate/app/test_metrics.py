@@ -13,8 +13,18 @@ from tests.support.factories import pairwise
 
 def _df(labels: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
     rows = [
-        {"item": item, "annotator": who, "label": label, "annotator_type": "human", "judgement_id": f"{item}-{who}",
-         "prompt_id": item, "created_at": 0, "left_won": None, "longer_won": None, "gold_correct": None}
+        {
+            "item": item,
+            "annotator": who,
+            "label": label,
+            "annotator_type": "human",
+            "judgement_id": f"{item}-{who}",
+            "prompt_id": item,
+            "created_at": 0,
+            "left_won": None,
+            "longer_won": None,
+            "gold_correct": None,
+        }
         for item, votes in labels.items()
         for who, label in votes
     ]
@@ -28,7 +38,12 @@ def test_cohen_kappa_by_hand():
 
 
 def test_fleiss_and_krippendorff_by_hand():
-    df = _df({"i1": [("a", "first"), ("b", "first"), ("c", "first")], "i2": [("a", "first"), ("b", "second"), ("c", "second")]})
+    df = _df(
+        {
+            "i1": [("a", "first"), ("b", "first"), ("c", "first")],
+            "i2": [("a", "first"), ("b", "second"), ("c", "second")],
+        }
+    )
     # P1 = 1, P2 = 1/3, P̄ = 2/3; p = (4/6, 2/6), P_e = 5/9 → κ = (2/3 − 5/9)/(4/9) = 1/4
     assert metrics.fleiss_kappa(df) == pytest.approx(0.25)
     # coincidences o_ff = 3, o_fs = o_sf = 1, o_ss = 1; n = 6; D_o = 1/3, D_e = 16/30 → α = 0.375
@@ -37,7 +52,13 @@ def test_fleiss_and_krippendorff_by_hand():
 
 
 def test_perfect_agreement_and_review_queue():
-    same = _df({"i1": [("a", "first"), ("b", "first")], "i2": [("a", "tie"), ("b", "tie")], "i3": [("a", "second"), ("b", "second")]})
+    same = _df(
+        {
+            "i1": [("a", "first"), ("b", "first")],
+            "i2": [("a", "tie"), ("b", "tie")],
+            "i3": [("a", "second"), ("b", "second")],
+        }
+    )
     assert metrics.fleiss_kappa(same) == pytest.approx(1.0)
     assert metrics.krippendorff_alpha(same) == pytest.approx(1.0)
     assert metrics.review_queue(same).empty
@@ -61,11 +82,14 @@ def test_labels_from_the_store_are_order_free_and_measure_biases(tmp_path):
             self.response_id = rid
 
     s, lg = R(short_id), R(long_id)
-    store.append("judgements", [
-        pairwise(P, lg, s, winner=0, annotator="a"),  # long shown left, long wins
-        pairwise(P, s, lg, winner=1, annotator="b"),  # long shown right, long wins
-        pairwise(P, s, lg, winner=1, annotator="ai:j:t", annotator_type="ai"),
-    ])
+    store.append(
+        "judgements",
+        [
+            pairwise(P, lg, s, winner=0, annotator="a"),  # long shown left, long wins
+            pairwise(P, s, lg, winner=1, annotator="b"),  # long shown right, long wins
+            pairwise(P, s, lg, winner=1, annotator="ai:j:t", annotator_type="ai"),
+        ],
+    )
     df = metrics.load_pairwise(Store(store.root).connect())
     humans = df[df.annotator_type == "human"]
     assert humans["label"].nunique() == 1  # the same preference, whatever the order shown

@@ -29,8 +29,15 @@ def env(tmp_path, monkeypatch):
 
 def _login_project(tmp_path, monkeypatch) -> None:
     f = tmp_path / "project.yaml"
-    f.write_text(yaml.safe_dump({"name": "t", "min_seconds": 0, "users": [
-        {"login": "alice", "password_hash": hash_password("right", rounds=1000)}]}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "min_seconds": 0,
+                "users": [{"login": "alice", "password_hash": hash_password("right", rounds=1000)}],
+            }
+        )
+    )
     monkeypatch.setenv("PREFKIT_PROJECT", str(f))
 
 
@@ -65,7 +72,9 @@ def test_open_mode_annotate_submits_a_judgement(env):
 
 def _labelled_store(store):
     con = store.connect()
-    pairs = con.execute("SELECT prompt_id, list_sort(list(response_id)) FROM responses GROUP BY 1 ORDER BY 1").fetchall()
+    pairs = con.execute(
+        "SELECT prompt_id, list_sort(list(response_id)) FROM responses GROUP BY 1 ORDER BY 1"
+    ).fetchall()
 
     class P:
         def __init__(self, pid):
@@ -142,7 +151,9 @@ def test_dpo_explorer_numbers():
 
 def test_run_page_follows_a_growing_metrics_file(tmp_path):
     f = tmp_path / "metrics.jsonl"
-    f.write_text("".join(json.dumps({"step": i, "loss": 0.7 - i / 100, "rewards/margins": i / 10}) + "\n" for i in range(3)))
+    f.write_text(
+        "".join(json.dumps({"step": i, "loss": 0.7 - i / 100, "rewards/margins": i / 10}) + "\n" for i in range(3))
+    )
     rows, offset = learn.read_metrics(f)
     assert [r["step"] for r in rows] == [0, 1, 2]
     with open(f, "a") as fh:
@@ -165,7 +176,10 @@ def test_rating_and_skip_through_the_page(env):
     at.selectbox[0].set_value("offensive content").run()
     next(b for b in at.button if b.label == "Skip").click().run()
     rows = Store(env.root).read("judgements").to_pylist()
-    assert [(r["kind"], r["status"], r["scores"]) for r in rows] == [("rating", "submitted", [4.0]), ("rating", "skipped", [])]
+    assert [(r["kind"], r["status"], r["scores"]) for r in rows] == [
+        ("rating", "submitted", [4.0]),
+        ("rating", "skipped", []),
+    ]
     assert rows[1]["rationale"] == "offensive content"
 
 

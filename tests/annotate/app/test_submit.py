@@ -103,7 +103,9 @@ def test_gold_items_are_mixed_in_and_scored(tmp_path):
 def test_assist_mode_records_the_ai_verdict_shown(tmp_path):
     store = make_store(tmp_path / "s", n_prompts=3)
     con = store.connect()
-    pid, rids = con.execute("SELECT prompt_id, list_sort(list(response_id)) FROM responses GROUP BY 1 LIMIT 1").fetchone()
+    pid, rids = con.execute(
+        "SELECT prompt_id, list_sort(list(response_id)) FROM responses GROUP BY 1 LIMIT 1"
+    ).fetchone()
     ai = Judgement(new_judgement_id(), pid, "pairwise", "ai:judge:t", "ai", rids, [0.0, 1.0], confidence=0.8)
     store.append("judgements", [ai])
     b = Board(store.root, make_project(mode="assist"))
@@ -121,7 +123,11 @@ def test_blind_mode_shows_no_ai_verdict(tmp_path):
 
 
 def test_split_steps_and_word_diff():
-    assert split_steps("Step 1: add.\nStep 2: carry.\nStep 3: done.") == ["Step 1: add.", "Step 2: carry.", "Step 3: done."]
+    assert split_steps("Step 1: add.\nStep 2: carry.\nStep 3: done.") == [
+        "Step 1: add.",
+        "Step 2: carry.",
+        "Step 3: done.",
+    ]
     assert split_steps("First part.\n\nSecond part.") == ["First part.", "Second part."]
     assert split_steps("One. Two! Three?") == ["One.", "Two!", "Three?"]
     assert word_diff("the cat sat", "the dog sat") == "the [-cat-]{+dog+} sat"
