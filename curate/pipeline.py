@@ -77,7 +77,9 @@ def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike 
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
+            write_started = time.perf_counter()
             rows = {t: _write(con, t, tmp / f"{t}.parquet") for t in CURATED}
+            rep["timings"]["write"] = round(time.perf_counter() - write_started, 3)
             rep["outputs"] = rows
             rep["seconds"] = round(time.perf_counter() - started, 3)
             (tmp / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
@@ -105,8 +107,14 @@ def _swap(tmp: Path, final: Path) -> None:
 
 def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     seed = recipe.seed
-    rep: dict = {"recipe": recipe.name, "seed": seed, "steps": [], "drops": {}}
+    rep: dict = {"recipe": recipe.name, "seed": seed, "steps": [], "drops": {}, "timings": {}}
     steps = rep["steps"]
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        rep["timings"][stage] = round(now - clock[0], 3)
+        clock[0] = now
 
     def step(table: str, name: str, before: int | None, after: int, reason: str = "") -> None:
         steps.append({"table": table, "step": name, "in": before, "out": after,
@@ -121,12 +129,14 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     step("responses", "dedupe", d["responses"], d["responses"] - d["duplicate_responses"],
          "exact duplicate response merged")
     binarise.texts(con)
+    lap("dedupe")
 
     vcfg = recipe.stage("votes")
     rep["votes"] = votes.expand(con, vcfg)
     votes.aggregate(con, vcfg)
     step("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
     rep["agreement"] = report.agreement(con)
+    lap("votes")
 
     bcfg = recipe.stage("binarise")
     binarise.pairs(con, bcfg, vcfg, seed)
@@ -155,6 +165,7 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         if "pairs" in filters.APPLIES[s.name]:
             run_filter("pairs", s.name, filters.FILTERS[s.name], s.options)
     rep["length_bias"]["after"] = filters.length_bias_share(con)
+    lap("pairs")
 
     binarise.unpaired(con, bcfg, vcfg)
     binarise.sft(con, bcfg)
@@ -173,9 +184,12 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     run_filter("unpaired", "binarise (balance)", lambda c, t, o, sd: filters.balance_cap(c, o, sd),
                bcfg.unpaired.max_ratio)
 
+    lap("unpaired, sft, steps")
     scfg = recipe.stage("split")
     rep["split_groups"] = splits.assign(con, scfg, scfg.seed if scfg.seed is not None else seed)
+    lap("split")
     rep.update(report.summary(con))
+    lap("report")
     return rep
 
 

@@ -70,18 +70,17 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
            FROM judgements WHERE annotator_type = 'adjudicator' AND status = 'submitted'"""
     )
     n_raw = con.execute("SELECT count(*) FROM votes_raw").fetchall()[0][0]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE votes_a AS SELECT * FROM votes_raw "
-        "WHERE judgement_id NOT IN (SELECT judgement_id FROM adjudicated)"
-    )
-    n_a = con.execute("SELECT count(*) FROM votes_a").fetchall()[0][0]
+    any_adjudicated = con.execute("SELECT count(*) FROM adjudicated").fetchall()[0][0] > 0
+    # One pass for policies 1 and 2; each is left out of the SQL when it cannot drop anything.
+    where = "WHERE judgement_id NOT IN (SELECT judgement_id FROM adjudicated)" if any_adjudicated else ""
+    n_a = con.execute(f"SELECT count(*) FROM votes_raw {where}").fetchall()[0][0] if any_adjudicated else n_raw
     latest = (
         "QUALIFY annotator_type NOT IN ('human', 'adjudicator') OR row_number() OVER "
         "(PARTITION BY prompt_id, a, b, aspect, annotator ORDER BY created_at DESC, judgement_id DESC) = 1"
         if cfg.latest_human_vote
         else ""
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE votes_b AS SELECT * FROM votes_a {latest}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE votes_b AS SELECT * FROM votes_raw {where} {latest}")
     n_b = con.execute("SELECT count(*) FROM votes_b").fetchall()[0][0]
     # Both-order collapse: one vote per (comparison, judge, order_key).
     key = "CASE WHEN annotator_type = 'ai' AND order_key IS NOT NULL THEN order_key ELSE judgement_id END"
