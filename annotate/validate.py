@@ -192,7 +192,7 @@ def _declared_empty(arrow: pa.Table) -> pa.Array:
                     flags[i] = json.loads(generation[i].as_py()).get("empty_output") is True
                 except (json.JSONDecodeError, AttributeError):
                     pass
-    return pa.array(flags)
+    return pa.array(flags, type=pa.bool_())
 
 
 def _judgements(arrow: pa.Table) -> None:

@@ -118,3 +118,10 @@ def test_crash_after_merge_before_delete_double_counts_nothing(tmp_path, monkeyp
     assert store.count("prompts") == 5  # merged file + 4 surviving parts: deduped
     store.compact()
     assert store.count("prompts") == 5 and len(store.part_files("prompts")) == 1
+
+
+def test_appending_nothing_writes_nothing(tmp_path):
+    store = Store(tmp_path)
+    for table in ("prompts", "responses", "judgements"):
+        assert store.append(table, []) == 0
+    assert not list(tmp_path.rglob("*.parquet"))
