@@ -19,7 +19,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     from curate.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
-    result = curate(Store(store_path(args), create=False), recipe, args.out)
+    result = curate(Store(store_path(args), create=False), recipe, args.out, args.out_dir)
     rep = result.report
     print(f"curated {result.name} into {result.folder} in {rep['seconds']} s")
     for table, n in result.rows.items():
@@ -51,3 +51,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_option(p)
     p.add_argument("--recipe", default=None, help="recipe YAML file (default: data/recipes/default.yaml)")
     p.add_argument("--out", default=None, help="name of the curation (default: the recipe's name)")
+    p.add_argument("--out-dir", default=None, help="write to OUT_DIR/curated/NAME instead of inside the store "
+                   "(needed for a remote store such as s3:// or hf://)")

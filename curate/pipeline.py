@@ -55,23 +55,25 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike | None = None,
-           name: str | None = None) -> CurationResult:
+           name: str | None = None, out_root: str | os.PathLike | None = None) -> CurationResult:
     """Run `recipe` (a Recipe, a recipe file, or None for the bundled default) over `store` and write
-    the curation `name` (default: the recipe's name)."""
+    the curation `name` (default: the recipe's name) to `<out_root>/curated/NAME/`; `out_root` defaults
+    to the store's own folder and must be given for a remote (read-only) store."""
     store = store if isinstance(store, Store) else Store(store, create=False)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     name = name or recipe.name
     if not _NAME.match(name):
         raise CurateError(f"curation name {name!r}: use letters, digits, '.', '_' and '-' only")
-    if store.root is None:
-        raise CurateError(f"{store.url} is a remote store: copy it locally to curate it (outputs go inside the store)")
+    if out_root is None and store.root is None:
+        raise CurateError(f"{store.url} is a remote store: give an output folder (--out-dir) for the curation")
+    out_root = Path(out_root) if out_root is not None else store.root
     started = time.perf_counter()
     con = store.connect()
     con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout for long queries
     try:
         rep = _run(con, recipe)
         rep["name"] = name
-        final = curated_dir(store.root, name)
+        final = curated_dir(out_root, name)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -147,3 +147,10 @@ def test_report_html_is_self_contained_and_renders_model_text_inert(tmp_path):
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
     assert "<svg" in page and "src=\"http" not in page and "<link" not in page
     assert res.report["drops"]["pairs"]["tie"]["examples"][0]["chosen"].startswith("<img")
+
+
+def test_output_can_go_outside_the_store(tmp_path):
+    store = store_with(tmp_path, n_a=4, n_b=0)
+    res = curate(store, recipe("votes", "binarise"), "elsewhere", out_root=tmp_path / "out")
+    assert res.folder == tmp_path / "out" / "curated" / "elsewhere" and res.tables["pairs"].exists()
+    assert not (store.root / "curated").exists()
