@@ -5,12 +5,6 @@ clicks, and read exactly those judgements back from the Parquet store. Model tex
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,18 +14,12 @@ from annotate.app.items import split_steps
 from annotate.app.project import hash_password
 from annotate.contract import Prompt, Response
 from annotate.store import Store
+from tests.support.browser import chromium, current_item, serve_app, wait_next_item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
 PASSWORD = "correct horse"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _texts(i: int, n: int) -> list[str]:
@@ -51,24 +39,8 @@ def _make_store(path: Path) -> Store:
     return store
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited early:\n{proc.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(url)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make chromium)")
     tmp = tmp_path_factory.mktemp("app")
     store = _make_store(tmp / "store")
     project = tmp / "project.yaml"
@@ -85,56 +57,14 @@ def server(tmp_path_factory):
             }
         )
     )
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "prefkit.cli",
-        "app",
-        "--store",
-        str(store.root),
-        "--project",
-        str(project),
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}", store
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve_app(store.root, project) as url:
+        yield url, store
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as b:
         yield b
-        b.close()
-
-
-_ITEM = "() => { const e = document.querySelector('[class*=st-key-item-]'); return e ? e.className : null; }"
-
-
-def _question(page, kind: str = "") -> str:
-    """Which item is on screen (the page keys the item's container by it), once one of `kind` is."""
-    page.locator(f"[class*='st-key-item-{kind}']").first.wait_for(timeout=20_000)
-    return page.evaluate(_ITEM)
-
-
-def _next(page, before: str) -> None:
-    """Wait until the page shows a different item than `before`."""
-    page.wait_for_function(f"b => {{ const c = ({_ITEM})(); return c && c !== b; }}", arg=before, timeout=20_000)
 
 
 def _response_ids(page, store: Store, letters: str) -> list[str]:
@@ -170,7 +100,7 @@ def test_label_every_kind_and_read_it_back(server, browser):
 
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    question = _question(page)
+    question = current_item(page)
 
     # model text shows as text: the payload is visible, and no script ran
     assert "<script>alert(1)</script>" in page.locator(".st-key-response-A").inner_text()
@@ -194,34 +124,34 @@ def test_label_every_kind_and_read_it_back(server, browser):
             page.get_by_text(f"Selected: {what}").wait_for(timeout=20_000)
             page.get_by_role("button", name="Submit").click()
         expected.append(("pairwise", ids, scores[what]))
-        _next(page, question)
-        question = _question(page)
+        wait_next_item(page, question)
+        question = current_item(page)
 
     # one ranking: C first, A and B tied second
     _pick(page, "st-key-task", "ranking")
-    question = _question(page, "ranking")
+    question = current_item(page, "ranking")
     ids = _response_ids(page, store, "ABC")
     for i, rank in enumerate([2, 2, 1]):
         _pick(page, f"-rank-{i}", str(rank))
         page.wait_for_timeout(300)
     page.get_by_role("button", name="Submit").click()
     expected.append(("ranking", ids, [-2.0, -2.0, -1.0]))
-    _next(page, question)
+    wait_next_item(page, question)
 
     # one binary, by keyboard: 2 = bad
     _pick(page, "st-key-task", "binary")
-    question = _question(page, "binary")
+    question = current_item(page, "binary")
     ids = _response_ids(page, store, "A")
     page.evaluate("document.activeElement.blur()")  # keys go to the page, not the task button just clicked
     page.locator("body").press("2")
     page.get_by_text("Selected: 👎 Bad").wait_for(timeout=20_000)
     page.locator("body").press("Enter")
     expected.append(("binary", ids, [0.0]))
-    _next(page, question)
+    wait_next_item(page, question)
 
     # one edit: rewrite the response, see the diff, submit
     _pick(page, "st-key-task", "edit")
-    question = _question(page, "edit")
+    question = current_item(page, "edit")
     box = page.locator("[class*='-edit'] textarea")
     original_id = _response_ids(page, store, "A")[0]
     original = store.read("responses", "response_id = ?", [original_id]).column("content")[0].as_py()
@@ -231,11 +161,11 @@ def test_label_every_kind_and_read_it_back(server, browser):
     page.get_by_text("{+corrected +}").wait_for(timeout=20_000)
     page.get_by_role("button", name="Submit edit").click()
     expected.append(("revision", [original_id, None], [0.0, 1.0]))
-    _next(page, question)
+    wait_next_item(page, question)
 
     # one steps item: step 1 right, step 2 wrong
     _pick(page, "st-key-task", "steps")
-    question = _question(page, "steps")
+    question = current_item(page, "steps")
     step_id = _response_ids(page, store, "A")[0]
     _pick(page, "-step-0", "right")
     page.wait_for_timeout(300)
@@ -243,7 +173,7 @@ def test_label_every_kind_and_read_it_back(server, browser):
     page.wait_for_timeout(300)
     page.get_by_role("button", name="Submit").click()
     expected.append(("steps", [step_id], [0.5]))
-    _next(page, question)
+    wait_next_item(page, question)
 
     assert dialogs == []
     rows = store.read("judgements").to_pylist()

@@ -1,0 +1,91 @@
+"""Serving the labelling app and driving it in Debian's headless Chromium, for the browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ITEM_JS = "() => { const e = document.querySelector('[class*=st-key-item-]'); return e ? e.className : null; }"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited early:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+@contextmanager
+def serve_app(store: Path, project: Path | None = None) -> Iterator[str]:
+    """`prefkit app` on a free port, as a user starts it; yields its URL and stops it afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", str(store), "--port", str(port)]
+    if project:
+        cmd += ["--project", str(project)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def chromium() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def current_item(page, kind: str = "") -> str:
+    """Which item is on screen (the page keys the item's container by it), once one of `kind` is."""
+    page.locator(f"[class*='st-key-item-{kind}']").first.wait_for(timeout=20_000)
+    return page.evaluate(ITEM_JS)
+
+
+def wait_next_item(page, before: str) -> None:
+    """Wait until the page shows a different item than `before`."""
+    page.wait_for_function(f"b => {{ const c = ({ITEM_JS})(); return c && c !== b; }}", arg=before, timeout=20_000)
+
+
+def log_in(page, url: str, login: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_role("textbox", name="Login").fill(login)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
