@@ -159,7 +159,7 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
 
     automatic("pairs")
     if dedupe_cfg is not None and dedupe_cfg.pairs:
-        run_filter("pairs", "dedupe (pairs)", _duplicate_pairs, None)
+        run_filter("pairs", "dedupe (pairs)", _duplicate_pairs, dedupe_cfg.prompts and dedupe_cfg.responses)
     if vcfg.both_bad == "drop":
         run_filter("pairs", "votes (both bad)", _both_bad, None)
     rep["length_bias"] = {"before": filters.length_bias_share(con)}
@@ -200,9 +200,20 @@ def _near_duplicate(con, table, opts, seed) -> tuple[str, int]:
     return reason, filters.mark(con, table, reason, "prompt_id <> group_id")
 
 
-def _duplicate_pairs(con, table, opts, seed) -> tuple[str, int]:
+def _duplicate_pairs(con, table, opts: bool, seed) -> tuple[str, int]:
+    """Drop a pair equal to an earlier one on normalised prompt, chosen and rejected text (and aspect).
+
+    `opts` is True when prompts and responses were merged by normalised text already: the ids then say
+    the same thing as the texts, and comparing ids spares a regex over every text.
+    """
     reason = "duplicate pair"
-    cond = "rowid IN (SELECT rowid FROM pairs_w QUALIFY row_number() OVER (PARTITION BY key ORDER BY rowid) > 1)"
+    if opts:
+        key = "key"
+    else:
+        norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
+        key = f"md5(concat_ws(chr(0), {', '.join(norm.format(c) for c in ('prompt_text', 'chosen', 'rejected'))}, aspect))"
+    cond = (f"rowid IN (SELECT rowid FROM pairs_w WHERE drop_reason IS NULL "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid) > 1)")
     return reason, filters.mark(con, table, reason, cond)
 
 

@@ -74,3 +74,15 @@ def test_curate_merges_exact_duplicate_prompts_and_responses_and_keeps_near_grou
     assert merged["n_votes"] == 2
     near = next(r for r in pairs if r["prompt_id"] == ps[2].prompt_id)
     assert near["group_id"] == ps[0].prompt_id and near["split"] == merged["split"]
+
+
+def test_duplicate_pairs_by_normalised_text_when_prompts_and_responses_are_not_merged(tmp_path):
+    p1, p2 = prompt("Is the sky blue?", minute=0), prompt("is the  sky BLUE?", minute=1)
+    a1, b1, a2, b2 = response(p1, "Yes."), response(p1, "No."), response(p2, "yes."), response(p2, "No.")
+    js = [vote(p1, a1, b1, "a"), vote(p2, a2, b2, "a")]
+    store = make_store(tmp_path / "s", [p1, p2], [a1, b1, a2, b2], js)
+    off = {"dedupe": {"prompts": False, "responses": False, "near_duplicates": False}}
+    res = curate(store, recipe(off, "votes", "binarise"), "p")
+    assert res.rows["pairs"] == 1 and res.report["drops"]["pairs"]["duplicate pair"]["count"] == 1
+    res = curate(store, recipe({"dedupe": {**off["dedupe"], "pairs": False}}, "votes", "binarise"), "q")
+    assert res.rows["pairs"] == 2
