@@ -67,7 +67,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from annotate.ai.judge import JudgeOptions, judge
 
     options = JudgeOptions(
-        method=args.method, template=args.template or ("pairwise" if args.method != "rubric" else "ultrafeedback"),
+        method=args.method,
+        template=args.template or {"rubric": "ultrafeedback", "listwise": "listwise"}.get(args.method, "pairwise"),
         pairs=args.pairs, both_orders=not args.one_order, samples=args.samples, mode=args.mode,
         sampling=_sampling(args), shard=args.shard, limit=args.limit, dry_run=args.dry_run,
         write_every=args.write_every,
@@ -184,7 +185,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         P(first better)), else JSON-schema output, else text, else one repair request, else an
         error row with the reason. rubric: each response scored per aspect (--template ultrafeedback,
         self_rewarding or a YAML file), --samples k averaged. ranking: pairwise, then one
-        Bradley–Terry ranking per prompt. Re-running sends only what is missing.
+        Bradley–Terry ranking per prompt. listwise: all responses ranked at once, in --samples k
+        shuffled orders (one ranking row each). Re-running sends only what is missing.
 
         Example:
           prefkit judge --model gpt-4o-mini --max-cost 5
@@ -192,7 +194,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
           prefkit judge --model gpt-4o-mini --shard 2/4 --dry-run""",
     )
     _server_options(p, temperature=0.0, max_tokens=256)
-    p.add_argument("--method", choices=["pairwise", "rubric", "ranking"], default="pairwise")
+    p.add_argument("--method", choices=["pairwise", "rubric", "ranking", "listwise"], default="pairwise")
     p.add_argument("--template", help="judge template or rubric: a bundled name or a YAML path")
     p.add_argument("--pairs", choices=["all", "judged"], default="all", help="which pairs to compare (pairwise, ranking)")
     p.add_argument("--one-order", action="store_true", help="show each pair in one order only (not recommended)")

@@ -34,6 +34,7 @@ from typing import Any
 from annotate.ai.cache import Cache
 from annotate.ids import request_id
 
+PER_CLIENT = 16  # connections per client (see Engine.session)
 _RAW = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
@@ -222,7 +223,7 @@ class Engine:
         if self._given is not None:
             self._clients = [self._given]
         else:
-            self._clients = [self._make_client() for _ in range(max(1, -(-self.config.concurrency // 16)))]
+            self._clients = [self._make_client() for _ in range(max(1, -(-self.config.concurrency // PER_CLIENT)))]
         try:
             yield self
         finally:

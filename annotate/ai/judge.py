@@ -35,12 +35,20 @@ from annotate.ids import content_hash, request_id
 from annotate.store import Store
 
 PAIRS = ("all", "judged")
+METHODS = ("pairwise", "rubric", "ranking", "listwise")
 _VERDICT_SCHEMA = {
     "type": "json_schema",
     "json_schema": {"name": "verdict", "strict": True, "schema": {
         "type": "object",
         "properties": {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}},
         "required": ["reason", "verdict"], "additionalProperties": False}},
+}
+_RANKING_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {"name": "ranking", "strict": True, "schema": {
+        "type": "object",
+        "properties": {"reason": {"type": "string"}, "ranking": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["reason", "ranking"], "additionalProperties": False}},
 }
 _SCORE_SCHEMA = {
     "type": "json_schema",
@@ -54,11 +62,11 @@ _SCORE_SCHEMA = {
 class JudgeOptions:
     """What to judge and how. Equal to the flags of `prefkit judge`."""
 
-    method: str = "pairwise"  # pairwise | rubric | ranking
+    method: str = "pairwise"  # pairwise | rubric | ranking (pairwise + Bradley–Terry) | listwise
     template: str = "pairwise"  # judge template (pairwise) or rubric file (rubric)
     pairs: str = "all"  # all pairs of responses per prompt, or only pairs people have judged
     both_orders: bool = True  # show each pair in both orders (two rows)
-    samples: int = 1  # k samples per request (rubric: averaged into one row)
+    samples: int = 1  # k samples per request (rubric: averaged into one row; listwise: k shuffled orders)
     mode: str = "auto"  # auto | logprobs | json | text
     sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=256))
     shard: str | None = None  # "K/N": this machine's share of the job
@@ -196,6 +204,43 @@ def rubric_tasks(store: Store, config: EngineConfig, rubric: Template, template:
     return tasks
 
 
+def listwise_tasks(store: Store, config: EngineConfig, template: Template, options: JudgeOptions,
+                   mode: str) -> list[Task]:
+    """One request per prompt and shown order (`samples` orders: rotations of seeded shuffles)."""
+    import random
+
+    prompts, responses = _prompts_and_responses(store)
+    shard = parse_shard(options.shard)
+    items = [(pid, rs) for pid, rs in sorted(responses.items()) if pid in prompts and len(rs) >= 2]
+    if options.limit is not None:
+        items = items[: options.limit]
+    tasks = []
+    for pid, rs in items:
+        order_key = content_hash(["listwise", pid, sorted(r for r, _ in rs), template.guidelines, config.model])
+        if not in_shard(order_key, shard):
+            continue
+        for sample in range(options.samples):
+            # Rotations of one seeded shuffle: over n samples every response is shown once in every
+            # position, so position bias cancels out instead of favouring whoever was drawn first.
+            base = list(rs)
+            random.Random(content_hash([order_key, sample // len(rs)])).shuffle(base)
+            shift = sample % len(rs)
+            shown = base[shift:] + base[:shift]
+            listing = "\n\n".join(f"[Response {i + 1}]\n{text}" for i, (_, text) in enumerate(shown))
+            values = {"question": render_conversation(prompts[pid]), "responses": listing, "n": str(len(shown))}
+            user = template.text("user", **values)
+            extra: dict[str, Any] = {}
+            if mode == "json":
+                user += "\n" + template.text("json_user_suffix", **values)
+                extra = {"response_format": _RANKING_SCHEMA}
+            messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+            b = body(config.model, messages, options.sampling, sample, **extra)
+            meta = {"order_key": order_key, "sample": sample, "mode": mode, "request_id": request_id(b),
+                    "n": len(shown)}
+            tasks.append(Task(pid, b, [r for r, _ in shown], meta))
+    return tasks
+
+
 # -- reading answers ------------------------------------------------------------------------------
 
 def read_pairwise(answer: Answer, mode: str) -> tuple[str, float | None, str] | None:
@@ -254,6 +299,27 @@ async def judge_pair(engine: Engine, task: Task, template: Template, annotator: 
     )
 
 
+async def judge_listwise(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
+    n = task.metadata["n"]
+    answer = await engine.complete(task.body)
+    if not answer.ok:
+        return error_row(task, annotator, template.guidelines, "ranking", answer.error, answer)
+    parsed = verdicts.ranking_from_text(answer.content, n)
+    if parsed is None:
+        fix = await engine.complete(_repair(task.body, answer.content, template.text("repair", n=str(n))))
+        parsed = verdicts.ranking_from_text(fix.content or "", n) if fix.ok else None
+        if parsed is None:
+            reason = f"unreadable ranking, also after one repair request: {answer.content[:200]!r}"
+            return error_row(task, annotator, template.guidelines, "ranking", reason, answer)
+    order, reason = parsed
+    scores = [0.0] * n
+    for rank, index in enumerate(order):
+        scores[index] = -float(rank + 1)  # DESIGN §2: ranking scores are negative ranks, in shown order
+    return _row(task, annotator, template.guidelines, "ranking", scores=scores, rationale=reason,
+                duration_ms=answer.latency_ms, raw=answer.content,
+                metadata={"fingerprint": answer.fingerprint, "cached": answer.cached})
+
+
 async def judge_rubric(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
     low, high = task.metadata["low"], task.metadata["high"]
     answers = await asyncio.gather(*(engine.complete(b) for b in task.bodies))
@@ -282,7 +348,7 @@ async def judge_rubric(engine: Engine, task: Task, template: Template, annotator
 
 def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: Any = None) -> JudgeReport:
     """Run a judge job over the store; see the module docstring. Returns what it did."""
-    if options.method not in ("pairwise", "rubric", "ranking"):
+    if options.method not in METHODS:
         raise ValueError(f"unknown method {options.method!r}")
     if options.pairs not in PAIRS:
         raise ValueError(f"--pairs {options.pairs!r}: choose one of {PAIRS}")
@@ -308,6 +374,11 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
         tasks = rubric_tasks(store, config, rubric, template, options, mode)
         annotator = f"ai:{config.model}:{rubric.name}"
         run_one = judge_rubric
+    elif options.method == "listwise":
+        template = load(options.template if options.template != "pairwise" else "listwise", "judge")
+        tasks = listwise_tasks(store, config, template, options, mode)
+        annotator = f"ai:{config.model}:{template.name}"
+        run_one = judge_listwise
     else:
         template = load(options.template, "judge")
         tasks = pairwise_tasks(store, config, template, options, mode)

@@ -128,3 +128,27 @@ def tagged(content: str, tag: str) -> str | None:
         return value[tag]
     match = re.search(rf"<{tag}>(.*?)</{tag}>", content or "", re.S | re.I)
     return match.group(1).strip() if match else None
+
+
+def ranking_from_text(content: str, n: int) -> tuple[list[int], str] | None:
+    """(0-based indices best first, reason) from `{"ranking": [2, 1, 3]}` or a line `2 > 1 > 3`;
+    None unless it names each of the n responses exactly once."""
+    if not content:
+        return None
+    value = parse_json(content)
+    candidates: list[tuple[list[str], str]] = []
+    if value and isinstance(value.get("ranking"), list):
+        candidates.append(([str(x) for x in value["ranking"]], str(value.get("reason", ""))))
+    for i, line in enumerate(content.strip().splitlines()):
+        if ">" in line:
+            rest = "\n".join(content.strip().splitlines()[i + 1:]).strip()
+            candidates.append((re.findall(r"\d+", line), rest))
+            break
+    for numbers, reason in candidates:
+        try:
+            order = [int(x) - 1 for x in numbers]
+        except ValueError:
+            continue
+        if sorted(order) == list(range(n)):
+            return order, reason
+    return None

@@ -134,3 +134,26 @@ def test_generate_n_samples_with_parameters(store):
     assert len(rows) == 12 and {r["model"] for r in rows} == {"gen-m"}
     generation = json.loads(rows[0]["generation"])
     assert {"temperature", "top_p", "max_tokens", "seed", "usage", "fingerprint", "request_id"} <= set(generation)
+
+
+def test_listwise_rankings_in_shuffled_orders(store):
+    def answer(request):
+        text = request["messages"][-1]["content"]
+        if "[Response 1]" not in text:
+            return '{"ok": true}'
+        shown = [text.split(f"[Response {i}]\n")[1].split("\n")[0] for i in (1, 2, 3)]
+        best_first = sorted(range(3), key=lambda i: shown[i])  # "Answer 0…" best
+        return " > ".join(str(i + 1) for i in best_first) + "\nordered by quality"
+
+    with OpenAIServer(answer) as server:
+        report = judge(store, _config(server), JudgeOptions(method="listwise", samples=3))
+    assert report.written == 12 and report.errors == 0
+    con = store.connect()
+    rows = con.execute("SELECT response_ids, scores, metadata FROM judgements WHERE kind = 'ranking'").fetchall()
+    orders = {}
+    for ids, scores, metadata in rows:
+        texts = [con.execute("SELECT content FROM responses WHERE response_id = ?", [i]).fetchone()[0] for i in ids]
+        ranked = [t.split()[1] for _, t in sorted(zip(scores, texts, strict=True), reverse=True)]
+        assert ranked == ["0", "1", "2"] and sorted(scores) == [-3.0, -2.0, -1.0]
+        orders.setdefault(json.loads(metadata)["order_key"], set()).add(tuple(ids))
+    assert len(orders) == 4 and all(len(shown) == 3 for shown in orders.values()), "three different orders"

@@ -119,3 +119,10 @@ def test_engine_slows_down_on_429_and_honours_retry_after():
         times.setdefault(e.key, []).append(e.at)
     gaps = [b - a for ts in times.values() for a, b in zip(ts, ts[1:], strict=False)]
     assert gaps and min(gaps) >= 0.19
+
+
+def test_ranking_parsing():
+    assert verdicts.ranking_from_text("2 > 1 > 3\nbecause", 3) == ([1, 0, 2], "because")
+    assert verdicts.ranking_from_text('{"ranking": [3, 1, 2], "reason": "r"}', 3) == ([2, 0, 1], "r")
+    assert verdicts.ranking_from_text("2 > 2 > 3", 3) is None
+    assert verdicts.ranking_from_text("1 > 2", 3) is None
