@@ -89,8 +89,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from annotate.ai.generate import GenerateOptions, generate
 
-    options = GenerateOptions(n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard, limit=args.limit)
+    options = GenerateOptions(n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard,
+                              limit=args.limit, dry_run=args.dry_run)
     report = generate(Store(store_path(args)), _config(args), options)
+    if args.dry_run:
+        print(f"dry run: {report.planned} samples planned, {report.skipped} already generated, "
+              f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}")
+        return 0
     print(f"generated {report.written} responses, {report.skipped} already there; " + _summary(report.summary))
     for failure in report.failures[:10]:
         print(f"failed: prompt {failure['prompt_id']} sample {failure['sample']}: {failure['error']}", file=sys.stderr)
@@ -172,6 +177,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=2, help="samples per prompt (default 2)")
     p.add_argument("--system", help="a system message put before every prompt")
     p.add_argument("--limit", type=int, help="at most this many prompts")
+    p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
 
     p = add_command(
         subparsers,

@@ -29,6 +29,7 @@ class GenerateOptions:
     system: str | None = None  # a system message put before each prompt's conversation
     shard: str | None = None
     limit: int | None = None  # at most this many prompts
+    dry_run: bool = False  # count what would be sent and estimate its cost, send nothing
 
 
 @dataclass
@@ -64,6 +65,14 @@ def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, cl
     todo = [t for t in tasks if t[3] not in done]
     report = GenerateReport(RunSummary(), planned=len(tasks), skipped=len(tasks) - len(todo), written=0, failures=[])
     cache = open_cache(store, shard)
+    if options.dry_run:
+        missing = [t for t in todo if cache.get(t[3], 0) is None]
+        prompt_tokens = sum(len(json.dumps(t[2]["messages"])) // 4 for t in missing)  # about 4 characters a token
+        report.summary.requests = len(missing)
+        report.summary.cost = Engine(config).price(
+            {"prompt_tokens": prompt_tokens, "completion_tokens": len(missing) * options.sampling.max_tokens})
+        cache.close()
+        return report
     sink = RowSink(store)
 
     async def process(engine: Engine, task: tuple) -> Any:

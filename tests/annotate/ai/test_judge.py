@@ -126,6 +126,8 @@ def test_generate_n_samples_with_parameters(store):
         return f"sample with seed {request['seed']} at temperature {request['temperature']}"
 
     with OpenAIServer(answer) as server:
+        dry = generate(store, _config(server, model="gen-m", price_out=1), GenerateOptions(n=3, dry_run=True))
+        assert dry.summary.requests == 12 and dry.summary.cost > 0 and server.stats()["requests"] == 0
         report = generate(store, _config(server, model="gen-m"), GenerateOptions(n=3))
         again = generate(store, _config(server, model="gen-m"), GenerateOptions(n=3))
         assert server.stats()["requests"] == 12
