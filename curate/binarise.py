@@ -26,7 +26,7 @@ def _per_response(where: str, tier: str) -> str:
                r.canon_id AS response_id, e.score
         FROM (SELECT j.judgement_id, m.canon_id AS prompt_id, j.aspect, j.annotator, j.annotator_type,
                      j.created_at, {tier} AS tier, unnest(j.response_ids) AS rid, unnest(j.scores) AS score
-              FROM judgements j JOIN p_map m USING (prompt_id)
+              FROM judged j JOIN p_map m USING (prompt_id)
               WHERE j.status = 'submitted' AND len(j.scores) = len(j.response_ids) AND {where}) e
         JOIN r_map r ON r.response_id = e.rid"""
 
@@ -219,7 +219,7 @@ def sft(con: duckdb.DuckDBPyConnection, cfg: Binarise) -> None:
                list_sort(list(DISTINCT j.annotator)) AS annotators, any_value(p.group_id) AS group_id,
                any_value(p.source) AS source, any_value(p.text) AS prompt_text, any_value(t.content) AS completion,
                NULL::VARCHAR AS drop_reason
-        FROM judgements j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
+        FROM judged j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
         JOIN r_map r ON r.response_id = j.response_ids[2] JOIN rtext t ON t.response_id = r.canon_id
         WHERE {enabled} AND j.status = 'submitted' AND j.kind = 'revision' AND len(j.response_ids) = 2
           AND len(j.scores) = 2 AND j.scores[2] > j.scores[1] AND t.origin IN {REVISION_ORIGINS}
@@ -243,7 +243,7 @@ def steps(con: duckdb.DuckDBPyConnection, cfg: Binarise, votes: Votes) -> None:
                    AS completion,
                CASE WHEN j.step_labels IS NULL OR len(j.step_labels) <> len(json_extract_string(j.metadata, '$.steps[*]'))
                     THEN 'steps and labels differ in number' END AS drop_reason
-        FROM judgements j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
+        FROM judged j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
         JOIN r_map r ON r.response_id = j.response_ids[1]
         WHERE {enabled} AND j.status = 'submitted' AND j.kind = 'steps' AND len(j.response_ids) >= 1
         QUALIFY row_number() OVER (PARTITION BY r.canon_id ORDER BY {tier} DESC, j.created_at DESC, j.judgement_id) = 1

@@ -122,6 +122,14 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         steps.append({"table": table, "step": name, "in": before, "out": after,
                       "dropped": None if before is None else before - after, "reason": reason})
 
+    # The store's `judgements` view dedupes on id with a window over every row: run it once, keep the
+    # submitted rows and the columns curation reads, and let every later query use this table.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE judged AS
+           SELECT judgement_id, prompt_id, kind, annotator, annotator_type, response_ids, scores, both_bad, aspect,
+                  step_labels, status, guidelines, metadata, created_at
+           FROM judgements WHERE status = 'submitted'"""
+    )
     dedupe_cfg = recipe.stage("dedupe")
     # With response dedupe on, responses equal after normalisation share one id (filters.identical relies on it).
     con.execute("SET VARIABLE responses_deduped = ?", [bool(dedupe_cfg is not None and dedupe_cfg.responses)])

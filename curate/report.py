@@ -59,19 +59,19 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "splits": splits,
         "sources": dict(rows(f"SELECT source, count(*) FROM ({KEPT_PAIRS}) GROUP BY 1 ORDER BY 2 DESC, 1")),
         "annotators": dict(rows(
-            "SELECT annotator, count(*) FROM judgements WHERE status = 'submitted' AND annotator_type <> 'ai' "
+            "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type <> 'ai' "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
         "judges": dict(rows(
-            "SELECT annotator, count(*) FROM judgements WHERE status = 'submitted' AND annotator_type = 'ai' "
+            "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type = 'ai' "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
         "annotator_types": dict(rows(
-            "SELECT annotator_type, count(*) FROM judgements WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")),
+            "SELECT annotator_type, count(*) FROM judged WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")),
         "models": dict(rows(
             f"SELECT r.model, count(*) FROM (SELECT chosen_id AS id FROM ({KEPT_PAIRS}) UNION ALL "
             f"SELECT rejected_id FROM ({KEPT_PAIRS})) k JOIN rtext r ON r.response_id = k.id "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
         "guidelines": dict(rows(
-            "SELECT guidelines, count(*) FROM judgements WHERE status = 'submitted' AND guidelines <> '' "
+            "SELECT guidelines, count(*) FROM judged WHERE status = 'submitted' AND guidelines <> '' "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
         "unpaired_balance": {
             "desirable": int(good or 0),

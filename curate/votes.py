@@ -39,7 +39,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
             SELECT j.judgement_id, m.canon_id AS prompt_id, j.kind, j.annotator, j.annotator_type, j.aspect,
                    j.both_bad, j.created_at, j.response_ids, j.scores,
                    json_extract_string(j.metadata, '$.order_key') AS order_key
-            FROM judgements j JOIN p_map m USING (prompt_id)
+            FROM judged j JOIN p_map m USING (prompt_id)
             WHERE j.status = 'submitted' AND j.kind IN (SELECT unnest(?::VARCHAR[])) {aspect_sql}
               AND len(j.response_ids) >= 2 AND len(j.scores) = len(j.response_ids)
         ),
@@ -67,7 +67,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE adjudicated AS
            SELECT DISTINCT unnest(json_extract_string(metadata, '$.adjudicates[*]')) AS judgement_id
-           FROM judgements WHERE annotator_type = 'adjudicator' AND status = 'submitted'"""
+           FROM judged WHERE annotator_type = 'adjudicator' AND status = 'submitted'"""
     )
     n_raw = con.execute("SELECT count(*) FROM votes_raw").fetchall()[0][0]
     any_adjudicated = con.execute("SELECT count(*) FROM adjudicated").fetchall()[0][0] > 0
