@@ -26,8 +26,8 @@ def detect(record: dict[str, Any]) -> tuple[str | None, str]:
         return "pairs", f"chosen/rejected with an implicit shared prompt ({style})"
     if {"completion", "label"} <= keys:
         return "unpaired", "prompt/completion/label"
-    if "completions" in keys:
-        return "ratings", "prompt with rated completions"
+    if "completions" in keys or ("responses" in keys and has_prompt):
+        return "ratings", "prompt with rated or ranked completions"
     if has_prompt:
         return "prompts", "prompts only (no responses)"
     return None, ""

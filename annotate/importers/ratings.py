@@ -2,7 +2,8 @@
 has the response text (`response`, `content`, `completion` or `text`), optionally its `model`, and
 per-aspect ratings, either `ratings: {aspect: number}` or UltraFeedback's
 `annotations: {aspect: {"Rating": "4", "Rationale": "…"}}`; an `overall_score` becomes aspect
-`overall`.
+`overall`. The list may also be called `responses`, and instead of ratings every item may carry a
+`rank` (1 = best, ties allowed): the completions then make one `ranking` judgement, scores = −rank.
 
 Each (completion, aspect) becomes one `rating` judgement: response_ids = [completion],
 scores = [rating], aspect = the aspect name (lower case), rationale = the given rationale.
@@ -20,17 +21,19 @@ from annotate.importers.rows import Rows
 
 TEXT_KEYS = ("response", "content", "completion", "text")
 NOT_RATED = {"n/a", "na", ""}
-USED = {"prompt", "messages", "instruction", "input", "system", "completions"}
+USED = {"prompt", "messages", "instruction", "input", "system", "completions", "responses"}
 
 
 def convert(rec: Record, out: Rows) -> None:
     turns = fields.prompt(rec)
-    completions = rec.get("completions")
+    completions = rec.get("completions" if "completions" in rec.data else "responses")
     if not isinstance(completions, list) or not completions:
         raise ImportFailed(rec.where, "completions", "is not a non-empty list",
                            'give [{"response": "...", "ratings": {"helpfulness": 4}}, ...]')
     pid = out.prompt(rec, turns)
     meta = fields.metadata(rec, USED)
+    ranked = all(isinstance(item, dict) and "rank" in item for item in completions)
+    ranking: list[tuple[str, float]] = []
     for i, item in enumerate(completions):
         name = f"completions[{i}]"
         if not isinstance(item, dict):
@@ -40,12 +43,18 @@ def convert(rec: Record, out: Rows) -> None:
             raise ImportFailed(rec.where, name, "has no response text", f"name it one of {', '.join(TEXT_KEYS)}")
         content = fields.response(rec, f"{name}.{key}", item[key], turns)
         rid = out.response(rec, pid, content, str(item["model"]) if item.get("model") else None)
+        if ranked:
+            ranking.append((rid, -_number(rec, f"{name}.rank", item["rank"])))
+            continue
         rated = _ratings(rec, name, item)
         if not rated and not any(k in item for k in ("ratings", "annotations", "overall_score")):
             raise ImportFailed(rec.where, name, "has no ratings", "give 'ratings': {aspect: number} or 'annotations'")
         for aspect, score, why in rated:
             out.judgement(rec, pid, "rating", out.source, [rid], [score], part=f":{i}:{aspect}",
                           aspect=aspect, rationale=why, metadata=meta)
+    if ranking:
+        ids, scores = zip(*ranking, strict=True)
+        out.judgement(rec, pid, "ranking", out.source, list(ids), list(scores), part=":rank", metadata=meta)
 
 
 def _ratings(rec: Record, name: str, item: dict) -> list[tuple[str, float, str]]:

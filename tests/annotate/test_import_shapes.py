@@ -253,3 +253,24 @@ def test_progress_bar_when_asked(store, tmp_path, capsys):
     assert "bar.jsonl" in capsys.readouterr().err
     import_files(Store(tmp_path / "quiet"), [f])
     assert capsys.readouterr().err == ""
+
+
+def test_ranked_responses_make_one_ranking_judgement(tmp_path):
+    """The demo source's own shape: messages + responses with a rank each (1 = best)."""
+    import json as _json
+
+    from annotate.importers import import_files
+    from annotate.store import Store
+
+    src = tmp_path / "ranked.jsonl"
+    src.write_text(_json.dumps({"messages": [{"role": "user", "content": "Q?"}], "responses": [
+        {"model": "a", "content": "good", "rank": 1}, {"model": "b", "content": "bad", "rank": 2},
+        {"model": "c", "content": "also bad", "rank": 2}]}) + "\n")
+    store = Store(tmp_path / "s")
+    result = import_files(store, [src])
+    assert result.files[0].shape == "ratings"
+    (row,) = store.read("judgements").to_pylist()
+    contents = {r["response_id"]: r["content"] for r in store.read("responses").to_pylist()}
+    assert row["kind"] == "ranking" and row["annotator_type"] == "import"
+    assert [contents[i] for i in row["response_ids"]] == ["good", "bad", "also bad"]
+    assert row["scores"] == [-1.0, -2.0, -2.0]
