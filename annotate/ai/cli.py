@@ -10,9 +10,10 @@ import sys
 from annotate.ai.engine import AIError, EngineConfig
 from annotate.ai.jobs import Sampling
 from annotate.store import Store, StoreError
+from annotate.validate import ContractError
 from prefkit.cli import add_command, add_store_option, store_path
 
-ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ValueError)
+ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ContractError)
 
 
 def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_tokens: int) -> None:

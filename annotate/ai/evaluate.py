@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from annotate.ai.engine import AIError
 from annotate.store import Store
 
 LABELS = ("lo", "hi", "tie")
@@ -103,7 +104,7 @@ def evaluate(store: Store, judge: str, reference: tuple[str, ...] = REFERENCE_TY
     finally:
         con.close()
     if not ai:
-        raise ValueError(f"no submitted pairwise judgements by {judge!r} in the store; judges there: {judges(store)}")
+        raise AIError(f"no submitted pairwise judgements by {judge!r} in the store; judges there: {judges(store)}")
 
     human: dict[tuple, list[str]] = {}
     for pid, pair, label in people:

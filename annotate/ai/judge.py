@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotate.ai import verdicts
-from annotate.ai.engine import Answer, Engine, EngineConfig, RunSummary
+from annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
 from annotate.ai.jobs import (
     RowSink,
     Sampling,
@@ -132,7 +132,7 @@ def _pairs(store: Store, which: str, responses: dict[str, list[tuple[str, str]]]
             con.close()
         return [(pid, ids[0], ids[1]) for pid, ids in found]
     if which != "all":
-        raise ValueError(which)
+        raise AIError(which)
     out = []
     for pid, items in sorted(responses.items()):
         for (a, _), (b, _) in itertools.combinations(items, 2):
@@ -349,41 +349,47 @@ async def judge_rubric(engine: Engine, task: Task, template: Template, annotator
 def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: Any = None) -> JudgeReport:
     """Run a judge job over the store; see the module docstring. Returns what it did."""
     if options.method not in METHODS:
-        raise ValueError(f"unknown method {options.method!r}")
+        raise AIError(f"unknown method {options.method!r}")
     if options.pairs not in PAIRS:
-        raise ValueError(f"--pairs {options.pairs!r}: choose one of {PAIRS}")
+        raise AIError(f"--pairs {options.pairs!r}: choose one of {PAIRS}")
+    # Templates first: a typo in a file name fails before any request is sent.
+    if options.method == "rubric":
+        rubric = load(options.template if options.template != "pairwise" else "ultrafeedback", "rubrics")
+        template, build, run_one = load("rubric", "judge"), _rubric_builder(rubric), judge_rubric
+        annotator = f"ai:{config.model}:{rubric.name}"
+    elif options.method == "listwise":
+        template = load(options.template if options.template != "pairwise" else "listwise", "judge")
+        build, run_one = listwise_tasks, judge_listwise
+        annotator = f"ai:{config.model}:{template.name}"
+    else:
+        template, build, run_one = load(options.template, "judge"), pairwise_tasks, judge_pair
+        annotator = f"ai:{config.model}:{template.name}"
     cache = open_cache(store, parse_shard(options.shard))
     engine = Engine(config, cache, client=client)
+    job = (template, build, run_one, annotator)
     try:
-        return asyncio.run(_judge(store, engine, cache, options))
+        return asyncio.run(_judge(store, engine, cache, options, job))
     finally:
         cache.close()
 
 
-async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions) -> JudgeReport:
+def _rubric_builder(rubric: Template):
+    def build(store, config, template, options, mode):
+        return rubric_tasks(store, config, rubric, template, options, mode)
+
+    return build
+
+
+async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions, job) -> JudgeReport:
     async with engine.session():
-        return await _judge_in_session(store, engine, cache, options)
+        return await _judge_in_session(store, engine, cache, options, job)
 
 
-async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeOptions) -> JudgeReport:
+async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeOptions, job) -> JudgeReport:
     config = engine.config
+    template, build, run_one, annotator = job
     mode = await choose_mode(engine, cache, options.mode)
-    if options.method == "rubric":
-        rubric = load(options.template if options.template != "pairwise" else "ultrafeedback", "rubrics")
-        template = load("rubric", "judge")
-        tasks = rubric_tasks(store, config, rubric, template, options, mode)
-        annotator = f"ai:{config.model}:{rubric.name}"
-        run_one = judge_rubric
-    elif options.method == "listwise":
-        template = load(options.template if options.template != "pairwise" else "listwise", "judge")
-        tasks = listwise_tasks(store, config, template, options, mode)
-        annotator = f"ai:{config.model}:{template.name}"
-        run_one = judge_listwise
-    else:
-        template = load(options.template, "judge")
-        tasks = pairwise_tasks(store, config, template, options, mode)
-        annotator = f"ai:{config.model}:{template.name}"
-        run_one = judge_pair
+    tasks = build(store, config, template, options, mode)
     done = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
     todo = [t for t in tasks if t.key not in done]
     report = JudgeReport(summary=RunSummary(), mode=mode, planned=len(tasks), skipped=len(tasks) - len(todo),
@@ -391,7 +397,8 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
     if options.dry_run:
         missing = sum(1 for t in todo for b in (t.bodies or [t.body]) if cache.get(request_id(b), 0) is None)
         report.summary.requests = missing
-        report.summary.cost = engine.price({"prompt_tokens": missing * _tokens(todo), "completion_tokens": missing * options.sampling.max_tokens})
+        report.summary.cost = engine.price({"prompt_tokens": missing * _tokens(todo),
+                                            "completion_tokens": missing * options.sampling.max_tokens})
         return report
     sink = RowSink(store, every=options.write_every)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from annotate.ai import verdicts
 from annotate.ai.edits import check_revision
-from annotate.ai.engine import Engine, EngineConfig, RunSummary
+from annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
 from annotate.ai.jobs import (
     RowSink,
     Sampling,
@@ -226,13 +226,13 @@ async def _verify(engine: Engine, target: Target, revised: str, template: Templa
 
 def critique(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
     if not 1 <= options.rounds <= 4:
-        raise ValueError(f"--rounds {options.rounds}: choose 1 to 4")
+        raise AIError(f"--rounds {options.rounds}: choose 1 to 4")
     constitution = load(options.constitution, "")
     if not constitution.data.get("principles"):
-        raise ValueError(f"{constitution.path}: no `principles:` list")
+        raise AIError(f"{constitution.path}: no `principles:` list")
     for i, p in enumerate(constitution.data["principles"]):
         if not isinstance(p, dict) or not {"name", "critique", "revision"} <= set(p):
-            raise ValueError(f"{constitution.path}: principle {i + 1} needs `name`, `critique` and `revision`")
+            raise AIError(f"{constitution.path}: principle {i + 1} needs `name`, `critique` and `revision`")
     annotator = f"ai:{config.model}:{constitution.name}"
 
     async def one(engine: Engine, target: Target) -> list[Any]:

@@ -70,3 +70,9 @@ def test_bad_input_is_one_line(store, capsys):
     assert err == "prefkit judge: error: --shard '3/2': K must be between 1 and N"
     assert main(["revise", "--store", str(store.root), "--model", "m"]) == 1
     assert "--clair" in capsys.readouterr().err
+    bad = store.root.parent / "constitution.yaml"
+    bad.write_text("name: x\nprinciples:\n  - name: only-a-name\n")
+    assert main(["critique", "--store", str(store.root), "--model", "m", "--constitution", str(bad)]) == 1
+    assert "principle 1 needs `name`, `critique` and `revision`" in capsys.readouterr().err
+    assert main(["judge", "--store", str(store.root), "--model", "m", "--template", "nope"]) == 1
+    assert "no template 'nope'" in capsys.readouterr().err
