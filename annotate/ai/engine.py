@@ -320,6 +320,10 @@ class Engine:
                 reason = f"HTTP 429 rate limited: {_message(exc)}"
             except openai.APIStatusError as exc:
                 reason = f"HTTP {exc.status_code}: {_message(exc)}"
+                if exc.status_code in (401, 403, 404):
+                    # Wrong key, no access, unknown model or URL: every request would fail the same way.
+                    raise AIError(self.scrub(f"the server refused the job: {reason} (check --base-url, --model "
+                                             f"and ${self.config.api_key_env})")) from None
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     answer.error, answer.status = self.scrub(reason), exc.status_code
                     return None, 0
@@ -378,7 +382,13 @@ class Engine:
         try:
             async with self.session():
                 # More workers than slots, so parsing and writing never leave a slot idle.
-                await asyncio.gather(*(worker() for _ in range(max(1, self.config.concurrency * 2))))
+                tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, self.config.concurrency * 2))]
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in pending:  # a job-level failure (e.g. a refused key): stop everyone at once
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for task in done:
+                    task.result()  # re-raise the failure, if there was one
         finally:
             bar.close()
         self.summary.seconds = time.perf_counter() - started

@@ -70,6 +70,8 @@ class Reply:
     top_logprobs: dict[str, float] | None = None
     fault: str | None = None
     delay: float | None = None  # overrides the server's latency for this answer
+    status: int = 200  # any other status answers with an OpenAI-style error body (e.g. 401, 404)
+    message: str = "scripted error"  # the error body's message when status is not 200
 
 
 @dataclass
@@ -259,6 +261,9 @@ class OpenAIServer:
             await asyncio.sleep(self.hang)
         elif delay:
             await asyncio.sleep(delay)
+        if replies[0].status != 200:
+            self._record(body, str(replies[0].status), auth)
+            return replies[0].status, {}, _error(replies[0].message, "invalid_request_error")
         if fault == "500":
             self._record(body, "500", auth)
             return 500, {}, _error("the server had an error", "server_error")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from annotate.ai.cli import main
-from tests.support.openai_server import OpenAIServer
+from tests.support.openai_server import OpenAIServer, Reply
 
 
 def _answer(request):
@@ -76,3 +76,15 @@ def test_bad_input_is_one_line(store, capsys):
     assert "principle 1 needs `name`, `critique` and `revision`" in capsys.readouterr().err
     assert main(["judge", "--store", str(store.root), "--model", "m", "--template", "nope"]) == 1
     assert "no template 'nope'" in capsys.readouterr().err
+
+
+def test_refused_key_stops_the_job_with_one_line(store, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-123456")
+    with OpenAIServer(lambda r: Reply(status=401, message="Incorrect API key provided: sk-wrong-key-123456")) as s:
+        code = main(["judge", "--store", str(store.root), "--base-url", s.base_url, "--model", "m",
+                     "--mode", "text", "--no-progress", "--concurrency", "2"])
+        sent = s.stats()["requests"]
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "HTTP 401" in err and "sk-wrong" not in err
+    assert sent <= 4, "the job stopped instead of failing every item"
+    assert store.count("judgements") == 0
