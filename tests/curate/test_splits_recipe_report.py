@@ -154,3 +154,15 @@ def test_output_can_go_outside_the_store(tmp_path):
     res = curate(store, recipe("votes", "binarise"), "elsewhere", out_root=tmp_path / "out")
     assert res.folder == tmp_path / "out" / "curated" / "elsewhere" and res.tables["pairs"].exists()
     assert not (store.root / "curated").exists()
+
+
+def test_the_commands_in_the_guide_run(tmp_path, capsys):
+    """docs/curating.md's two commands: the default recipe, and the example recipe with every option."""
+    store = store_with(tmp_path, n_a=30, n_b=5)
+    assert main(["curate", "--store", str(store.root), "--out", "pandalm"]) == 0
+    example = os.path.join(ROOT, "data/recipes/example.yaml")
+    assert main(["curate", "--recipe", example, "--out", "strict", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "curated strict" in out and (store.root / "curated/strict/report.html").exists()
+    saved = yaml.safe_load((store.root / "curated/strict/recipe.yaml").read_text())
+    assert saved["seed"] == 13 and saved["name"] == "strict"
