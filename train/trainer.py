@@ -240,9 +240,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         log(f"resumed from step {start}")
     elif main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
+    est = M.memory_estimate(model, cfg, packed)
     if main:
         cfg.save(out / "config.yaml")
-        est = M.memory_estimate(model, cfg, packed)
         log(f"{len(train_ex)} train / {len(eval_ex)} eval examples, {total} steps; estimated peak memory ≈ {est / 2**30:.2f} GiB")
     n_params = count_params(model)
     writer = M.Writer(out / "metrics.jsonl") if main else None
@@ -270,9 +270,16 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         seconds = time.perf_counter() - t0
         row.update(step=step + 1, lr=sched.get_last_lr()[0], tokens_per_s=row["tokens"] / seconds, seconds=seconds,
                    grad_norm=float(grad_norm) if grad_norm is not None else None)
-        if step == start and ref_seconds is not None:
-            row["ref_pass_s"] = ref_seconds  # the one-off reference pass, so its cost is on record
+        if step == start:
+            row["memory/estimated_gib"] = est / 2**30
+            if ref_seconds is not None:
+                row["ref_pass_s"] = ref_seconds  # the one-off reference pass, so its cost is on record
+        if device.type == "cuda":
+            row["memory/peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         row["mfu"] = M.mfu(n_params, row["tokens_per_s"], device, ref_forward=ref_module is not None)
+        if step == start + 2:
+            util = f", MFU {row['mfu']:.0%}" if row["mfu"] is not None else ""
+            log(f"step {step + 1}: {row['tokens_per_s']:,.0f} tokens/s{util}")
         if use_compile:  # a count that keeps growing means shapes recompile: worth knowing
             row["compile/graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
         last = step + 1 == total

@@ -67,6 +67,7 @@ def test_method_learns_the_synthetic_preference_on_held_out_pairs(world, method)
     keys = {"step", "loss", "rewards/chosen", "rewards/rejected", "tokens_per_s", "lr"}
     keys |= {"kl", "logps/chosen"} if method == "kto" else {"rewards/margins", "rewards/accuracies"}
     assert keys <= set(first)
+    assert 0 < first["memory/estimated_gib"] < 1  # a tiny model: estimated up front, logged with step 1
     saved = yaml.safe_load((world / method / "config.yaml").read_text())
     assert saved["method"] == method and saved["lr"] == 5e-3
     if method == "dpo":
