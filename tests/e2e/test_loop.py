@@ -180,7 +180,7 @@ def test_import_label_ai_curate_export_train_score(tmp_path, monkeypatch):
     new = store.read("judgements").to_pylist()[-disputed:]
     assert all(set(r["response_ids"]) <= response_ids and r["annotator_type"] == "ai" for r in new)
 
-    # and the API key never reached a file
-    for path in store.root.rglob("*"):
+    # and the API key never reached a file: not the store, the exports, nor the runs
+    for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"sk-loop-test-key" not in path.read_bytes(), path
