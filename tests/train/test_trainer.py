@@ -184,3 +184,11 @@ def test_metrics_are_one_json_object_per_line(world):
     rows = [json.loads(line) for line in lines]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
     assert [r["step"] for r in rows if "eval/loss" in r] == [2, 3]
+
+
+def test_conversational_data_trains_through_the_chat_template(world, tmp_path):
+    save_dataset(tmp_path / "chat", pairs(64, 0, conversational=True), pairs(16, 1, conversational=True))
+    train(cfg(world, "chat", data=str(tmp_path / "chat"), max_steps=15, eval_steps=15))
+    rows = read_metrics(world / "chat")
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert rows[-1]["eval/rewards/accuracies"] >= 0.9
