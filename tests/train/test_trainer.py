@@ -192,3 +192,27 @@ def test_conversational_data_trains_through_the_chat_template(world, tmp_path):
     rows = read_metrics(world / "chat")
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert rows[-1]["eval/rewards/accuracies"] >= 0.9
+
+
+def test_reference_log_probs_come_from_the_model_in_eval_mode(world, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from train.forward import SequenceLogps
+    from train.refcache import compute
+    from train.trainer import prepare_data
+
+    model_dir = tiny_model(tmp_path / "dropout_model")
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.5}))  # noisy in train mode
+    c = cfg(world, "dropout", model=str(model_dir), max_steps=1, ref_cache_dir=str(tmp_path / "cache"))
+    train(c)
+    cached = [torch.load(p) for p in (tmp_path / "cache").glob("*.pt")]
+    cached = next(t for t in cached if len(t) == 128)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    train_ex, _, _ = prepare_data(c, tok)
+    fresh = compute(SequenceLogps(model), train_ex, packed=False, pad_id=tok.pad_token_id, device="cpu")
+    torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=0)
+    model.train()
+    noisy = compute(SequenceLogps(model), train_ex[:8], packed=False, pad_id=tok.pad_token_id, device="cpu")
+    assert not torch.allclose(noisy, fresh[:8], atol=1e-3)  # dropout would have shown
