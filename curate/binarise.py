@@ -241,7 +241,8 @@ def steps(con: duckdb.DuckDBPyConnection, cfg: Binarise, votes: Votes) -> None:
                [j.judgement_id] AS judgement_ids, [j.annotator] AS annotators, p.group_id, p.source,
                p.text AS prompt_text, array_to_string(json_extract_string(j.metadata, '$.steps[*]'), chr(10))
                    AS completion,
-               CASE WHEN j.step_labels IS NULL OR len(j.step_labels) <> len(json_extract_string(j.metadata, '$.steps[*]'))
+               CASE WHEN coalesce(len(j.step_labels), -1)
+                         <> coalesce(len(json_extract_string(j.metadata, '$.steps[*]')), -2)
                     THEN 'steps and labels differ in number' END AS drop_reason
         FROM judged j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
         JOIN r_map r ON r.response_id = j.response_ids[1]

@@ -105,7 +105,9 @@ def test_step_labels_are_kept_for_prm_data(tmp_path):
                  metadata={"steps": ["Step one.", "Step two."]})
     broken = response(P, "Only one step.")
     bad = judge(P, [broken], [1], "alice", kind="steps", step_labels=[1, 1], metadata={"steps": ["Only one step."]})
-    res = run(tmp_path, [good, bad], {}, responses=[solution, broken])
+    untexted = response(P, "No step texts given.")
+    missing = judge(P, [untexted], [1], "alice", kind="steps", step_labels=[1])
+    res = run(tmp_path, [good, bad, missing], {}, responses=[solution, broken, untexted])
     steps = rows(res, "steps")
     assert [(r["completions"], r["labels"]) for r in steps] == [(["Step one.", "Step two."], [1, -1])]
-    assert res.report["drops"]["steps"]["steps and labels differ in number"]["count"] == 1
+    assert res.report["drops"]["steps"]["steps and labels differ in number"]["count"] == 2

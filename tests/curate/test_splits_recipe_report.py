@@ -166,3 +166,10 @@ def test_the_commands_in_the_guide_run(tmp_path, capsys):
     assert "curated strict" in out and (store.root / "curated/strict/report.html").exists()
     saved = yaml.safe_load((store.root / "curated/strict/recipe.yaml").read_text())
     assert saved["seed"] == 13 and saved["name"] == "strict"
+
+
+def test_an_empty_store_curates_to_empty_tables(tmp_path):
+    store = make_store(tmp_path / "empty")
+    res = curate(store, None, "nothing")
+    assert res.rows == {"pairs": 0, "unpaired": 0, "sft": 0, "steps": 0}
+    assert pq.read_table(res.tables["pairs"]).num_rows == 0 and res.report_html.exists()
