@@ -283,7 +283,32 @@ def _parse_step(item: Any, where: str) -> Step:
             opts = {}
         else:
             raise RecipeError(f"{where}: options of {name!r} must be a mapping")
-    return Step(name=name, options=_build(known[name], opts, f"{where} ({name})"))
+    options = _build(known[name], opts, f"{where} ({name})")
+    _check_ranges(name, options, f"{where} ({name})")
+    return Step(name=name, options=options)
+
+
+def _check_ranges(name: str, options: Any, where: str) -> None:
+    """Values of the right type that still cannot work."""
+    problems = []
+    if name == "dedupe":
+        nd = options.near_duplicates
+        if nd.num_perm < 1 or nd.bands < 1 or nd.num_perm % nd.bands:
+            problems.append(f"near_duplicates.num_perm ({nd.num_perm}) must be a positive multiple of bands ({nd.bands})")
+        if not 0 < nd.threshold <= 1:
+            problems.append(f"near_duplicates.threshold ({nd.threshold}) must be in (0, 1]")
+        if nd.ngram < 1:
+            problems.append("near_duplicates.ngram must be at least 1")
+    if name == "split" and options.test_size < 0:
+        problems.append("test_size must be 0 or more")
+    if name == "decontaminate" and options.n < 1:
+        problems.append("n must be at least 1")
+    if name == "length_bias" and options.max_share is not None and not 0 < options.max_share <= 1:
+        problems.append("max_share must be in (0, 1]")
+    if name == "binarise" and options.unpaired.max_ratio is not None and options.unpaired.max_ratio < 1:
+        problems.append("unpaired.max_ratio must be 1 or more")
+    if problems:
+        raise RecipeError(f"{where}: {problems[0]}")
 
 
 def _build(cls: type, opts: dict, where: str) -> Any:

@@ -94,6 +94,8 @@ def test_near_duplicate_groups_share_a_split(tmp_path):
         ("steps: [votes, votes]", "'votes' is listed twice"),
         ("steps:\n  - votes: [1\n", "not valid YAML"),
         ("stepz: []", "unknown key 'stepz'"),
+        ("steps: [{dedupe: {near_duplicates: {num_perm: 100, bands: 32}}}]", "must be a positive multiple of bands"),
+        ("steps: [{length_bias: 1.5}]", "max_share must be in (0, 1]"),
     ],
 )
 def test_recipe_errors_name_the_file_step_and_option(tmp_path, text, message):
