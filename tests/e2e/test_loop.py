@@ -19,8 +19,9 @@ from annotate.app.project import hash_password
 from annotate.ids import prompt_id, response_id
 from annotate.store import Store
 from prefkit.cli import main
+from tests.support import scripted_model
 from tests.support.browser import chromium, current_item, log_in, serve_app
-from tests.support.openai_server import OpenAIServer, Reply
+from tests.support.openai_server import OpenAIServer
 from tests.support.tiny_model import save_tiny, vocabulary_from
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,23 +33,6 @@ LABELS_EACH = 3
 
 def prefkit(*argv) -> None:
     assert main([str(a) for a in argv]) == 0, f"prefkit {' '.join(map(str, argv))} failed"
-
-
-def model_script(request: dict):
-    """The loopback 'model': judges prefer the longer response, the reviser adds one word, and
-    anything else (generation) gets a short answer that names the prompt."""
-    text = request["messages"][-1]["content"]
-    if "[Response to improve]" in text:
-        original = text.split("[Response to improve]\n")[1].split("\n\nFirst explain")[0]
-        return f"One word makes it clearer.<revision>{original} Clearly.</revision>"
-    if "[Response A]" in text:
-        a = text.split("[Response A]\n")[1].split("\n\n[Response B]")[0]
-        b = text.split("[Response B]\n")[1]
-        verdict, other = ("A", "B") if len(a) >= len(b) else ("B", "A")
-        return Reply(f"{verdict}\nlonger", top_logprobs={verdict: -0.05, other: -3.0, "tie": -6.0})
-    if '{"ok": true}' in text or "ok" == text.strip().lower():
-        return '{"ok": true}'
-    return f"A generated answer (sample seed {request.get('seed')}) about: {text[:60]}"
 
 
 def _source_counts() -> tuple[int, int, int]:
@@ -106,7 +90,7 @@ def test_import_label_ai_curate_export_train_score(tmp_path, monkeypatch):
     assert len({(r["annotator"], r["prompt_id"]) for r in human}) == len(human), "nobody judged an item twice"
 
     # 3. AI jobs against the loopback server
-    with OpenAIServer(model_script, latency=0.0) as server:
+    with OpenAIServer(scripted_model.answer, latency=0.0) as server:
         ai = ["--base-url", server.base_url, "--model", "loop-model", "--no-progress", *s]
         before = store.count("responses")
         prefkit("generate", *ai, "-n", "2", "--limit", "4")
