@@ -213,7 +213,9 @@ class Recipe:
 
 # -- reading -------------------------------------------------------------------------------------
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "default.yaml"
+# data/recipes/default.yaml is the copy users see; curate/default.yaml (identical, a test checks) ships
+# inside the package, so an installed prefkit has its default recipe without the repository's data/.
+DEFAULT_RECIPE = Path(__file__).resolve().parent / "default.yaml"
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -104,6 +105,11 @@ def test_recipe_errors_name_the_file_step_and_option(tmp_path, text, message):
     with pytest.raises(RecipeError) as err:
         load_recipe(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_the_packaged_default_recipe_is_the_one_in_data():
+    with open(os.path.join(ROOT, "data/recipes/default.yaml"), encoding="utf-8") as fh:
+        assert fh.read() == (Path(ROOT) / "curate/default.yaml").read_text(encoding="utf-8")
 
 
 def test_bundled_recipes_load_and_the_saved_recipe_reproduces_the_run(tmp_path):
