@@ -86,3 +86,13 @@ def test_duplicate_pairs_by_normalised_text_when_prompts_and_responses_are_not_m
     assert res.rows["pairs"] == 1 and res.report["drops"]["pairs"]["duplicate pair"]["count"] == 1
     res = curate(store, recipe({"dedupe": {**off["dedupe"], "pairs": False}}, "votes", "binarise"), "q")
     assert res.rows["pairs"] == 2
+
+
+def test_char_shingles_catch_a_misspelt_word():
+    texts = ["the committee will reconvene on thursday afternoon",
+             "the comittee will reconvene on thursday afternoon",  # one letter dropped
+             "a completely different sentence about gardening tools"]
+    words_only = near_duplicate_groups(texts, NearDuplicates(ngram=2, threshold=0.7)).group.tolist()
+    chars = near_duplicate_groups(texts, NearDuplicates(shingle="char", ngram=5, threshold=0.7)).group.tolist()
+    assert words_only == [0, 1, 2]  # 2 of 6 word bigrams changed: Jaccard 0.5
+    assert chars == [0, 0, 2]
