@@ -51,3 +51,16 @@ def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
     )
     assert proc.returncode == 1 and "is not a demo folder" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_with_a_server_the_demo_also_generates_judges_and_revises(tmp_path):
+    """The AI stages' commands are real commands (they parse), run before curation."""
+    from prefkit.cli import build_parser
+    from prefkit.demo import plan
+
+    stages = plan(tmp_path, "http://127.0.0.1:9/v1", "some-model", steps=3)
+    assert [s.title for s in stages][:4] == ["generate", "judge", "revise", "curate"]
+    parser, _ = build_parser()
+    for stage in stages:
+        parser.parse_args(stage.argv)
+    assert [s.title for s in plan(tmp_path, None, None, 3)][0] == "curate"
