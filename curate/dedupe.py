@@ -74,12 +74,13 @@ def build_maps(con: duckdb.DuckDBPyConnection, cfg: Dedupe | None, seed: int) ->
     )
     con.unregister("_r_in")
 
-    examples = con.execute(
-        f"""SELECT m.group_id, {PROMPT_TEXT} AS text FROM p_map m JOIN prompts p USING (prompt_id)
-            WHERE m.group_id IN (SELECT group_id FROM p_map WHERE canon_id <> group_id
-                                 GROUP BY group_id ORDER BY group_id LIMIT 3)
-            ORDER BY m.group_id, p.created_at LIMIT 12"""
-    ).fetchall()
+    # A few near-duplicate groups for the report, from the texts already in memory.
+    idx = np.arange(len(ids))
+    leaders = np.unique(groups.group[(groups.group != idx) & (groups.exact == idx)])[:3]
+    texts = prompts["text"]
+    examples = [
+        (ids[int(g)].as_py(), texts[int(k)].as_py()) for g in leaders for k in np.flatnonzero(groups.group == g)[:4]
+    ]
     n_resp_dupes = con.execute("SELECT count(*) FROM r_map WHERE canon_id <> response_id").fetchall()[0][0]
     return {
         "prompts": len(ids),

@@ -68,6 +68,8 @@ def test_curate_merges_exact_duplicate_prompts_and_responses_and_keeps_near_grou
     res = curate(store, recipe("dedupe", "votes", "binarise", {"split": {"test_size": 0.5}}), "d")
     d = res.report["dedupe"]
     assert d["exact_duplicate_prompts"] == 1 and d["duplicate_responses"] == 2 and d["near_duplicate_prompts"] == 1
+    shown = {e["prompt"] for e in d["near_duplicate_examples"]}
+    assert "user: " + words in shown and "user: " + words.replace("brave", "clever") in shown
     pairs = pq.read_table(res.tables["pairs"]).to_pylist()
     assert len(pairs) == 32  # the exact copy's vote joined the first prompt's comparison
     merged = next(r for r in pairs if r["prompt_id"] == ps[0].prompt_id)
