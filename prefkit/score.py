@@ -5,8 +5,8 @@ judgements, so curation and the review page see them like any other label.
 
 - `score`: a reward model (`prefkit train rm`) rates every response in the store → `rating` judgements.
 - `score-pairs`: the implicit reward margin of every exported pair under a trained policy; the pairs
-  the model most strongly disagrees with (margin most negative) → `pairwise` judgements giving the
-  model's own preference, with the margin in `metadata`, for people to review.
+  the model most strongly disagrees with (lowest margin) → `pairwise` judgements giving the model's
+  own preference, with the margin in `metadata`, for people to review.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ def _content(completion) -> str:
     return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
-def disagreement_judgements(margins: list[dict], run_name: str, top: int, threshold: float = 0.0) -> list[Judgement]:
-    """The `top` pairs with the most negative margin below `threshold`, as the model's pairwise judgement
-    (response_ids in the dataset's order [chosen, rejected]; scores give the model's preference)."""
-    worst = sorted((m for m in margins if m["margin"] < threshold), key=lambda m: m["margin"])[:top]
+def disagreement_judgements(margins: list[dict], run_name: str, top: int,
+                            below: float | None = None) -> list[Judgement]:
+    """The `top` pairs with the lowest margin (only those under `below`, when given), as the model's
+    pairwise judgement (response_ids in the dataset's order [chosen, rejected]; scores give the model's
+    own preference, so a pair it still agrees with is recorded as agreement, not as a dispute)."""
+    kept = [m for m in margins if below is None or m["margin"] < below]
+    worst = sorted(kept, key=lambda m: m["margin"])[:top]
     annotator = f"ai:{run_name}:implicit-reward"
     out = []
     for m in worst:
@@ -50,8 +53,10 @@ def disagreement_judgements(margins: list[dict], run_name: str, top: int, thresh
             judgement_id=request_id({"score-pairs": run_name, "response_ids": ids}),
             prompt_id=pid, kind="pairwise", annotator=annotator, annotator_type="ai", response_ids=ids,
             scores=[1.0, 0.0] if m["margin"] > 0 else [0.0, 1.0], confidence=p_first,
-            rationale=(f"implicit reward margin {m['margin']:.3f} under {run_name}: the trained model prefers "
-                       "the response labelled rejected; worth a second look"),
+            rationale=(f"implicit reward margin {m['margin']:.3f} under {run_name}: "
+                       + ("the trained model prefers the response labelled rejected"
+                          if m["margin"] < 0 else "one of the pairs the trained model is least sure of")
+                       + "; worth a second look"),
             guidelines=f"score-pairs:{run_name}",
             metadata=json.dumps({"source": "score-pairs", "margin": m["margin"], "split": m["split"],
                                  "index": m["index"], "chosen_reward": m["chosen_reward"],
@@ -60,11 +65,12 @@ def disagreement_judgements(margins: list[dict], run_name: str, top: int, thresh
     return out
 
 
-def score_pairs(store: Store, run_dir: str | Path, data: str | Path, top: int = 50, split: str | None = None) -> list[Judgement]:
+def score_pairs(store: Store, run_dir: str | Path, data: str | Path, top: int = 50, split: str | None = None,
+                below: float | None = None) -> list[Judgement]:
     from train.scoring import pair_margins
 
     margins = pair_margins(run_dir, data, split)
-    judgements = disagreement_judgements(margins, Path(run_dir).resolve().name, top)
+    judgements = disagreement_judgements(margins, Path(run_dir).resolve().name, top, below)
     if judgements:
         store.append("judgements", judgements)
     return judgements
@@ -124,8 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         Find the exported pairs a trained policy disagrees with, and send them back for review.
 
         Computes each pair's implicit reward margin (chosen − rejected) under RUN's final model and
-        writes the --top pairs with the most negative margin to the store as AI pairwise judgements
-        (the model's preference, margin in metadata), so the review page can show them to people.
+        writes the --top pairs with the lowest margin (with --below 0: only pairs it gets wrong) to the
+        store as AI pairwise judgements (the model's own preference, margin in metadata), so the
+        review page can show them to people.
 
         Example:
           prefkit score-pairs runs/dpo1 --data exports/helpful --top 20
@@ -133,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="a finished `prefkit train` run folder")
     p.add_argument("--data", required=True, help="the exported dataset the pairs come from")
     p.add_argument("--split", help="one split only (default: all)")
-    p.add_argument("--top", type=int, default=50, help="how many of the most-disagreeing pairs to write (default 50)")
+    p.add_argument("--top", type=int, default=50, help="how many of the lowest-margin pairs to write (default 50)")
+    p.add_argument("--below", type=float, help="only pairs whose margin is under this (0: only real disagreements)")
     add_store_option(p)
 
 
@@ -163,6 +171,7 @@ def _score_pairs_cmd(args: argparse.Namespace) -> int:
 
     if not (Path(args.run) / "config.yaml").exists():
         raise ScoreError(f"{args.run}: not a prefkit train run folder (no config.yaml)")
-    written = _wrap(lambda: score_pairs(Store(store_path(args)), args.run, args.data, args.top, args.split))
+    written = _wrap(lambda: score_pairs(Store(store_path(args)), args.run, args.data, args.top, args.split,
+                                        args.below))
     print(f"wrote {len(written)} disagreeing pairs as judgements")
     return 0

@@ -46,7 +46,7 @@ def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_pa
     d, rows, flipped = setup
     store = _store_with(rows, tmp_path / "store")
     assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "6",
-                 "--store", str(tmp_path / "store")]) == 0
+                 "--below", "0", "--store", str(tmp_path / "store")]) == 0
     got = store.connect().execute(
         "SELECT r.content, j.scores, j.annotator_type, j.kind, j.metadata FROM judgements j "
         "JOIN responses r ON r.response_id = j.response_ids[1]").fetchall()
@@ -58,6 +58,15 @@ def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_pa
     assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "6",
                  "--store", str(tmp_path / "store")]) == 0
     assert store.count("judgements") == 6
+    # --below 0 keeps only real disagreements: asking for 20 still gives the 6 mislabelled pairs
+    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "20",
+                 "--below", "0", "--store", str(tmp_path / "store")]) == 0
+    assert store.count("judgements") == 6
+    # without it, --top K pairs with the lowest margins, agreements recorded as the model's preference
+    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "10",
+                 "--store", str(tmp_path / "store")]) == 0
+    rows = store.read("judgements").to_pylist()
+    assert len(rows) == 10 and sum(r["scores"] == [1.0, 0.0] for r in rows) == 4
 
 
 def test_score_rates_responses_with_the_reward_model(setup, tmp_path):
