@@ -53,7 +53,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (a temporary file's writer, say)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -128,7 +129,7 @@ class Store:
         removed = []
         for path in self.root.glob("*/*/.*.tmp"):
             match = _TMP.search(path.name)
-            if match and not _pid_alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed

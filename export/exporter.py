@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from annotate.store import pid_alive
 from curate.tables import CURATED, curated_dir
 from export import card as cards
 from export.errors import ExportError
@@ -204,18 +205,8 @@ def _remove_stale_temporaries(to: Path) -> None:
     """Remove build folders left by an export whose process died (killed, power cut)."""
     for folder in to.glob(".prefkit-export-*-*"):
         pid = folder.name.split("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _keep_provenance(

@@ -99,6 +99,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], 
 
 def main(argv: list[str] | None = None) -> int:
     parser, errors = build_parser()
+    return run(parser, errors, argv)
+
+
+def run(parser: argparse.ArgumentParser, errors: tuple[type[BaseException], ...], argv: list[str] | None) -> int:
+    """Parse `argv`, call the command, and turn the stage's own errors into one line and exit 1."""
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

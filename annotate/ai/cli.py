@@ -11,7 +11,7 @@ from annotate.ai.engine import AIError, EngineConfig
 from annotate.ai.jobs import Sampling
 from annotate.store import Store, StoreError
 from annotate.validate import ContractError
-from prefkit.cli import add_command, add_store_option, store_path
+from prefkit.cli import add_command, add_store_option, run, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ContractError)
 
@@ -284,17 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m annotate.ai.cli judge …`: the same commands without loading every other stage
     (some import torch at start-up), for jobs started many times, such as by tests."""
     parser = argparse.ArgumentParser(prog="prefkit")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ERRORS as exc:
-        print(f"prefkit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
+    return run(parser, ERRORS, argv)
 
 
 if __name__ == "__main__":

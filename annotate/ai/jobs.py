@@ -62,12 +62,15 @@ def open_cache(store: Store, shard: tuple[int, int] | None) -> Cache:
 # -- capabilities -------------------------------------------------------------------------------
 
 _PROBE = [{"role": "user", "content": 'Reply with the JSON object {"ok": true} and nothing else.'}]
-_PROBE_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {"name": "probe", "strict": True, "schema": {
-        "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-        "additionalProperties": False}},
-}
+
+
+def json_schema_format(name: str, properties: dict[str, dict]) -> dict:
+    """A `response_format` asking for a strict JSON object with exactly these (required) properties."""
+    schema = {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+
+_PROBE_SCHEMA = json_schema_format("probe", {"ok": {"type": "boolean"}})
 
 
 async def detect(engine: Engine, cache: Cache) -> dict[str, bool]:

@@ -25,6 +25,7 @@ from annotate.ai.jobs import (
     choose_mode,
     existing,
     in_shard,
+    json_schema_format,
     open_cache,
     parse_shard,
     write_run_log,
@@ -36,26 +37,11 @@ from annotate.store import Store
 
 PAIRS = ("all", "judged")
 METHODS = ("pairwise", "rubric", "ranking", "listwise")
-_VERDICT_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {"name": "verdict", "strict": True, "schema": {
-        "type": "object",
-        "properties": {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}},
-        "required": ["reason", "verdict"], "additionalProperties": False}},
-}
-_RANKING_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {"name": "ranking", "strict": True, "schema": {
-        "type": "object",
-        "properties": {"reason": {"type": "string"}, "ranking": {"type": "array", "items": {"type": "integer"}}},
-        "required": ["reason", "ranking"], "additionalProperties": False}},
-}
-_SCORE_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {"name": "score", "strict": True, "schema": {
-        "type": "object", "properties": {"reason": {"type": "string"}, "score": {"type": "number"}},
-        "required": ["reason", "score"], "additionalProperties": False}},
-}
+_VERDICT_SCHEMA = json_schema_format(
+    "verdict", {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}})
+_RANKING_SCHEMA = json_schema_format(
+    "ranking", {"reason": {"type": "string"}, "ranking": {"type": "array", "items": {"type": "integer"}}})
+_SCORE_SCHEMA = json_schema_format("score", {"reason": {"type": "string"}, "score": {"type": "number"}})
 
 
 @dataclass

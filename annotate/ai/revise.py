@@ -30,6 +30,7 @@ from annotate.ai.jobs import (
     choose_mode,
     existing,
     in_shard,
+    json_schema_format,
     open_cache,
     parse_shard,
     write_run_log,
@@ -40,12 +41,7 @@ from annotate.contract import Judgement, Response
 from annotate.ids import content_hash
 from annotate.store import Store
 
-_CLAIR_SCHEMA = {
-    "type": "json_schema",
-    "json_schema": {"name": "revision", "strict": True, "schema": {
-        "type": "object", "properties": {"reasoning": {"type": "string"}, "revision": {"type": "string"}},
-        "required": ["reasoning", "revision"], "additionalProperties": False}},
-}
+_CLAIR_SCHEMA = json_schema_format("revision", {"reasoning": {"type": "string"}, "revision": {"type": "string"}})
 
 
 @dataclass
