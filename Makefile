@@ -31,6 +31,7 @@ test: $(STAMP) chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .prefkit

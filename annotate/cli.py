@@ -28,8 +28,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     from annotate.importers import import_files
 
     result = import_files(
-        Store(store_path(args)), args.files, fmt=args.format, mapping=_mapping(args.map),
-        source=args.source, progress=sys.stderr.isatty(),
+        Store(store_path(args)),
+        args.files,
+        fmt=args.format,
+        mapping=_mapping(args.map),
+        source=args.source,
+        progress=sys.stderr.isatty(),
     )
     print(result.summary())
     return 0
@@ -73,8 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_option(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="files or datasets folders to import")
     p.add_argument("--format", choices=SHAPES, help="force this shape instead of detecting it")
-    p.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
-                   help="read input COLUMN as FIELD (repeatable), e.g. --map question=prompt")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help="read input COLUMN as FIELD (repeatable), e.g. --map question=prompt",
+    )
     p.add_argument("--source", help="name the rows' source (default: the file name)")
 
     p = add_command(

@@ -77,22 +77,34 @@ def build_rows(items: list[dict]) -> tuple[list[Prompt], list[Response], list[Ju
     for i, item in enumerate(items):
         at = EPOCH + timedelta(minutes=i)
         meta = {"category": item["category"], "demo_id": item["id"]}
-        p = Prompt(messages=item["messages"], source="prefkit-demo",
-                   metadata=json.dumps(meta, ensure_ascii=False, sort_keys=True), created_at=at)
+        p = Prompt(
+            messages=item["messages"],
+            source="prefkit-demo",
+            metadata=json.dumps(meta, ensure_ascii=False, sort_keys=True),
+            created_at=at,
+        )
         prompts.append(p)
         shown = [
-            Response(prompt_id=p.prompt_id, content=r["content"], model=r["model"], created_at=at + timedelta(seconds=1))
+            Response(
+                prompt_id=p.prompt_id, content=r["content"], model=r["model"], created_at=at + timedelta(seconds=1)
+            )
             for r in item["responses"]
         ]
         responses += shown
-        judgements.append(Judgement(
-            judgement_id=import_judgement_id(item, AUTHOR),
-            prompt_id=p.prompt_id, kind="ranking", annotator=AUTHOR, annotator_type="import",
-            response_ids=[r.response_id for r in shown],
-            scores=[-float(r["rank"]) for r in item["responses"]],
-            rationale=item.get("note", ""), guidelines="demo author's reference ranking",
-            created_at=at + timedelta(seconds=2),
-        ))
+        judgements.append(
+            Judgement(
+                judgement_id=import_judgement_id(item, AUTHOR),
+                prompt_id=p.prompt_id,
+                kind="ranking",
+                annotator=AUTHOR,
+                annotator_type="import",
+                response_ids=[r.response_id for r in shown],
+                scores=[-float(r["rank"]) for r in item["responses"]],
+                rationale=item.get("note", ""),
+                guidelines="demo author's reference ranking",
+                created_at=at + timedelta(seconds=2),
+            )
+        )
     return prompts, responses, judgements
 
 

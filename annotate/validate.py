@@ -151,17 +151,28 @@ def _json_objects(table: str, col, field: str) -> None:
         except json.JSONDecodeError as exc:
             raise ContractError(table, i, field, f"is not valid JSON ({exc.msg}); give a JSON object string") from None
         if not ok:
-            raise ContractError(table, i, field, "must be a JSON object (e.g. '{\"tag\": \"x\"}')")
+            raise ContractError(table, i, field, 'must be a JSON object (e.g. \'{"tag": "x"}\')')
 
 
 def _prompts(arrow: pa.Table) -> None:
     messages = arrow.column("messages")
-    _fail_if("prompts", pc.equal(pc.list_value_length(messages), 0), "messages", "is empty; a prompt needs at least one message")
+    _fail_if(
+        "prompts",
+        pc.equal(pc.list_value_length(messages), 0),
+        "messages",
+        "is empty; a prompt needs at least one message",
+    )
     flat = pc.list_flatten(messages)
     parents = pc.list_parent_indices(messages)
     for name, problem in (
         (pc.invert(pc.is_in(pc.struct_field(flat, "role"), pa.array(ROLES))), f"has a role outside {ROLES}"),
-        (pc.or_kleene(pc.is_null(pc.struct_field(flat, "content")), pc.equal(pc.utf8_trim_whitespace(pc.struct_field(flat, "content")), "")), "has a message with empty content"),
+        (
+            pc.or_kleene(
+                pc.is_null(pc.struct_field(flat, "content")),
+                pc.equal(pc.utf8_trim_whitespace(pc.struct_field(flat, "content")), ""),
+            ),
+            "has a message with empty content",
+        ),
     ):
         bad = _first(name)
         if bad is not None:
@@ -171,10 +182,22 @@ def _prompts(arrow: pa.Table) -> None:
 
 def _responses(arrow: pa.Table) -> None:
     empty = pc.equal(pc.utf8_trim_whitespace(arrow.column("content")), "")
-    _fail_if("responses", pc.and_(empty, pc.invert(_declared_empty(arrow))), "content", "is empty; a response needs text")
-    _fail_if("responses", pc.invert(pc.is_in(arrow.column("origin"), pa.array(ORIGINS))), "origin", f"must be one of {ORIGINS}")
+    _fail_if(
+        "responses", pc.and_(empty, pc.invert(_declared_empty(arrow))), "content", "is empty; a response needs text"
+    )
+    _fail_if(
+        "responses",
+        pc.invert(pc.is_in(arrow.column("origin"), pa.array(ORIGINS))),
+        "origin",
+        f"must be one of {ORIGINS}",
+    )
     revision = pc.is_in(arrow.column("origin"), pa.array(["human_edit", "critique_revision", "clair_revision"]))
-    _fail_if("responses", pc.and_(revision, pc.is_null(arrow.column("parent_id"))), "parent_id", "a revision must name the response it revises")
+    _fail_if(
+        "responses",
+        pc.and_(revision, pc.is_null(arrow.column("parent_id"))),
+        "parent_id",
+        "a revision must name the response it revises",
+    )
     _json_objects("responses", arrow.column("generation"), "generation")
 
 
@@ -198,14 +221,34 @@ def _declared_empty(arrow: pa.Table) -> pa.Array:
 def _judgements(arrow: pa.Table) -> None:
     t = "judgements"
     _fail_if(t, pc.invert(pc.is_in(arrow.column("kind"), pa.array(KINDS))), "kind", f"must be one of {KINDS}")
-    _fail_if(t, pc.invert(pc.is_in(arrow.column("annotator_type"), pa.array(ANNOTATOR_TYPES))), "annotator_type", f"must be one of {ANNOTATOR_TYPES}")
+    _fail_if(
+        t,
+        pc.invert(pc.is_in(arrow.column("annotator_type"), pa.array(ANNOTATOR_TYPES))),
+        "annotator_type",
+        f"must be one of {ANNOTATOR_TYPES}",
+    )
     _fail_if(t, pc.invert(pc.is_in(arrow.column("status"), pa.array(STATUSES))), "status", f"must be one of {STATUSES}")
     n_ids = pc.list_value_length(arrow.column("response_ids"))
     n_scores = pc.list_value_length(arrow.column("scores"))
     labelled = pc.is_in(arrow.column("status"), pa.array(["submitted", "flagged"]))
-    _fail_if(t, pc.and_(labelled, pc.equal(n_ids, 0)), "response_ids", "a submitted judgement must name the responses it judged")
-    _fail_if(t, pc.and_(labelled, pc.not_equal(n_ids, n_scores)), "scores", "needs exactly one score per response in response_ids")
-    _fail_if(t, pc.and_(pc.invert(labelled), pc.and_(pc.not_equal(n_scores, 0), pc.not_equal(n_ids, n_scores))), "scores", "needs one score per response, or none for a skipped/error row")
+    _fail_if(
+        t,
+        pc.and_(labelled, pc.equal(n_ids, 0)),
+        "response_ids",
+        "a submitted judgement must name the responses it judged",
+    )
+    _fail_if(
+        t,
+        pc.and_(labelled, pc.not_equal(n_ids, n_scores)),
+        "scores",
+        "needs exactly one score per response in response_ids",
+    )
+    _fail_if(
+        t,
+        pc.and_(pc.invert(labelled), pc.and_(pc.not_equal(n_scores, 0), pc.not_equal(n_ids, n_scores))),
+        "scores",
+        "needs one score per response, or none for a skipped/error row",
+    )
     flat_scores = pc.list_flatten(arrow.column("scores"))
     if len(flat_scores):
         bad = _first(pc.invert(pc.is_finite(flat_scores)))
@@ -213,7 +256,12 @@ def _judgements(arrow: pa.Table) -> None:
             row = int(pc.list_parent_indices(arrow.column("scores"))[bad].as_py())
             raise ContractError(t, row, "scores", "contains NaN or infinity; scores must be finite numbers")
     strength = arrow.column("strength")
-    _fail_if(t, pc.or_(pc.less(strength, 1), pc.greater(strength, 3)), "strength", "must be 1 (slightly), 2 or 3 (much better), or null")
+    _fail_if(
+        t,
+        pc.or_(pc.less(strength, 1), pc.greater(strength, 3)),
+        "strength",
+        "must be 1 (slightly), 2 or 3 (much better), or null",
+    )
     conf = arrow.column("confidence")
     _fail_if(t, pc.or_(pc.less(conf, 0), pc.greater(conf, 1)), "confidence", "must be a probability in [0, 1] or null")
     steps = arrow.column("step_labels")
@@ -224,7 +272,12 @@ def _judgements(arrow: pa.Table) -> None:
             row = int(pc.list_parent_indices(steps)[bad].as_py())
             raise ContractError(t, row, "step_labels", "each step label must be -1 (wrong), 0 (neutral) or 1 (right)")
     errored = pc.equal(arrow.column("status"), "error")
-    _fail_if(t, pc.and_(errored, pc.is_null(arrow.column("error"))), "error", "a row with status 'error' must say why in 'error'")
+    _fail_if(
+        t,
+        pc.and_(errored, pc.is_null(arrow.column("error"))),
+        "error",
+        "a row with status 'error' must say why in 'error'",
+    )
     _json_objects(t, arrow.column("metadata"), "metadata")
 
 

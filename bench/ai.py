@@ -48,7 +48,9 @@ SEQUENTIAL = 50
 def start_server() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.openai_server", "--latency", str(LATENCY)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline().split()
     return proc, f"http://127.0.0.1:{line[1]}/v1"
@@ -57,12 +59,19 @@ def start_server() -> tuple[subprocess.Popen, str]:
 def make_store(folder: Path, requests: int) -> Store:
     """`requests / 2` comparisons: prompts with 5 responses each (10 pairs, 20 requests per prompt)."""
     store = Store(folder)
-    prompts = [Prompt(messages=[{"role": "user", "content": f"Explain idea {i} in two sentences."}], source="bench")
-               for i in range(max(1, requests // 20))]
+    prompts = [
+        Prompt(messages=[{"role": "user", "content": f"Explain idea {i} in two sentences."}], source="bench")
+        for i in range(max(1, requests // 20))
+    ]
     store.append("prompts", prompts)
-    store.append("responses", [
-        Response(prompt_id=p.prompt_id, content=f"Response {k} to idea {i}: " + "words " * (20 + 7 * k))
-        for i, p in enumerate(prompts) for k in range(5)])
+    store.append(
+        "responses",
+        [
+            Response(prompt_id=p.prompt_id, content=f"Response {k} to idea {i}: " + "words " * (20 + 7 * k))
+            for i, p in enumerate(prompts)
+            for k in range(5)
+        ],
+    )
     return store
 
 
@@ -141,18 +150,27 @@ def main() -> None:
     ideal = CONCURRENCY / LATENCY
     rate = {k: statistics.median(n / w for w, _, n in v) for k, v in results.items()}
     cpu_ms = {k: statistics.median(1000 * c / n for _, c, n in v) for k, v in results.items()}
-    print(f"\nai judge throughput: {args.requests} requests, server latency {LATENCY * 1000:.0f} ms, "
-          f"concurrency {CONCURRENCY}, ideal {ideal:.0f} req/s; medians of {args.repeats} alternating rounds; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"\nai judge throughput: {args.requests} requests, server latency {LATENCY * 1000:.0f} ms, "
+        f"concurrency {CONCURRENCY}, ideal {ideal:.0f} req/s; medians of {args.repeats} alternating rounds; "
+        f"{os.cpu_count()} CPUs"
+    )
     print("| client | requests/s | of ideal | client CPU ms/request | prefkit is × faster |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    labels = {"prefkit": "prefkit judge (cache, parse, Parquet)", "threads": "openai.OpenAI, 64 threads",
-              "sequential": f"openai.OpenAI, sequential ({SEQUENTIAL} sent, extrapolated)"}
+    labels = {
+        "prefkit": "prefkit judge (cache, parse, Parquet)",
+        "threads": "openai.OpenAI, 64 threads",
+        "sequential": f"openai.OpenAI, sequential ({SEQUENTIAL} sent, extrapolated)",
+    }
     for key in ("prefkit", "threads", "sequential"):
         speedup = rate["prefkit"] / rate[key]
-        print(f"| {labels[key]} | {rate[key]:.1f} | {100 * rate[key] / ideal:.0f}% | {cpu_ms[key]:.2f} | {speedup:.2f} |")
-    print(f"\nsequential time for all {args.requests} requests (extrapolated): {args.requests / rate['sequential']:.0f} s; "
-          f"prefkit: {args.requests / rate['prefkit']:.1f} s")
+        print(
+            f"| {labels[key]} | {rate[key]:.1f} | {100 * rate[key] / ideal:.0f}% | {cpu_ms[key]:.2f} | {speedup:.2f} |"
+        )
+    print(
+        f"\nsequential time for all {args.requests} requests (extrapolated): {args.requests / rate['sequential']:.0f} s; "
+        f"prefkit: {args.requests / rate['prefkit']:.1f} s"
+    )
 
 
 if __name__ == "__main__":

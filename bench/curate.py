@@ -61,7 +61,7 @@ def datasketch_groups(texts: list[str], cfg: NearDuplicates) -> np.ndarray:
     shingles = []
     for i in leaders:
         w = punct.sub(" ", norm[i]).split()
-        grams = [" ".join(w[k: k + cfg.ngram]) for k in range(len(w) - cfg.ngram + 1)] or w
+        grams = [" ".join(w[k : k + cfg.ngram]) for k in range(len(w) - cfg.ngram + 1)] or w
         shingles.append([g.encode("utf-8") for g in grams])
     hashes = MinHash.bulk(shingles, num_perm=cfg.num_perm)
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, params=(cfg.bands, cfg.num_perm // cfg.bands))
@@ -98,8 +98,10 @@ def bench_neardup(n: int, repeats: int) -> dict:
             groups = near_duplicate_groups(texts, CFG).group if name == "prefkit" else datasketch_groups(texts, CFG)
             times[name].append(time.perf_counter() - started)
             scores[name] = pair_scores(groups, truth)
-            print(f"  {name:10} {times[name][-1]:7.2f} s  recall {scores[name][0]:.4f}  precision {scores[name][1]:.4f}",
-                  flush=True)
+            print(
+                f"  {name:10} {times[name][-1]:7.2f} s  recall {scores[name][0]:.4f}  precision {scores[name][1]:.4f}",
+                flush=True,
+            )
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"prompts": n, "median_s": med, "ratio": med["datasketch"] / med["prefkit"], "scores": scores}
 
@@ -116,34 +118,51 @@ def build_store(path: Path, prompts: int, judgements: int, seed: int = 3) -> Non
 
     rng = np.random.default_rng(seed)
     texts, _ = planted_prompts(prompts, dup_share=0.1, near_share=0.7, seed=seed, min_words=12, max_words=40)
-    vocab = np.array(("alpha beta gamma delta answer reason because therefore first second finally result value "
-                      "number step check the a of to and is in it that for on with as").split(), dtype=object)
+    vocab = np.array(
+        (
+            "alpha beta gamma delta answer reason because therefore first second finally result value "
+            "number step check the a of to and is in it that for on with as"
+        ).split(),
+        dtype=object,
+    )
     now = pa.scalar(time.time_ns() // 1000, pa.timestamp("us", tz="UTC"))
     pid = [f"p{i:08d}" for i in range(prompts)]
     store = Store(path)
     with store.batch() as batch:
-        batch.append("prompts", pa.table({
-            "prompt_id": pid,
-            "messages": [[{"role": "user", "content": t}] for t in texts],
-            "source": [f"src{i % 5}" for i in range(prompts)],
-            "metadata": ["{}"] * prompts,
-            "created_at": pa.array([now.value] * prompts, pa.timestamp("us", tz="UTC")),
-        }, schema=PROMPTS))
+        batch.append(
+            "prompts",
+            pa.table(
+                {
+                    "prompt_id": pid,
+                    "messages": [[{"role": "user", "content": t}] for t in texts],
+                    "source": [f"src{i % 5}" for i in range(prompts)],
+                    "metadata": ["{}"] * prompts,
+                    "created_at": pa.array([now.value] * prompts, pa.timestamp("us", tz="UTC")),
+                },
+                schema=PROMPTS,
+            ),
+        )
         lengths = rng.integers(15, 60, size=2 * prompts)
         flat = rng.integers(0, len(vocab), size=int(lengths.sum()))
         bounds = np.concatenate([[0], np.cumsum(lengths)])
-        contents = [" ".join(vocab[flat[bounds[k]: bounds[k + 1]]]) + f" #{k}" for k in range(2 * prompts)]
+        contents = [" ".join(vocab[flat[bounds[k] : bounds[k + 1]]]) + f" #{k}" for k in range(2 * prompts)]
         rid = [f"r{k:09d}" for k in range(2 * prompts)]
-        batch.append("responses", pa.table({
-            "response_id": rid,
-            "prompt_id": [pid[k // 2] for k in range(2 * prompts)],
-            "content": contents,
-            "model": [f"model{k % 2}" for k in range(2 * prompts)],
-            "origin": ["generated"] * (2 * prompts),
-            "parent_id": pa.nulls(2 * prompts, pa.string()),
-            "generation": ["{}"] * (2 * prompts),
-            "created_at": pa.array([now.value] * (2 * prompts), pa.timestamp("us", tz="UTC")),
-        }, schema=RESPONSES))
+        batch.append(
+            "responses",
+            pa.table(
+                {
+                    "response_id": rid,
+                    "prompt_id": [pid[k // 2] for k in range(2 * prompts)],
+                    "content": contents,
+                    "model": [f"model{k % 2}" for k in range(2 * prompts)],
+                    "origin": ["generated"] * (2 * prompts),
+                    "parent_id": pa.nulls(2 * prompts, pa.string()),
+                    "generation": ["{}"] * (2 * prompts),
+                    "created_at": pa.array([now.value] * (2 * prompts), pa.timestamp("us", tz="UTC")),
+                },
+                schema=RESPONSES,
+            ),
+        )
         # Votes: every prompt gets `judgements / prompts` votes on average; 20% are an AI judge's two orders.
         target = rng.integers(0, prompts, size=judgements)
         ai = rng.random(judgements) < 0.2
@@ -153,31 +172,39 @@ def build_store(path: Path, prompts: int, judgements: int, seed: int = 3) -> Non
         b = np.array(rid, dtype=object)[2 * target + 1]
         shown = [[x, y] if f else [y, x] for x, y, f in zip(a, b, flip, strict=True)]
         scores = [[1.0, 0.0] if (w == f) else [0.0, 1.0] for w, f in zip(first, flip, strict=True)]
-        meta = [json.dumps({"order_key": f"k{t}", "order": "ab" if f else "ba"}) if x else "{}"
-                for t, x, f in zip(target, ai, flip, strict=True)]
-        batch.append("judgements", pa.table({
-            "judgement_id": [f"j{k:09d}" for k in range(judgements)],
-            "prompt_id": np.array(pid, dtype=object)[target].tolist(),
-            "kind": ["pairwise"] * judgements,
-            "annotator": [("ai:judge:v1" if x else f"person{k % 50}") for k, x in enumerate(ai)],
-            "annotator_type": ["ai" if x else "human" for x in ai],
-            "response_ids": shown,
-            "scores": scores,
-            "both_bad": [False] * judgements,
-            "strength": pa.nulls(judgements, pa.int8()),
-            "aspect": ["overall"] * judgements,
-            "confidence": pa.nulls(judgements, pa.float64()),
-            "step_labels": pa.nulls(judgements, pa.list_(pa.int8())),
-            "rationale": [""] * judgements,
-            "principle": pa.nulls(judgements, pa.string()),
-            "status": ["submitted"] * judgements,
-            "error": pa.nulls(judgements, pa.string()),
-            "duration_ms": pa.nulls(judgements, pa.int64()),
-            "guidelines": ["bench-v1"] * judgements,
-            "raw": pa.nulls(judgements, pa.string()),
-            "metadata": meta,
-            "created_at": pa.array([now.value] * judgements, pa.timestamp("us", tz="UTC")),
-        }, schema=JUDGEMENTS))
+        meta = [
+            json.dumps({"order_key": f"k{t}", "order": "ab" if f else "ba"}) if x else "{}"
+            for t, x, f in zip(target, ai, flip, strict=True)
+        ]
+        batch.append(
+            "judgements",
+            pa.table(
+                {
+                    "judgement_id": [f"j{k:09d}" for k in range(judgements)],
+                    "prompt_id": np.array(pid, dtype=object)[target].tolist(),
+                    "kind": ["pairwise"] * judgements,
+                    "annotator": [("ai:judge:v1" if x else f"person{k % 50}") for k, x in enumerate(ai)],
+                    "annotator_type": ["ai" if x else "human" for x in ai],
+                    "response_ids": shown,
+                    "scores": scores,
+                    "both_bad": [False] * judgements,
+                    "strength": pa.nulls(judgements, pa.int8()),
+                    "aspect": ["overall"] * judgements,
+                    "confidence": pa.nulls(judgements, pa.float64()),
+                    "step_labels": pa.nulls(judgements, pa.list_(pa.int8())),
+                    "rationale": [""] * judgements,
+                    "principle": pa.nulls(judgements, pa.string()),
+                    "status": ["submitted"] * judgements,
+                    "error": pa.nulls(judgements, pa.string()),
+                    "duration_ms": pa.nulls(judgements, pa.int64()),
+                    "guidelines": ["bench-v1"] * judgements,
+                    "raw": pa.nulls(judgements, pa.string()),
+                    "metadata": meta,
+                    "created_at": pa.array([now.value] * judgements, pa.timestamp("us", tz="UTC")),
+                },
+                schema=JUDGEMENTS,
+            ),
+        )
 
 
 CHILD = """
@@ -200,20 +227,33 @@ def bench_recipe(prompts: int, judgements: int, repeats: int, keep: Path | None)
         if not (store / "judgements").exists():
             started = time.perf_counter()
             build_store(store, prompts, judgements)
-            print(f"  built the store ({prompts:,} prompts, {judgements:,} judgements) in "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"  built the store ({prompts:,} prompts, {judgements:,} judgements) in "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
         runs = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), store=str(store))],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD.format(root=str(ROOT), store=str(store))],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  default recipe: {runs[-1]['seconds']:.1f} s wall, {runs[-1]['cpu_s']:.1f} s CPU (whole process), "
-                  f"peak RSS {runs[-1]['peak_mb']:.0f} MB, rows {runs[-1]['rows']}, stages {runs[-1]['timings']}",
-                  flush=True)
-        return {"prompts": prompts, "judgements": judgements,
-                "median_s": statistics.median(r["seconds"] for r in runs),
-                "cpu_s": statistics.median(r["cpu_s"] for r in runs),
-                "peak_mb": max(r["peak_mb"] for r in runs), "rows": runs[-1]["rows"]}
+            print(
+                f"  default recipe: {runs[-1]['seconds']:.1f} s wall, {runs[-1]['cpu_s']:.1f} s CPU (whole process), "
+                f"peak RSS {runs[-1]['peak_mb']:.0f} MB, rows {runs[-1]['rows']}, stages {runs[-1]['timings']}",
+                flush=True,
+            )
+        return {
+            "prompts": prompts,
+            "judgements": judgements,
+            "median_s": statistics.median(r["seconds"] for r in runs),
+            "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+            "peak_mb": max(r["peak_mb"] for r in runs),
+            "rows": runs[-1]["rows"],
+        }
     finally:
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -234,15 +274,19 @@ def main() -> None:
     if not args.skip_neardup:
         print(f"near duplicates, {args.prompts:,} prompts, {args.repeats} repeats (alternating):")
         r = bench_neardup(args.prompts, args.repeats)
-        print(f"| near-dup {r['prompts']:,} prompts | prefkit {r['median_s']['prefkit']:.1f} s | datasketch "
-              f"{r['median_s']['datasketch']:.1f} s | **{r['ratio']:.1f}×** | recall {r['scores']['prefkit'][0]:.3f} "
-              f"vs {r['scores']['datasketch'][0]:.3f}, precision {r['scores']['prefkit'][1]:.3f} vs "
-              f"{r['scores']['datasketch'][1]:.3f} |")
+        print(
+            f"| near-dup {r['prompts']:,} prompts | prefkit {r['median_s']['prefkit']:.1f} s | datasketch "
+            f"{r['median_s']['datasketch']:.1f} s | **{r['ratio']:.1f}×** | recall {r['scores']['prefkit'][0]:.3f} "
+            f"vs {r['scores']['datasketch'][0]:.3f}, precision {r['scores']['prefkit'][1]:.3f} vs "
+            f"{r['scores']['datasketch'][1]:.3f} |"
+        )
     if not args.skip_recipe:
         print(f"default recipe, {args.judgements:,} judgements over {args.recipe_prompts:,} prompts:")
         r = bench_recipe(args.recipe_prompts, args.judgements, args.repeats, args.keep)
-        print(f"| default recipe, {r['judgements']:,} judgements / {r['prompts']:,} prompts | {r['median_s']:.1f} s "
-              f"wall (goal ≤ 120), {r['cpu_s']:.0f} s CPU | peak RSS {r['peak_mb'] / 1024:.2f} GB (goal ≤ 8) |")
+        print(
+            f"| default recipe, {r['judgements']:,} judgements / {r['prompts']:,} prompts | {r['median_s']:.1f} s "
+            f"wall (goal ≤ 120), {r['cpu_s']:.0f} s CPU | peak RSS {r['peak_mb'] / 1024:.2f} GB (goal ≤ 8) |"
+        )
 
 
 if __name__ == "__main__":

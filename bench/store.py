@@ -36,10 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORDS = ("time person year way day thing man world life hand part child eye woman place work week case point "
-         "government company number group problem fact be have do say get make go know take see come think look "
-         "want give use find tell ask seem feel try leave call good new first last long great little own other old "
-         "right big high different small large next early young important few public bad same able").split()
+WORDS = (
+    "time person year way day thing man world life hand part child eye woman place work week case point "
+    "government company number group problem fact be have do say get make go know take see come think look "
+    "want give use find tell ask seem feel try leave call good new first last long great little own other old "
+    "right big high different small large next early young important few public bad same able"
+).split()
 
 
 def make_pairs(path: Path, pairs: int, seed: int = 0, words: tuple[int, int, int] = (25, 80, 60)) -> int:
@@ -48,11 +50,16 @@ def make_pairs(path: Path, pairs: int, seed: int = 0, words: tuple[int, int, int
     n_prompt, n_chosen, n_rejected = words
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(pairs):
-            fh.write(json.dumps({
-                "prompt": " ".join(rng.choices(WORDS, k=n_prompt)) + f" (#{i})",
-                "chosen": " ".join(rng.choices(WORDS, k=n_chosen)),
-                "rejected": " ".join(rng.choices(WORDS, k=n_rejected)),
-            }) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "prompt": " ".join(rng.choices(WORDS, k=n_prompt)) + f" (#{i})",
+                        "chosen": " ".join(rng.choices(WORDS, k=n_chosen)),
+                        "rejected": " ".join(rng.choices(WORDS, k=n_rejected)),
+                    }
+                )
+                + "\n"
+            )
     return path.stat().st_size
 
 
@@ -81,10 +88,10 @@ print(json.dumps({"seconds": seconds, "records": len(df),
 
 
 def run_child(code: str, *args: str, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ARROW_NUM_THREADS": str(threads),
-           "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "ARROW_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -113,7 +120,9 @@ def bench_import(work: Path, pairs: int, repeats: int, threads: int) -> list[tup
     for side, mbs, rps, sec, rss in rows:
         print(f"  {side:10s} {mbs:8.1f} {rps:10,.0f} {sec:8.1f} {rss:7.0f} MiB")
     ratio = rows[0][2] / rows[1][2]
-    print(f"  prefkit / pandas throughput: {ratio:.2f}×  (prefkit also hashes ids, dedupes, validates and writes 3 tables atomically)")
+    print(
+        f"  prefkit / pandas throughput: {ratio:.2f}×  (prefkit also hashes ids, dedupes, validates and writes 3 tables atomically)"
+    )
     return rows
 
 
@@ -126,8 +135,15 @@ def bench_compact(work: Path, parts: int, repeats: int, threads: int) -> tuple[f
     for i in range(parts):  # one small write per part, like the app's submissions
         p = Prompt(messages=[{"role": "user", "content": f"question {i}"}], source="bench")
         a, b = (Response(prompt_id=p.prompt_id, content=f"answer {i} {k}") for k in "ab")
-        j = Judgement(judgement_id=new_judgement_id(), prompt_id=p.prompt_id, kind="pairwise", annotator=f"u{i % 7}",
-                      annotator_type="human", response_ids=[a.response_id, b.response_id], scores=[1.0, 0.0])
+        j = Judgement(
+            judgement_id=new_judgement_id(),
+            prompt_id=p.prompt_id,
+            kind="pairwise",
+            annotator=f"u{i % 7}",
+            annotator_type="human",
+            response_ids=[a.response_id, b.response_id],
+            scores=[1.0, 0.0],
+        )
         table = ("prompts", "responses", "judgements")[i % 3]
         many.append(table, {"prompts": [p], "responses": [a, b], "judgements": [j]}[table])
     compacted_root = work / "compacted"
@@ -150,7 +166,7 @@ def bench_compact(work: Path, parts: int, repeats: int, threads: int) -> tuple[f
 
     before, after = [], []
     for r in range(max(repeats, 5)):
-        for side in (("many", "compacted") if r % 2 == 0 else ("compacted", "many")):
+        for side in ("many", "compacted") if r % 2 == 0 else ("compacted", "many"):
             (before if side == "many" else after).append(timed(many if side == "many" else compacted))
     b, a = statistics.median(before), statistics.median(after)
     print(f"\nDuckDB read (connect + views + a join/group-by), median of {len(before)}, {threads} thread(s):")
@@ -166,8 +182,10 @@ def bench_big(work: Path, gb: float, threads: int) -> None:
     size = make_pairs(data, pairs, seed=1, words=(40, 120, 100))
     print(f"\nbig import: {size / 2**30:.2f} GiB, {pairs:,} pairs …", flush=True)
     result = run_child(CHILD_PREFKIT, str(data), str(work / "big-store"), threads=threads)
-    print(f"  prefkit: {result['seconds']:.0f} s ({size / 2**20 / result['seconds']:.1f} MB/s), "
-          f"peak RSS {result['rss_mib']:.0f} MiB (limit 2048 MiB)")
+    print(
+        f"  prefkit: {result['seconds']:.0f} s ({size / 2**20 / result['seconds']:.1f} MB/s), "
+        f"peak RSS {result['rss_mib']:.0f} MiB (limit 2048 MiB)"
+    )
 
 
 def main() -> None:

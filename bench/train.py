@@ -106,13 +106,32 @@ def worker(variant: str, d: Path, threads: int, batch: int, lr: float) -> dict:
 
         model = AutoModelForCausalLM.from_pretrained(d / "model", dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(d / "model")
-        args = DPOConfig(output_dir=str(out), per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=lr,
-                         lr_scheduler_type="constant", bf16=False, gradient_checkpointing=False, logging_steps=1,
-                         report_to=[], save_strategy="no", use_cpu=True, beta=0.1, max_length=512,
-                         dataloader_num_workers=0, seed=0, disable_tqdm=True,
-                         include_num_input_tokens_seen="non_padding")
-        trainer = DPOTrainer(model=model, args=args, train_dataset=load_splits(d / "data")["train"],
-                             processing_class=tok, callbacks=[Clock()])
+        args = DPOConfig(
+            output_dir=str(out),
+            per_device_train_batch_size=batch,
+            num_train_epochs=1,
+            learning_rate=lr,
+            lr_scheduler_type="constant",
+            bf16=False,
+            gradient_checkpointing=False,
+            logging_steps=1,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+            beta=0.1,
+            max_length=512,
+            dataloader_num_workers=0,
+            seed=0,
+            disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding",
+        )
+        trainer = DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=load_splits(d / "data")["train"],
+            processing_class=tok,
+            callbacks=[Clock()],
+        )
         trainer.train()
         seconds = marks["end"] - marks["begin"]
         (t0, k0), (t1, k1) = steps[WARMUP - 1], steps[-1]
@@ -123,10 +142,22 @@ def worker(variant: str, d: Path, threads: int, batch: int, lr: float) -> dict:
         from train.config import TrainConfig
         from train.trainer import read_metrics, train
 
-        cfg = TrainConfig(method="dpo", data=str(d / "data"), model=str(d / "model"), out=str(out), lr=lr,
-                          batch_size=batch, epochs=1, warmup_ratio=0.0, progress=False, threads=threads,
-                          max_length=512, max_prompt_length=256, ref="cached" if variant == "prefkit-cached" else "on-the-fly",
-                          ref_cache_dir=str(out / "cache"))
+        cfg = TrainConfig(
+            method="dpo",
+            data=str(d / "data"),
+            model=str(d / "model"),
+            out=str(out),
+            lr=lr,
+            batch_size=batch,
+            epochs=1,
+            warmup_ratio=0.0,
+            progress=False,
+            threads=threads,
+            max_length=512,
+            max_prompt_length=256,
+            ref="cached" if variant == "prefkit-cached" else "on-the-fly",
+            ref_cache_dir=str(out / "cache"),
+        )
         train(cfg)
         rows = [r for r in read_metrics(out) if "loss" in r]
         seconds = sum(r["seconds"] for r in rows)
@@ -134,8 +165,13 @@ def worker(variant: str, d: Path, threads: int, batch: int, lr: float) -> dict:
         step1 = rows[0]["loss"]
         ref_pass = rows[0].get("ref_pass_s", 0.0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "steady_tokens_per_s": steady, "ref_pass_s": ref_pass, "step1_loss": step1,
-            "peak_mb": peak - base}
+    return {
+        "seconds": seconds,
+        "steady_tokens_per_s": steady,
+        "ref_pass_s": ref_pass,
+        "step1_loss": step1,
+        "peak_mb": peak - base,
+    }
 
 
 def main() -> None:
@@ -161,8 +197,25 @@ def main() -> None:
     for rep in range(a.repeats):
         order = VARIANTS if rep % 2 == 0 else VARIANTS[::-1]  # alternate, so drifting load hits all alike
         for v in order:
-            proc = subprocess.run([sys.executable, __file__, "--worker", v, "--dir", str(d), "--threads", str(a.threads),
-                                   "--batch", str(a.batch), "--lr", str(a.lr)], capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    v,
+                    "--dir",
+                    str(d),
+                    "--threads",
+                    str(a.threads),
+                    "--batch",
+                    str(a.batch),
+                    "--lr",
+                    str(a.lr),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{v} failed:\n{proc.stderr[-3000:]}")
@@ -170,21 +223,29 @@ def main() -> None:
             print(f"  repeat {rep + 1} {v}: {json.loads(line[7:])}", file=sys.stderr)
     med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in results.items()}
     trl = med["trl"]
-    print(f"tiny Llama hidden {a.hidden}, {a.layers} layers; {a.pairs} pairs, batch {a.batch}, fp32, "
-          f"{a.threads} thread(s), {tokens} tokens/epoch; medians of {a.repeats} alternating runs\n")
-    print("| trainer | steady tokens/s (after step 2) | × TRL | epoch tokens/s (all steps + ref pass) | × TRL "
-          "| peak RSS above baseline (MB) | × TRL | step-1 loss |")
+    print(
+        f"tiny Llama hidden {a.hidden}, {a.layers} layers; {a.pairs} pairs, batch {a.batch}, fp32, "
+        f"{a.threads} thread(s), {tokens} tokens/epoch; medians of {a.repeats} alternating runs\n"
+    )
+    print(
+        "| trainer | steady tokens/s (after step 2) | × TRL | epoch tokens/s (all steps + ref pass) | × TRL "
+        "| peak RSS above baseline (MB) | × TRL | step-1 loss |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     trl_epoch = tokens / (trl["seconds"] + trl["ref_pass_s"])
     for v in VARIANTS:
         m = med[v]
         epoch = tokens / (m["seconds"] + m["ref_pass_s"])
-        print(f"| {v} | {m['steady_tokens_per_s']:,.0f} | {m['steady_tokens_per_s'] / trl['steady_tokens_per_s']:.2f} | "
-              f"{epoch:,.0f} | {epoch / trl_epoch:.2f} | {m['peak_mb']:.0f} | {m['peak_mb'] / trl['peak_mb']:.2f} | "
-              f"{m['step1_loss']:.6f} |")
+        print(
+            f"| {v} | {m['steady_tokens_per_s']:,.0f} | {m['steady_tokens_per_s'] / trl['steady_tokens_per_s']:.2f} | "
+            f"{epoch:,.0f} | {epoch / trl_epoch:.2f} | {m['peak_mb']:.0f} | {m['peak_mb'] / trl['peak_mb']:.2f} | "
+            f"{m['step1_loss']:.6f} |"
+        )
     diff = max(abs(med[v]["step1_loss"] - trl["step1_loss"]) for v in VARIANTS)
-    print(f"\nstep-1 loss difference from TRL: {diff:.2e} ({'within' if diff <= 1e-4 else 'OVER'} 1e-4; "
-          "TRL logs losses rounded to 4 decimals)")
+    print(
+        f"\nstep-1 loss difference from TRL: {diff:.2e} ({'within' if diff <= 1e-4 else 'OVER'} 1e-4; "
+        "TRL logs losses rounded to 4 decimals)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,30 @@ sys.path.insert(0, str(ROOT))
 
 SHAPES = {
     # Llama-3.2-1B (config.json of meta-llama/Llama-3.2-1B)
-    "1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-               num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True, rope_theta=500000.0,
-               max_position_embeddings=2048, lengths=(64, 512)),
-    "tiny": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, tie_word_embeddings=True, rope_theta=10000.0, max_position_embeddings=512,
-                 lengths=(8, 64)),
+    "1b": dict(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+        rope_theta=500000.0,
+        max_position_embeddings=2048,
+        lengths=(64, 512),
+    ),
+    "tiny": dict(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        max_position_embeddings=512,
+        lengths=(8, 64),
+    ),
 }
 VARIANTS = ("trl-dpo", "trl-dpo-defaults", "prefkit-dpo", "trl-kto", "prefkit-kto")
 
@@ -59,8 +77,9 @@ def build(d: Path, shape: str, pairs: int, seed: int = 0) -> None:
     vocab = {t: i for i, t in enumerate(special + [f"w{i}" for i in range(spec["vocab_size"] - len(special))])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.save_pretrained(d / "model")
     torch.manual_seed(seed)
     config = LlamaConfig(**spec, bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -75,7 +94,11 @@ def build(d: Path, shape: str, pairs: int, seed: int = 0) -> None:
 
     rows = [{"prompt": text(), "chosen": text(), "rejected": text()} for _ in range(pairs)]
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(d / "pairs"))
-    unpaired = [{"prompt": r["prompt"], "completion": r[c], "label": c == "chosen"} for r in rows for c in ("chosen", "rejected")]
+    unpaired = [
+        {"prompt": r["prompt"], "completion": r[c], "label": c == "chosen"}
+        for r in rows
+        for c in ("chosen", "rejected")
+    ]
     rng.shuffle(unpaired)
     DatasetDict({"train": Dataset.from_list(unpaired)}).save_to_disk(str(d / "unpaired"))
 
@@ -122,22 +145,45 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
 
         model = AutoModelForCausalLM.from_pretrained(d / "model", dtype=torch.bfloat16 if bf16 else torch.float32)
         tok = AutoTokenizer.from_pretrained(d / "model")
-        common = dict(output_dir=str(out), per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-6,
-                      logging_steps=1, report_to=[], save_strategy="no", use_cpu=device == "cpu", beta=0.1,
-                      max_length=2048, dataloader_num_workers=0, seed=0, disable_tqdm=True,
-                      include_num_input_tokens_seen="non_padding", bf16=bf16)
+        common = dict(
+            output_dir=str(out),
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=1e-6,
+            logging_steps=1,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=device == "cpu",
+            beta=0.1,
+            max_length=2048,
+            dataloader_num_workers=0,
+            seed=0,
+            disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding",
+            bf16=bf16,
+        )
         if not variant.endswith("defaults"):
             common["gradient_checkpointing"] = False
         if kto:
             from trl import KTOConfig, KTOTrainer
 
-            trainer = KTOTrainer(model=model, args=KTOConfig(**common), train_dataset=load_splits(d / "unpaired")["train"],
-                                 processing_class=tok, callbacks=[Clock()])
+            trainer = KTOTrainer(
+                model=model,
+                args=KTOConfig(**common),
+                train_dataset=load_splits(d / "unpaired")["train"],
+                processing_class=tok,
+                callbacks=[Clock()],
+            )
         else:
             from trl import DPOConfig, DPOTrainer
 
-            trainer = DPOTrainer(model=model, args=DPOConfig(**common), train_dataset=load_splits(d / "pairs")["train"],
-                                 processing_class=tok, callbacks=[Clock()])
+            trainer = DPOTrainer(
+                model=model,
+                args=DPOConfig(**common),
+                train_dataset=load_splits(d / "pairs")["train"],
+                processing_class=tok,
+                callbacks=[Clock()],
+            )
         trainer.train()
         (t0, k0), (t1, k1) = marks[warmup - 1], marks[-1]
         tokens_per_s = (k1 - k0) / (t1 - t0) if k1 > k0 else float("nan")
@@ -149,11 +195,23 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
         from train.config import TrainConfig
         from train.trainer import read_metrics, train
 
-        cfg = TrainConfig(method="kto" if kto else "dpo", data=str(d / ("unpaired" if kto else "pairs")),
-                          model=str(d / "model"), out=str(out), lr=1e-6, batch_size=batch, max_steps=steps,
-                          warmup_ratio=0.0, progress=False, threads=threads, max_length=2048, max_prompt_length=1024,
-                          device=device, model_dtype="bfloat16" if bf16 else "float32",
-                          ref_cache_dir=str(out / "cache"))
+        cfg = TrainConfig(
+            method="kto" if kto else "dpo",
+            data=str(d / ("unpaired" if kto else "pairs")),
+            model=str(d / "model"),
+            out=str(out),
+            lr=1e-6,
+            batch_size=batch,
+            max_steps=steps,
+            warmup_ratio=0.0,
+            progress=False,
+            threads=threads,
+            max_length=2048,
+            max_prompt_length=1024,
+            device=device,
+            model_dtype="bfloat16" if bf16 else "float32",
+            ref_cache_dir=str(out / "cache"),
+        )
         train(cfg)
         rows = [r for r in read_metrics(out) if "loss" in r]
         steady = rows[warmup:]
@@ -163,13 +221,21 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         with torch.device("meta"):  # count parameters without allocating them
-            n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d / "model")).parameters())
+            n_params = sum(
+                p.numel()
+                for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d / "model")).parameters()
+            )
         ref_forward = False  # the reference log-probs were cached before the first step
     from train.metrics import mfu
 
     util = mfu(n_params, tokens_per_s, torch.device(device), ref_forward=ref_forward)
-    return {"tokens_per_s": tokens_per_s, "mfu": util, "peak": _peak(device, base), "step1_loss": step1,
-            "ref_pass_s": ref_pass}
+    return {
+        "tokens_per_s": tokens_per_s,
+        "mfu": util,
+        "peak": _peak(device, base),
+        "step1_loss": step1,
+        "ref_pass_s": ref_pass,
+    }
 
 
 def main() -> None:
@@ -196,9 +262,27 @@ def main() -> None:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     for rep in range(a.repeats):
         for v in variants if rep % 2 == 0 else variants[::-1]:
-            proc = subprocess.run([sys.executable, __file__, "--worker", v, "--dir", str(d), "--device", a.device,
-                                   "--steps", str(steps), "--warmup", str(warmup), "--threads", str(a.threads)],
-                                  capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    v,
+                    "--dir",
+                    str(d),
+                    "--device",
+                    a.device,
+                    "--steps",
+                    str(steps),
+                    "--warmup",
+                    str(warmup),
+                    "--threads",
+                    str(a.threads),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
                 print(f"{v} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
@@ -209,19 +293,26 @@ def main() -> None:
     import transformers
 
     gpu = torch.cuda.get_device_name() if a.device == "cuda" else "CPU"
-    print(f"{gpu}; torch {torch.__version__}, transformers {transformers.__version__}; shape {a.shape}; "
-          f"{steps} steps, tokens/s after {warmup} warm-up steps; medians of {a.repeats}\n")
+    print(
+        f"{gpu}; torch {torch.__version__}, transformers {transformers.__version__}; shape {a.shape}; "
+        f"{steps} steps, tokens/s after {warmup} warm-up steps; medians of {a.repeats}\n"
+    )
     unit = "GiB" if a.device == "cuda" else "GiB RSS"
     print(f"| trainer | tokens/s | × TRL | MFU | peak ({unit}) | step-1 loss | reference pass (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    med = {v: {k: statistics.median(r[k] if r[k] is not None else float("nan") for r in rs) for k in rs[0]}
-           for v, rs in results.items() if rs}
+    med = {
+        v: {k: statistics.median(r[k] if r[k] is not None else float("nan") for r in rs) for k in rs[0]}
+        for v, rs in results.items()
+        if rs
+    }
     for v, m in med.items():
         base = med.get("trl-kto" if v.endswith("kto") else "trl-dpo")
         ratio = m["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")
         util = f"{m['mfu']:.0%}" if m["mfu"] == m["mfu"] else "n/a"
-        print(f"| {v} | {m['tokens_per_s']:,.0f} | {ratio:.2f} | {util} | {m['peak']:.2f} | {m['step1_loss']:.6f} | "
-              f"{m['ref_pass_s']:.1f} |")
+        print(
+            f"| {v} | {m['tokens_per_s']:,.0f} | {ratio:.2f} | {util} | {m['peak']:.2f} | {m['step1_loss']:.6f} | "
+            f"{m['ref_pass_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

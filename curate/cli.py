@@ -51,5 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_option(p)
     p.add_argument("--recipe", default=None, help="recipe YAML file (default: data/recipes/default.yaml)")
     p.add_argument("--out", default=None, help="name of the curation (default: the recipe's name)")
-    p.add_argument("--out-dir", default=None, help="write to OUT_DIR/curated/NAME instead of inside the store "
-                   "(needed for a remote store such as s3:// or hf://)")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="write to OUT_DIR/curated/NAME instead of inside the store "
+        "(needed for a remote store such as s3:// or hf://)",
+    )

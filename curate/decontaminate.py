@@ -67,7 +67,9 @@ def load_eval_texts(path: str | Path, fields: list[str]) -> list[str]:
         elif path.suffix == ".txt":
             records = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         else:
-            raise EvalSetError(f"eval set {path}: unknown kind; use .jsonl .json .parquet .csv .txt or a dataset folder")
+            raise EvalSetError(
+                f"eval set {path}: unknown kind; use .jsonl .json .parquet .csv .txt or a dataset folder"
+            )
     except EvalSetError:
         raise
     except (OSError, ValueError) as exc:

@@ -25,8 +25,12 @@ from curate.recipe import (
 )
 
 TABLES = ("pairs", "unpaired", "sft", "steps")
-RESPONSE_COLUMNS = {"pairs": ("chosen", "rejected"), "unpaired": ("completion",), "sft": ("completion",),
-                    "steps": ("completion",)}
+RESPONSE_COLUMNS = {
+    "pairs": ("chosen", "rejected"),
+    "unpaired": ("completion",),
+    "sft": ("completion",),
+    "steps": ("completion",),
+}
 APPLIES = {
     "identical": ("pairs",),
     "empty": TABLES,

@@ -125,8 +125,8 @@ def similar(sig: np.ndarray, pairs: np.ndarray, threshold: float, chunk: int = 2
     """Mask of pairs whose estimated Jaccard similarity (share of equal signature values) ≥ threshold."""
     out = np.zeros(len(pairs), dtype=bool)
     for lo in range(0, len(pairs), chunk):
-        p = pairs[lo: lo + chunk]
-        out[lo: lo + chunk] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1) >= threshold
+        p = pairs[lo : lo + chunk]
+        out[lo : lo + chunk] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1) >= threshold
     return out
 
 

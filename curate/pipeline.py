@@ -54,8 +54,12 @@ class CurationResult:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike | None = None,
-           name: str | None = None, out_root: str | os.PathLike | None = None) -> CurationResult:
+def curate(
+    store: Store | str | os.PathLike,
+    recipe: Recipe | str | os.PathLike | None = None,
+    name: str | None = None,
+    out_root: str | os.PathLike | None = None,
+) -> CurationResult:
     """Run `recipe` (a Recipe, a recipe file, or None for the bundled default) over `store` and write
     the curation `name` (default: the recipe's name) to `<out_root>/curated/NAME/`; `out_root` defaults
     to the store's own folder and must be given for a remote (read-only) store."""
@@ -85,7 +89,9 @@ def curate(store: Store | str | os.PathLike, recipe: Recipe | str | os.PathLike 
             rep["outputs"] = rows
             rep["seconds"] = round(time.perf_counter() - started, 3)
             (tmp / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
-            (tmp / "report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+            (tmp / "report.json").write_text(
+                json.dumps(rep, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+            )
             (tmp / "report.html").write_text(report.html(rep, recipe.to_yaml()), encoding="utf-8")
             _swap(tmp, final)
         except BaseException:
@@ -119,8 +125,16 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         clock[0] = now
 
     def step(table: str, name: str, before: int | None, after: int, reason: str = "") -> None:
-        steps.append({"table": table, "step": name, "in": before, "out": after,
-                      "dropped": None if before is None else before - after, "reason": reason})
+        steps.append(
+            {
+                "table": table,
+                "step": name,
+                "in": before,
+                "out": after,
+                "dropped": None if before is None else before - after,
+                "reason": reason,
+            }
+        )
 
     # The store's `judgements` view dedupes on id with a window over every row: run it once, keep the
     # submitted rows and the columns curation reads, and let every later query use this table.
@@ -135,9 +149,16 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     con.execute("SET VARIABLE responses_deduped = ?", [bool(dedupe_cfg is not None and dedupe_cfg.responses)])
     rep["dedupe"] = dedupe.build_maps(con, dedupe_cfg, seed)
     d = rep["dedupe"]
-    step("prompts", "dedupe", d["prompts"], d["prompts"] - d["exact_duplicate_prompts"], "exact duplicate prompt merged")
-    step("responses", "dedupe", d["responses"], d["responses"] - d["duplicate_responses"],
-         "exact duplicate response merged")
+    step(
+        "prompts", "dedupe", d["prompts"], d["prompts"] - d["exact_duplicate_prompts"], "exact duplicate prompt merged"
+    )
+    step(
+        "responses",
+        "dedupe",
+        d["responses"],
+        d["responses"] - d["duplicate_responses"],
+        "exact duplicate response merged",
+    )
     binarise.texts(con)
     lap("dedupe")
 
@@ -158,11 +179,16 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         step(table, label, before, before - dropped, reason)
         if dropped:
             rep["drops"].setdefault(table, {})[reason] = {
-                "count": dropped, "examples": filters.examples(con, table, reason)
+                "count": dropped,
+                "examples": filters.examples(con, table, reason),
             }
 
     def automatic(table: str) -> None:
-        if dedupe_cfg is not None and dedupe_cfg.near_duplicates.enabled and dedupe_cfg.near_duplicates.action == "drop":
+        if (
+            dedupe_cfg is not None
+            and dedupe_cfg.near_duplicates.enabled
+            and dedupe_cfg.near_duplicates.action == "drop"
+        ):
             run_filter(table, "dedupe (near duplicates)", _near_duplicate, None)
 
     automatic("pairs")
@@ -191,8 +217,9 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         for s in recipe.filters:
             if table in filters.APPLIES[s.name]:
                 run_filter(table, s.name, filters.FILTERS[s.name], s.options)
-    run_filter("unpaired", "binarise (balance)", lambda c, t, o, sd: filters.balance_cap(c, o, sd),
-               bcfg.unpaired.max_ratio)
+    run_filter(
+        "unpaired", "binarise (balance)", lambda c, t, o, sd: filters.balance_cap(c, o, sd), bcfg.unpaired.max_ratio
+    )
 
     lap("unpaired, sft, steps")
     scfg = recipe.stage("split")
@@ -220,8 +247,10 @@ def _duplicate_pairs(con, table, opts: bool, seed) -> tuple[str, int]:
     else:
         norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
         key = f"md5(concat_ws(chr(0), {', '.join(norm.format(c) for c in ('prompt_text', 'chosen', 'rejected'))}, aspect))"
-    cond = (f"rowid IN (SELECT rowid FROM pairs_w WHERE drop_reason IS NULL "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid) > 1)")
+    cond = (
+        f"rowid IN (SELECT rowid FROM pairs_w WHERE drop_reason IS NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid) > 1)"
+    )
     return reason, filters.mark(con, table, reason, cond)
 
 

@@ -174,7 +174,12 @@ _CHOICES = {
     ("Decontaminate", "check"): ("prompt", "all"),
 }
 # A filter given a bare number (`- min_margin: 0.3`) sets this field.
-_SCALAR_FIELD = {"min_margin": "value", "min_agreement": "value", "length_bias": "max_share", "source_cap": "max_per_source"}
+_SCALAR_FIELD = {
+    "min_margin": "value",
+    "min_agreement": "value",
+    "length_bias": "max_share",
+    "source_cap": "max_per_source",
+}
 
 
 @dataclass
@@ -296,7 +301,9 @@ def _check_ranges(name: str, options: Any, where: str) -> None:
     if name == "dedupe":
         nd = options.near_duplicates
         if nd.num_perm < 1 or nd.bands < 1 or nd.num_perm % nd.bands:
-            problems.append(f"near_duplicates.num_perm ({nd.num_perm}) must be a positive multiple of bands ({nd.bands})")
+            problems.append(
+                f"near_duplicates.num_perm ({nd.num_perm}) must be a positive multiple of bands ({nd.bands})"
+            )
         if not 0 < nd.threshold <= 1:
             problems.append(f"near_duplicates.threshold ({nd.threshold}) must be in (0, 1]")
         if nd.ngram < 1:

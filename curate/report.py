@@ -49,8 +49,10 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     splits = {}
     for table in ("pairs", "unpaired", "sft", "steps"):
         splits[table] = dict(
-            rows(f"SELECT s.split, count(*) FROM {table}_w w JOIN split_of s USING (group_id) "
-                 "WHERE w.drop_reason IS NULL GROUP BY 1 ORDER BY 1")
+            rows(
+                f"SELECT s.split, count(*) FROM {table}_w w JOIN split_of s USING (group_id) "
+                "WHERE w.drop_reason IS NULL GROUP BY 1 ORDER BY 1"
+            )
         )
     good, bad = con.execute(
         "SELECT count_if(label), count_if(NOT label) FROM unpaired_w WHERE drop_reason IS NULL"
@@ -58,21 +60,34 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {
         "splits": splits,
         "sources": dict(rows(f"SELECT source, count(*) FROM ({KEPT_PAIRS}) GROUP BY 1 ORDER BY 2 DESC, 1")),
-        "annotators": dict(rows(
-            "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type <> 'ai' "
-            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
-        "judges": dict(rows(
-            "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type = 'ai' "
-            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100")),
-        "annotator_types": dict(rows(
-            "SELECT annotator_type, count(*) FROM judged WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")),
-        "models": dict(rows(
-            f"SELECT r.model, count(*) FROM (SELECT chosen_id AS id FROM ({KEPT_PAIRS}) UNION ALL "
-            f"SELECT rejected_id FROM ({KEPT_PAIRS})) k JOIN rtext r ON r.response_id = k.id "
-            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
-        "guidelines": dict(rows(
-            "SELECT guidelines, count(*) FROM judged WHERE status = 'submitted' AND guidelines <> '' "
-            "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50")),
+        "annotators": dict(
+            rows(
+                "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type <> 'ai' "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100"
+            )
+        ),
+        "judges": dict(
+            rows(
+                "SELECT annotator, count(*) FROM judged WHERE status = 'submitted' AND annotator_type = 'ai' "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 100"
+            )
+        ),
+        "annotator_types": dict(
+            rows("SELECT annotator_type, count(*) FROM judged WHERE status = 'submitted' GROUP BY 1 ORDER BY 1")
+        ),
+        "models": dict(
+            rows(
+                f"SELECT r.model, count(*) FROM (SELECT chosen_id AS id FROM ({KEPT_PAIRS}) UNION ALL "
+                f"SELECT rejected_id FROM ({KEPT_PAIRS})) k JOIN rtext r ON r.response_id = k.id "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50"
+            )
+        ),
+        "guidelines": dict(
+            rows(
+                "SELECT guidelines, count(*) FROM judged WHERE status = 'submitted' AND guidelines <> '' "
+                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50"
+            )
+        ),
         "unpaired_balance": {
             "desirable": int(good or 0),
             "undesirable": int(bad or 0),
@@ -125,8 +140,10 @@ def bar_chart(values: dict[str, float], title: str, width: int = 640) -> str:
     top = max(v for _, v in items) or 1.0
     bar_h, label_w = 18, 220
     height = bar_h * len(items) + 24
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-             f"<title>{_e(title)}</title>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f"<title>{_e(title)}</title>",
+    ]
     for i, (label, v) in enumerate(items):
         y = 20 + i * bar_h
         w = max(1.0, (width - label_w - 80) * v / top)
@@ -143,8 +160,11 @@ def _fmt(v: float) -> str:
 
 def html(rep: dict, recipe_yaml: str) -> str:
     """The report as one self-contained HTML page."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>prefkit curation {_e(rep.get('name'))}</title>",
-           f"<style>{_CSS}</style></head><body>", f"<h1>Curation <code>{_e(rep.get('name'))}</code></h1>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>prefkit curation {_e(rep.get('name'))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Curation <code>{_e(rep.get('name'))}</code></h1>",
+    ]
     outputs = rep.get("outputs", {})
     out.append("<h2>Outputs</h2>" + _table(outputs, ("table", "rows")) + bar_chart(outputs, "rows written"))
     out.append("<h2>Splits</h2>" + _table([{"table": t, **v} for t, v in rep.get("splits", {}).items()]))
@@ -156,8 +176,9 @@ def html(rep: dict, recipe_yaml: str) -> str:
             out.append(f"<h3>{_e(reason)} — {v['count']}</h3>")
             for ex in v.get("examples", []):
                 out.append('<div class="ex">' + _e(json.dumps(ex, ensure_ascii=False, indent=1)) + "</div>")
-    out.append("<h2>Deduplication</h2>" + _table({k: v for k, v in rep.get("dedupe", {}).items()
-                                                  if not isinstance(v, list)}))
+    out.append(
+        "<h2>Deduplication</h2>" + _table({k: v for k, v in rep.get("dedupe", {}).items() if not isinstance(v, list)})
+    )
     out.append(_table(rep.get("dedupe", {}).get("near_duplicate_examples", [])))
     out.append("<h2>Votes</h2>" + _table(rep.get("votes", {})))
     out.append("<h2>Agreement</h2>" + _table(rep.get("agreement", {})))
@@ -165,9 +186,13 @@ def html(rep: dict, recipe_yaml: str) -> str:
     out.append("<h2>Length bias</h2><p>Share of pairs whose chosen response is longer than the rejected one.</p>")
     out.append(_table(lb) + bar_chart({k: v for k, v in lb.items() if v is not None}, "chosen-longer share"))
     out.append("<h2>Unpaired balance</h2>" + _table(rep.get("unpaired_balance", {})))
-    for key, title in (("sources", "Sources (pairs)"), ("annotators", "Annotators (judgements)"),
-                       ("judges", "AI judges (judgements)"), ("models", "Models (responses in pairs)"),
-                       ("guidelines", "Guidelines and templates")):
+    for key, title in (
+        ("sources", "Sources (pairs)"),
+        ("annotators", "Annotators (judgements)"),
+        ("judges", "AI judges (judgements)"),
+        ("models", "Models (responses in pairs)"),
+        ("guidelines", "Guidelines and templates"),
+    ):
         values = rep.get(key, {})
         out.append(f"<h2>{_e(title)}</h2>" + bar_chart(dict(list(values.items())[:20]), title) + _table(values))
     out.append("<h2>Recipe</h2><pre>" + _e(recipe_yaml) + "</pre></body></html>")

@@ -38,9 +38,7 @@ def planted_prompts(
     lengths = rng.integers(min_words, max_words + 1, size=n_orig)
     flat = rng.choice(len(vocab), size=int(lengths.sum()), p=zipf)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    originals = [
-        [_OPENERS[i % len(_OPENERS)], *vocab[flat[bounds[i]: bounds[i + 1]]]] for i in range(n_orig)
-    ]
+    originals = [[_OPENERS[i % len(_OPENERS)], *vocab[flat[bounds[i] : bounds[i + 1]]]] for i in range(n_orig)]
     texts = [" ".join(w) + "." for w in originals]
     truth = list(range(n_orig))
     sources = rng.integers(0, n_orig, size=n_dup)

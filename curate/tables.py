@@ -52,7 +52,9 @@ UNPAIRED = pa.schema(
         pa.field("response_id", pa.string(), nullable=False),
         pa.field("completion", pa.string(), nullable=False),
         pa.field("label", pa.bool_(), nullable=False),  # desirable (True) / undesirable (False)
-        pa.field("derived_from", pa.string(), nullable=False),  # "pair_chosen", "pair_rejected", "binary", "both_bad", "rating"
+        pa.field(
+            "derived_from", pa.string(), nullable=False
+        ),  # "pair_chosen", "pair_rejected", "binary", "both_bad", "rating"
         *_LINEAGE,
     ]
 )

@@ -102,10 +102,12 @@ def word_tokens(lists: pa.ListArray, vocab: pa.Array | None = None) -> tuple[np.
     doc = doc[keep]
     if vocab is not None:
         flat = pa.concat_arrays([vocab.cast(flat.type), flat])
-    enc = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    enc = (
+        pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    )
     ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     if vocab is not None:
-        ids = ids[len(vocab):]
+        ids = ids[len(vocab) :]
     return ids, doc, enc.dictionary
 
 
@@ -119,8 +121,8 @@ def char_tokens(texts: pa.Array, normalised: bool = False) -> tuple[np.ndarray, 
     arr = as_array(texts) if normalised else normalise(texts)
     arr = pc.replace_substring_regex(arr, pattern=r"[^\p{L}\p{N}\p{M} ]+", replacement=" ")
     enc = pc.cast(arr, pa.large_binary())
-    offsets = np.frombuffer(enc.buffers()[1], dtype=np.int64)[enc.offset: enc.offset + len(enc) + 1]
-    data = np.frombuffer(enc.buffers()[2], dtype=np.uint8)[offsets[0]: offsets[-1]]
+    offsets = np.frombuffer(enc.buffers()[1], dtype=np.int64)[enc.offset : enc.offset + len(enc) + 1]
+    data = np.frombuffer(enc.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     doc = np.repeat(np.arange(len(enc)), np.diff(offsets))
     space = data == 32
     prev_space = np.ones(len(data), dtype=bool)  # a leading space of a document goes too

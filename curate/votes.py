@@ -122,7 +122,9 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
         "both_order_votes_merged": int(n_b - n_c),
         "both_order_disagreements": int(inconsistent),
         "ai_votes_set_aside_for_human_votes": int(overridden[0] or 0),
-        "votes_overridden_by_adjudicator": int((overridden[1] or 0) + ((overridden[0] or 0) if not cfg.human_over_ai else 0)),
+        "votes_overridden_by_adjudicator": int(
+            (overridden[1] or 0) + ((overridden[0] or 0) if not cfg.human_over_ai else 0)
+        ),
         "votes_counted": int(n),
     }
 
@@ -146,9 +148,7 @@ def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> None:
         """
     )
     if cfg.method == "majority":
-        winner = (
-            "CASE WHEN wins_a > wins_b AND wins_a > ties THEN 1 WHEN wins_b > wins_a AND wins_b > ties THEN -1 ELSE 0 END"
-        )
+        winner = "CASE WHEN wins_a > wins_b AND wins_a > ties THEN 1 WHEN wins_b > wins_a AND wins_b > ties THEN -1 ELSE 0 END"
         scores = "(wins_a + 0.5 * ties) / n_votes, (wins_b + 0.5 * ties) / n_votes"
         margin = "abs(wins_a - wins_b) / n_votes"
     elif cfg.method == "mean":

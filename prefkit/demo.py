@@ -43,29 +43,75 @@ def plan(out: Path, base_url: str | None, model: str | None, steps: int) -> list
     if base_url:
         ai = ["--base-url", base_url, "--model", model or "default"]
         stages += [
-            Stage("generate", ["generate", *s, *ai, "-n", "2", "--limit", "8"],
-                  "two new responses for 8 prompts, written as origin=generated"),
-            Stage("judge", ["judge", *s, *ai, "--limit", "8"],
-                  "pairwise AI judgements, both orders, in judgements/"),
-            Stage("revise", ["revise", *s, *ai, "--clair", "--limit", "4"],
-                  "CLAIR minimal revisions of weaker responses, with edit metrics"),
+            Stage(
+                "generate",
+                ["generate", *s, *ai, "-n", "2", "--limit", "8"],
+                "two new responses for 8 prompts, written as origin=generated",
+            ),
+            Stage("judge", ["judge", *s, *ai, "--limit", "8"], "pairwise AI judgements, both orders, in judgements/"),
+            Stage(
+                "revise",
+                ["revise", *s, *ai, "--clair", "--limit", "4"],
+                "CLAIR minimal revisions of weaker responses, with edit metrics",
+            ),
         ]
     stages += [
-        Stage("curate", ["curate", *s, "--out", "demo"],
-              f"pairs, unpaired labels and the report in {store / 'curated' / 'demo'}"),
-        Stage("export", ["export", "demo", *s, "--to", str(export)],
-              f"Hugging Face datasets (TRL columns) with dataset cards in {export}"),
-            # A tiny random model needs a far larger learning rate than a real one to move in a few steps.
-        Stage("train dpo", ["train", "dpo", "--data", str(export / "preference"), "--model", str(tiny),
-                            "--out", str(out / "runs" / "dpo"), "--max-steps", str(steps), "--batch-size", "4",
-                            "--lr", "1e-3"],
-              f"a DPO run: metrics.jsonl and final/ in {out / 'runs' / 'dpo'}"),
-        Stage("train kto", ["train", "kto", "--data", str(export / "unpaired"), "--model", str(tiny),
-                            "--out", str(out / "runs" / "kto"), "--max-steps", str(steps), "--batch-size", "4",
-                            "--lr", "1e-3"],
-              f"a KTO run in {out / 'runs' / 'kto'}"),
-        Stage("score-pairs", ["score-pairs", str(out / "runs" / "dpo"), "--data", str(export / "preference"), *s],
-              "implicit reward margins under the trained policy; the most-disputed pairs go back to the store"),
+        Stage(
+            "curate",
+            ["curate", *s, "--out", "demo"],
+            f"pairs, unpaired labels and the report in {store / 'curated' / 'demo'}",
+        ),
+        Stage(
+            "export",
+            ["export", "demo", *s, "--to", str(export)],
+            f"Hugging Face datasets (TRL columns) with dataset cards in {export}",
+        ),
+        # A tiny random model needs a far larger learning rate than a real one to move in a few steps.
+        Stage(
+            "train dpo",
+            [
+                "train",
+                "dpo",
+                "--data",
+                str(export / "preference"),
+                "--model",
+                str(tiny),
+                "--out",
+                str(out / "runs" / "dpo"),
+                "--max-steps",
+                str(steps),
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-3",
+            ],
+            f"a DPO run: metrics.jsonl and final/ in {out / 'runs' / 'dpo'}",
+        ),
+        Stage(
+            "train kto",
+            [
+                "train",
+                "kto",
+                "--data",
+                str(export / "unpaired"),
+                "--model",
+                str(tiny),
+                "--out",
+                str(out / "runs" / "kto"),
+                "--max-steps",
+                str(steps),
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-3",
+            ],
+            f"a KTO run in {out / 'runs' / 'kto'}",
+        ),
+        Stage(
+            "score-pairs",
+            ["score-pairs", str(out / "runs" / "dpo"), "--data", str(export / "preference"), *s],
+            "implicit reward margins under the trained policy; the most-disputed pairs go back to the store",
+        ),
     ]
     return stages
 
@@ -92,8 +138,9 @@ def build_tiny_model(store: Path, to: Path) -> Path:
     return save_tiny(to, vocabulary_from(texts), hidden=64, layers=2, heads=4)
 
 
-def run_demo(out: Path, base_url: str | None = None, model: str | None = None, steps: int = 20,
-             echo=print) -> list[Stage]:
+def run_demo(
+    out: Path, base_url: str | None = None, model: str | None = None, steps: int = 20, echo=print
+) -> list[Stage]:
     from prefkit.cli import main as prefkit_main
 
     if not DEMO_STORE.is_dir():
@@ -108,8 +155,10 @@ def run_demo(out: Path, base_url: str | None = None, model: str | None = None, s
     echo(f"copied the demo store to {out / 'store'}")
     echo(f"built a tiny model in {build_tiny_model(out / 'store', out / 'tiny-model')} (random weights, no download)")
     if not base_url:
-        echo("no --base-url: skipping generate, judge and revise (add --base-url http://localhost:8000/v1 "
-             "--model NAME to run them against any OpenAI-compatible server)")
+        echo(
+            "no --base-url: skipping generate, judge and revise (add --base-url http://localhost:8000/v1 "
+            "--model NAME to run them against any OpenAI-compatible server)"
+        )
     stages = plan(out, base_url, model, steps)
     for stage in stages:
         echo(f"\n== {stage.title}: prefkit {' '.join(stage.argv)}")

@@ -31,7 +31,8 @@ def test_every_command_has_help_with_an_example(name):
 def test_failure_is_one_line_and_exit_1(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "prefkit.cli", "stats", "--store", str(tmp_path / "missing")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0

@@ -109,8 +109,9 @@ def _run_bash_blocks(doc: Path, sandbox: Path, env: dict, server_url: str | None
             if not is_command or line.startswith("prefkit app"):
                 continue
             script.append(offline(line, server_url) if server_url and "prefkit " in line else line)
-    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=sandbox, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=sandbox, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"{doc.name}'s commands failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -122,8 +123,13 @@ def sandbox(tmp_path):
     work.mkdir()
     (work / "data").symlink_to(ROOT / "data")
     (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OPENAI_API_KEY": "sk-docs",
-           "PREFKIT_STORE": str(work / "prefkit-store"), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OPENAI_API_KEY": "sk-docs",
+        "PREFKIT_STORE": str(work / "prefkit-store"),
+        "PYTHONUNBUFFERED": "1",
+    }
     return work, env
 
 

@@ -48,8 +48,9 @@ def example_tokens(e: Example) -> int:
     return 2 * len(e.prompt) + len(e.chosen) + len(e.rejected)
 
 
-def plan_micro_batches(examples: list[Example], *, micro_batch_size: int | None = None,
-                       max_tokens: int | None = None) -> list[list[int]]:
+def plan_micro_batches(
+    examples: list[Example], *, micro_batch_size: int | None = None, max_tokens: int | None = None
+) -> list[list[int]]:
     """Indices of `examples` per micro-batch. With `max_tokens`: longest first, each micro-batch filled
     up to the budget (an example over the budget runs alone); else consecutive groups of
     `micro_batch_size`. An example is never split."""
@@ -110,8 +111,8 @@ def collate(examples: list[Example], *, packed: bool, pad_id: int, row_tokens: i
             for s in row:
                 p, c = seqs[s]
                 full = p + c
-                input_ids[r, col:col + len(full)] = torch.tensor(full)
-                position_ids[r, col:col + len(full)] = torch.arange(len(full))
+                input_ids[r, col : col + len(full)] = torch.tensor(full)
+                position_ids[r, col : col + len(full)] = torch.arange(len(full))
                 src += range(off + col + len(p) - 1, off + col + len(full) - 1)  # position t predicts token t+1
                 tgt += c
                 seg += [s] * len(c)
@@ -120,8 +121,18 @@ def collate(examples: list[Example], *, packed: bool, pad_id: int, row_tokens: i
                 tokens += len(full)
             position_ids[r, col:] = torch.arange(width - col)
         last_idx = [i for _, i in sorted(last)]
-        return Batch(input_ids, None, position_ids, torch.tensor(src), torch.tensor(tgt), torch.tensor(seg),
-                     len(seqs), torch.tensor(lengths), torch.tensor(last_idx), tokens)
+        return Batch(
+            input_ids,
+            None,
+            position_ids,
+            torch.tensor(src),
+            torch.tensor(tgt),
+            torch.tensor(seg),
+            len(seqs),
+            torch.tensor(lengths),
+            torch.tensor(last_idx),
+            tokens,
+        )
     width = max(len(p) + len(c) for p, c in seqs)
     input_ids = torch.full((len(seqs), width), pad_id)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -133,8 +144,18 @@ def collate(examples: list[Example], *, packed: bool, pad_id: int, row_tokens: i
         tgt += c
         seg += [s] * len(c)
         last.append(s * width + len(full) - 1)
-    return Batch(input_ids, mask, None, torch.tensor(src), torch.tensor(tgt), torch.tensor(seg), len(seqs),
-                 torch.tensor(lengths), torch.tensor(last), int(mask.sum()))
+    return Batch(
+        input_ids,
+        mask,
+        None,
+        torch.tensor(src),
+        torch.tensor(tgt),
+        torch.tensor(seg),
+        len(seqs),
+        torch.tensor(lengths),
+        torch.tensor(last),
+        int(mask.sum()),
+    )
 
 
 def packing_supported() -> bool:

@@ -14,7 +14,11 @@ ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
 def register(subparsers: argparse._SubParsersAction) -> None:
     from prefkit.cli import add_command
 
-    p = add_command(subparsers, "train", run, f"""\
+    p = add_command(
+        subparsers,
+        "train",
+        run,
+        f"""\
         Train a model on an exported preference dataset (DPO, KTO and their variants, or a reward model).
 
         METHOD is one of: {", ".join(METHODS)}. `rm` trains a Bradley–Terry reward model.
@@ -27,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         Example:
           prefkit train dpo --data exports/helpful --model Qwen/Qwen2.5-0.5B-Instruct --out runs/dpo1
           prefkit train kto --data exports/helpful --model ./my-sft --out runs/kto1 --lora --config kto.yaml
-        """)
+        """,
+    )
     p.add_argument("method", choices=METHODS, help="the loss")
     p.add_argument("--config", help="YAML file with any of the flags below as keys")
     add_flags(p, skip=("method",))

@@ -25,8 +25,19 @@ def _f(default, help: str, **kw):
 
 # Learning rates that work for full fine-tuning of 1–8B models (the papers' and TRL's usual values);
 # LoRA trains ~10× fewer, freshly initialised weights and wants ~10× more.
-DEFAULT_LR = {"dpo": 5e-7, "cdpo": 5e-7, "robust": 5e-7, "hinge": 5e-7, "ipo": 5e-7, "apo-zero": 5e-7,
-              "apo-down": 5e-7, "simpo": 1e-6, "orpo": 8e-6, "kto": 5e-7, "rm": 1e-5}
+DEFAULT_LR = {
+    "dpo": 5e-7,
+    "cdpo": 5e-7,
+    "robust": 5e-7,
+    "hinge": 5e-7,
+    "ipo": 5e-7,
+    "apo-zero": 5e-7,
+    "apo-down": 5e-7,
+    "simpo": 1e-6,
+    "orpo": 8e-6,
+    "kto": 5e-7,
+    "rm": 1e-5,
+}
 LORA_LR_FACTOR = 10.0
 
 
@@ -58,10 +69,15 @@ class TrainConfig:
     max_prompt_length: int = _f(512, "prompt tokens (the start is cut)")
     packing: bool = _f(True, "pack sequences without padding (attention kept per sequence)")
     # ---- reference model
-    ref: str = _f("cached", "cached: reference log-probs computed once and reused; on-the-fly: every step",
-                  choices=["cached", "on-the-fly"])
+    ref: str = _f(
+        "cached",
+        "cached: reference log-probs computed once and reused; on-the-fly: every step",
+        choices=["cached", "on-the-fly"],
+    )
     ref_model: str | None = _f(None, "reference model (None = the starting policy)")
-    ref_cache_dir: str | None = _f(None, "where cached reference log-probs live (None = $PREFKIT_CACHE or ~/.cache/prefkit)")
+    ref_cache_dir: str | None = _f(
+        None, "where cached reference log-probs live (None = $PREFKIT_CACHE or ~/.cache/prefkit)"
+    )
     # ---- model and speed
     lora: bool = _f(False, "train a LoRA adapter (peft); the reference is the adapter-disabled model")
     lora_r: int = _f(16, "LoRA rank")
@@ -69,8 +85,11 @@ class TrainConfig:
     lora_dropout: float = _f(0.0, "LoRA dropout")
     device: str = _f("auto", "auto (cuda if present), cpu, cuda")
     dtype: str = _f("auto", "autocast dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
-    model_dtype: str = _f("float32", "weights (and optimizer state) dtype: float32, or bfloat16 to halve memory "
-                          "like TRL's bf16 runs", choices=["float32", "bfloat16"])
+    model_dtype: str = _f(
+        "float32",
+        "weights (and optimizer state) dtype: float32, or bfloat16 to halve memory like TRL's bf16 runs",
+        choices=["float32", "bfloat16"],
+    )
     compile: bool | None = _f(None, "torch.compile the forward (None = on for CUDA)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
     head_chunk: int = _f(1024, "completion positions per LM-head chunk")
@@ -158,13 +177,21 @@ def add_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> No
         default = f.default
         help_text = f"{f.metadata['help']} (default: {default})"
         if kind.startswith("bool"):
-            parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text)
-            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false",
-                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            parser.add_argument(
+                flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
+            )
+            parser.add_argument(
+                "--no-" + name.replace("_", "-"),
+                dest=name,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
             continue
         conv = float if kind.startswith("float") else int if kind.startswith("int") else str
-        parser.add_argument(flag, type=conv, default=argparse.SUPPRESS, choices=f.metadata.get("choices"),
-                            help=help_text)
+        parser.add_argument(
+            flag, type=conv, default=argparse.SUPPRESS, choices=f.metadata.get("choices"), help=help_text
+        )
 
 
 def merge(args: argparse.Namespace) -> TrainConfig:

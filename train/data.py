@@ -47,7 +47,9 @@ def load_splits(data: str | Path):
     if path.is_dir():
         files = sorted((path / "data").glob("*.parquet")) or sorted(path.glob("*.parquet"))
         if not files:
-            raise DataError(f"{path}: no dataset here (expected dataset_dict.json from save_to_disk, or data/*.parquet)")
+            raise DataError(
+                f"{path}: no dataset here (expected dataset_dict.json from save_to_disk, or data/*.parquet)"
+            )
         by_split: dict[str, list[str]] = {}
         for f in files:
             by_split.setdefault(f.name.split("-")[0].split(".")[0], []).append(str(f))
@@ -71,7 +73,11 @@ def dataset_kind(columns: list[str]) -> str:
 def unpair(rows: list[dict], seed: int) -> list[dict]:
     """Preference rows → KTO rows (chosen desirable, rejected undesirable), shuffled so that every
     micro-batch mixes desirable and undesirable completions (KTO's KL estimate needs a mix)."""
-    out = [{"prompt": r["prompt"], "completion": r[c], "label": c == "chosen"} for r in rows for c in ("chosen", "rejected")]
+    out = [
+        {"prompt": r["prompt"], "completion": r[c], "label": c == "chosen"}
+        for r in rows
+        for c in ("chosen", "rejected")
+    ]
     random.Random(seed).shuffle(out)
     return out
 
@@ -96,9 +102,11 @@ class Tokenise:
         p = self.tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
         full = self.tok.apply_chat_template(list(prompt) + list(completion), tokenize=False)
         if not full.startswith(p):
-            raise DataError("the chat template renders the prompt differently inside the full conversation; "
-                            "cannot find the prompt/completion boundary")
-        return p, full[len(p):]
+            raise DataError(
+                "the chat template renders the prompt differently inside the full conversation; "
+                "cannot find the prompt/completion boundary"
+            )
+        return p, full[len(p) :]
 
     def __call__(self, prompt, completion) -> tuple[list[int], list[int]]:
         p_text, c_text = self._render(prompt, completion)
@@ -108,13 +116,19 @@ class Tokenise:
         # already wrote BOS; an EOS some tokenizers append there is dropped (it would end the prompt)
         starts_with_bos = tok.bos_token is not None and p_text.startswith(tok.bos_token)
         p_ids = tok(p_text, add_special_tokens=not starts_with_bos)["input_ids"]
-        if eos is not None and eos != bos and p_ids and p_ids[-1] == eos and not p_text.rstrip().endswith(tok.eos_token):
+        if (
+            eos is not None
+            and eos != bos
+            and p_ids
+            and p_ids[-1] == eos
+            and not p_text.rstrip().endswith(tok.eos_token)
+        ):
             p_ids = p_ids[:-1]
         c_ids = tok(c_text, add_special_tokens=False)["input_ids"]
         c_ids = _strip_trailing(c_ids, tok.pad_token_id, eos)  # templates may end with "\n" after EOS
         if eos is not None and (not c_ids or c_ids[-1] != eos):
             c_ids = c_ids + [eos]
-        p_ids = p_ids[-self.max_prompt_length:]  # keep the end of a long prompt: it is what the answer follows
+        p_ids = p_ids[-self.max_prompt_length :]  # keep the end of a long prompt: it is what the answer follows
         c_ids = c_ids[: max(1, self.max_length - len(p_ids))]
         return p_ids, c_ids
 
@@ -139,15 +153,17 @@ def build_examples(rows: list[dict], method: str, tokenise: Tokenise, *, batch_s
             rows = unpair(rows, seed)
         examples = []
         for start in range(0, len(rows), batch_size):
-            group = rows[start:start + batch_size]
+            group = rows[start : start + batch_size]
             toks = [tokenise(r["prompt"], r["completion"]) for r in group]
             for i, (r, (p, c)) in enumerate(zip(group, toks, strict=True)):
                 kl_c = toks[(i + 1) % len(toks)][1] if len(toks) > 1 else c
                 examples.append(Example(p, c, kl_c, bool(r["label"])))
         return examples
     if kind != "preference":
-        raise DataError(f"`{method}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
-                        "(prompt/completion/label): use `kto`")
+        raise DataError(
+            f"`{method}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
+            "(prompt/completion/label): use `kto`"
+        )
     examples = []
     for r in rows:
         p, c = tokenise(r["prompt"], r["chosen"])
@@ -166,6 +182,8 @@ def check_kto_weights(examples: list[Example], desirable_weight: float, undesira
         return f"KTO data has {n_d} desirable and {n_u} undesirable completions; it needs both"
     ratio = desirable_weight * n_d / (undesirable_weight * n_u)
     if not 1 <= ratio <= 4 / 3:
-        return (f"KTO: λ_D·n_D / (λ_U·n_U) = {ratio:.2f} is outside [1, 4/3] (n_D={n_d}, n_U={n_u}); "
-                f"consider --undesirable-weight {desirable_weight * n_d / n_u:.2f}")
+        return (
+            f"KTO: λ_D·n_D / (λ_U·n_U) = {ratio:.2f} is outside [1, 4/3] (n_D={n_d}, n_U={n_u}); "
+            f"consider --undesirable-weight {desirable_weight * n_d / n_u:.2f}"
+        )
     return None

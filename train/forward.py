@@ -22,8 +22,8 @@ class ChunkedTokenLogps(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, chunk: int):
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         for s in range(0, hidden.shape[0], chunk):
-            logits = (hidden[s:s + chunk] @ weight.t()).float()
-            out[s:s + chunk] = logits.gather(1, targets[s:s + chunk, None]).squeeze(1) - logits.logsumexp(-1)
+            logits = (hidden[s : s + chunk] @ weight.t()).float()
+            out[s : s + chunk] = logits.gather(1, targets[s : s + chunk, None]).squeeze(1) - logits.logsumexp(-1)
         ctx.save_for_backward(hidden, weight, targets)
         ctx.chunk = chunk
         return out
@@ -35,12 +35,12 @@ class ChunkedTokenLogps(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
         for s in range(0, hidden.shape[0], ctx.chunk):
-            h, t, g = hidden[s:s + ctx.chunk], targets[s:s + ctx.chunk], grad[s:s + ctx.chunk]
+            h, t, g = hidden[s : s + ctx.chunk], targets[s : s + ctx.chunk], grad[s : s + ctx.chunk]
             d = -torch.softmax((h @ weight.t()).float(), dim=-1) * g[:, None]
             d.scatter_add_(1, t[:, None], g[:, None].float())
             d = d.to(hidden.dtype)
             if need_h:
-                grad_h[s:s + ctx.chunk] = d @ weight
+                grad_h[s : s + ctx.chunk] = d @ weight
             if need_w:
                 grad_w += (d.t() @ h).float()
         return grad_h, (grad_w.to(weight.dtype) if need_w else None), None, None
@@ -59,13 +59,17 @@ class SequenceLogps(nn.Module):
         self.model = model
         self.chunk = chunk
         decoder, head = _decoder_and_head(model)
-        self._full_logits = getattr(head, "bias", None) is not None or bool(
-            getattr(model.config, "final_logit_softcapping", None)) or getattr(model.config, "logit_scale", None)
+        self._full_logits = (
+            getattr(head, "bias", None) is not None
+            or bool(getattr(model.config, "final_logit_softcapping", None))
+            or getattr(model.config, "logit_scale", None)
+        )
 
     def forward(self, input_ids, attention_mask, position_ids, src, tgt, seg, n_seq: int):
         decoder, head = _decoder_and_head(self.model)
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False).last_hidden_state
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, src)
         if self._full_logits:  # heads with a bias, scaling or soft-capping: plain path (still completion-only)
             logits = self.model.get_output_embeddings()(h).float()
@@ -84,8 +88,9 @@ class SequenceScores(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, last, n_seq: int):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        hidden = base.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 use_cache=False).last_hidden_state
+        hidden = base.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
         h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, last)
         return base.score(h).float().squeeze(-1)
 
@@ -96,8 +101,9 @@ def run(module: nn.Module, batch: Batch) -> torch.Tensor:
     inner = getattr(inner, "_orig_mod", inner)
     if isinstance(inner, SequenceScores):
         return module(batch.input_ids, batch.attention_mask, batch.position_ids, batch.last, batch.n_seq)
-    return module(batch.input_ids, batch.attention_mask, batch.position_ids, batch.src, batch.tgt, batch.seg,
-                  batch.n_seq)
+    return module(
+        batch.input_ids, batch.attention_mask, batch.position_ids, batch.src, batch.tgt, batch.seg, batch.n_seq
+    )
 
 
 def count_params(model: nn.Module) -> int:

@@ -35,8 +35,9 @@ def _out(losses: Tensor, chosen: Tensor, rejected: Tensor) -> LossOutput:
 # ---------------------------------------------------------------- paired losses with a reference
 
 
-def dpo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-        beta: float = 0.1, **_) -> LossOutput:
+def dpo(
+    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *, beta: float = 0.1, **_
+) -> LossOutput:
     """DPO, sigmoid loss: L = −log σ(β·h).
 
     Rafailov et al. 2023, "Direct Preference Optimization", eq. 7. Rewards: β·ρ_w, β·ρ_l.
@@ -45,8 +46,16 @@ def dpo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_
     return _out(-F.logsigmoid(beta * (rho_w - rho_l)), beta * rho_w, beta * rho_l)
 
 
-def cdpo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-         beta: float = 0.1, label_smoothing: float = 0.1, **_) -> LossOutput:
+def cdpo(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.1,
+    **_,
+) -> LossOutput:
     """Conservative DPO (labels flipped with probability ε): L = −(1−ε)·log σ(β·h) − ε·log σ(−β·h).
 
     Mitchell 2023, "A note on DPO with noisy preferences & relationship to IPO".
@@ -57,8 +66,16 @@ def cdpo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref
     return _out(-(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z), beta * rho_w, beta * rho_l)
 
 
-def robust(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-           beta: float = 0.1, label_smoothing: float = 0.1, **_) -> LossOutput:
+def robust(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.1,
+    **_,
+) -> LossOutput:
     """Robust DPO, unbiased under label noise ε: L = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε).
 
     Chowdhury et al. 2024, "Provably Robust DPO", eq. 8. Requires ε < 0.5.
@@ -72,8 +89,9 @@ def robust(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, r
     return _out(losses, beta * rho_w, beta * rho_l)
 
 
-def hinge(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-          beta: float = 0.1, **_) -> LossOutput:
+def hinge(
+    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *, beta: float = 0.1, **_
+) -> LossOutput:
     """Hinge (SLiC-style): L = max(0, 1 − β·h).
 
     Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with Human Feedback"; Liu et al. 2024 (RSO).
@@ -82,8 +100,17 @@ def hinge(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, re
     return _out(torch.relu(1 - beta * (rho_w - rho_l)), beta * rho_w, beta * rho_l)
 
 
-def ipo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-        chosen_lengths: Tensor, rejected_lengths: Tensor, beta: float = 0.1, **_) -> LossOutput:
+def ipo(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    ref_chosen: Tensor,
+    ref_rejected: Tensor,
+    *,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float = 0.1,
+    **_,
+) -> LossOutput:
     """IPO: L = (h̄ − 1/(2β))², with h̄ = ρ_w/|y_w| − ρ_l/|y_l| (log-ratios averaged per completion token).
 
     Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences",
@@ -94,8 +121,9 @@ def ipo(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_
     return _out((rho_w - rho_l - 1 / (2 * beta)) ** 2, beta * rho_w, beta * rho_l)
 
 
-def apo_zero(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-             beta: float = 0.1, **_) -> LossOutput:
+def apo_zero(
+    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *, beta: float = 0.1, **_
+) -> LossOutput:
     """APO-zero (chosen better than the model's own outputs): L = 1 − σ(β·ρ_w) + σ(β·ρ_l).
 
     D'Oosterlinck et al. 2024, "Anchored Preference Optimization and Contrastive Revisions" (CLAIR), eq. 6.
@@ -104,8 +132,9 @@ def apo_zero(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
     return _out(1 - torch.sigmoid(beta * rho_w) + torch.sigmoid(beta * rho_l), beta * rho_w, beta * rho_l)
 
 
-def apo_down(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *,
-             beta: float = 0.1, **_) -> LossOutput:
+def apo_down(
+    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, *, beta: float = 0.1, **_
+) -> LossOutput:
     """APO-down (chosen worse than the model's outputs): L = σ(β·ρ_w) + 1 − σ(β·(ρ_w − ρ_l)).
 
     D'Oosterlinck et al. 2024, "Anchored Preference Optimization and Contrastive Revisions", eq. 7.
@@ -118,8 +147,16 @@ def apo_down(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
 # ---------------------------------------------------------------- reference-free paired losses
 
 
-def simpo(policy_chosen: Tensor, policy_rejected: Tensor, *, chosen_lengths: Tensor, rejected_lengths: Tensor,
-          beta: float = 2.0, gamma: float = 0.5, **_) -> LossOutput:
+def simpo(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    *,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float = 2.0,
+    gamma: float = 0.5,
+    **_,
+) -> LossOutput:
     """SimPO: L = −log σ(β·(log π(y_w|x)/|y_w| − log π(y_l|x)/|y_l|) − γ); no reference model.
 
     Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward", eq. 6.
@@ -129,8 +166,15 @@ def simpo(policy_chosen: Tensor, policy_rejected: Tensor, *, chosen_lengths: Ten
     return _out(-F.logsigmoid(r_w - r_l - gamma), r_w, r_l)
 
 
-def orpo(policy_chosen: Tensor, policy_rejected: Tensor, *, chosen_lengths: Tensor, rejected_lengths: Tensor,
-         beta: float = 0.1, **_) -> LossOutput:
+def orpo(
+    policy_chosen: Tensor,
+    policy_rejected: Tensor,
+    *,
+    chosen_lengths: Tensor,
+    rejected_lengths: Tensor,
+    beta: float = 0.1,
+    **_,
+) -> LossOutput:
     """ORPO: L = −log π(y_w|x)/|y_w| − β·log σ(log odds(y_w) − log odds(y_l)); no reference model.
 
     Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference Model", eq. 6–7, with
@@ -138,16 +182,27 @@ def orpo(policy_chosen: Tensor, policy_rejected: Tensor, *, chosen_lengths: Tens
     """
     avg_w, avg_l = policy_chosen / chosen_lengths, policy_rejected / rejected_lengths
     # log odds = log p − log(1 − p), with log(1 − p) = log1p(−exp(log p)); clamp keeps exp(.) < 1
-    log_odds = (avg_w - avg_l) - (torch.log1p(-torch.exp(avg_w.clamp(max=-1e-6)))
-                                  - torch.log1p(-torch.exp(avg_l.clamp(max=-1e-6))))
+    log_odds = (avg_w - avg_l) - (
+        torch.log1p(-torch.exp(avg_w.clamp(max=-1e-6))) - torch.log1p(-torch.exp(avg_l.clamp(max=-1e-6)))
+    )
     return _out(-avg_w - beta * F.logsigmoid(log_odds), beta * avg_w, beta * avg_l)
 
 
 # ---------------------------------------------------------------- unpaired: KTO
 
 
-def kto(policy: Tensor, ref: Tensor, labels: Tensor, kl_policy: Tensor, kl_ref: Tensor, *, beta: float = 0.1,
-        desirable_weight: float = 1.0, undesirable_weight: float = 1.0, **_) -> LossOutput:
+def kto(
+    policy: Tensor,
+    ref: Tensor,
+    labels: Tensor,
+    kl_policy: Tensor,
+    kl_ref: Tensor,
+    *,
+    beta: float = 0.1,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    **_,
+) -> LossOutput:
     """KTO: with ρ = log π(y|x) − log π_ref(y|x) and reference point z₀ = max(0, mean(ρ_KL)) (no gradient),
     L = λ_D·(1 − σ(β·(ρ − z₀))) for desirable y, λ_U·(1 − σ(β·(z₀ − ρ))) for undesirable y.
 
@@ -159,8 +214,11 @@ def kto(policy: Tensor, ref: Tensor, labels: Tensor, kl_policy: Tensor, kl_ref: 
     z0 = (kl_policy - kl_ref).mean().clamp(min=0).detach()
     rho = policy - ref
     labels = labels.bool()
-    losses = torch.where(labels, desirable_weight * (1 - torch.sigmoid(beta * (rho - z0))),
-                         undesirable_weight * (1 - torch.sigmoid(beta * (z0 - rho))))
+    losses = torch.where(
+        labels,
+        desirable_weight * (1 - torch.sigmoid(beta * (rho - z0))),
+        undesirable_weight * (1 - torch.sigmoid(beta * (z0 - rho))),
+    )
     nan = torch.full_like(rho, float("nan"))
     return _out(losses, torch.where(labels, beta * rho, nan), torch.where(labels, nan, beta * rho))
 
@@ -183,8 +241,15 @@ def bradley_terry(chosen_scores: Tensor, rejected_scores: Tensor, *, margin: Ten
 
 
 PAIRED: dict[str, Callable[..., LossOutput]] = {
-    "dpo": dpo, "cdpo": cdpo, "robust": robust, "hinge": hinge, "ipo": ipo,
-    "apo-zero": apo_zero, "apo-down": apo_down, "simpo": simpo, "orpo": orpo,
+    "dpo": dpo,
+    "cdpo": cdpo,
+    "robust": robust,
+    "hinge": hinge,
+    "ipo": ipo,
+    "apo-zero": apo_zero,
+    "apo-down": apo_down,
+    "simpo": simpo,
+    "orpo": orpo,
 }
 UNPAIRED: dict[str, Callable[..., LossOutput]] = {"kto": kto}
 LOSSES: dict[str, Callable[..., LossOutput]] = {**PAIRED, **UNPAIRED, "rm": bradley_terry}

@@ -16,8 +16,16 @@ from pathlib import Path
 
 import torch
 
-KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-        "logps/rejected", "kl")
+KEYS = (
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "kl",
+)
 
 
 class Accumulator:
@@ -53,11 +61,12 @@ class Accumulator:
             self._add("logps/rejected", values[n:])
 
     def row(self, world: int = 1) -> dict:
-        vec = torch.tensor([self.sums[k] for k in KEYS] + [self.counts[k] for k in KEYS] + [float(self.tokens)],
-                           dtype=torch.float64)
+        vec = torch.tensor(
+            [self.sums[k] for k in KEYS] + [self.counts[k] for k in KEYS] + [float(self.tokens)], dtype=torch.float64
+        )
         if world > 1:
             torch.distributed.all_reduce(vec)
-        sums, counts = vec[: len(KEYS)], vec[len(KEYS): 2 * len(KEYS)]
+        sums, counts = vec[: len(KEYS)], vec[len(KEYS) : 2 * len(KEYS)]
         row = {k: float(sums[i] / counts[i]) for i, k in enumerate(KEYS) if counts[i] > 0}
         row["tokens"] = float(vec[-1])
         return row
@@ -82,8 +91,16 @@ def truncate(path: Path, step: int) -> None:
 
 
 # bf16 dense peak FLOP/s by device name (vendor datasheets; no sparsity)
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12,
-             "4090": 165e12, "B200": 2250e12}
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "4090": 165e12,
+    "B200": 2250e12,
+}
 
 
 def peak_flops(device: torch.device) -> float | None:

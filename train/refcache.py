@@ -49,8 +49,17 @@ def default_cache_dir() -> Path:
 
 
 @torch.no_grad()
-def compute(module: torch.nn.Module, examples: list[Example], *, packed: bool, pad_id: int, device,
-            max_tokens: int | None = None, micro_batch_size: int = 16, autocast=None) -> torch.Tensor:
+def compute(
+    module: torch.nn.Module,
+    examples: list[Example],
+    *,
+    packed: bool,
+    pad_id: int,
+    device,
+    max_tokens: int | None = None,
+    micro_batch_size: int = 16,
+    autocast=None,
+) -> torch.Tensor:
     """Reference log-probs, shape (n_examples, 2): [:, 0] chosen/completion, [:, 1] rejected/KL row."""
     out = torch.empty(len(examples), 2)
     plans = plan_micro_batches(examples, micro_batch_size=micro_batch_size, max_tokens=max_tokens)

@@ -25,8 +25,9 @@ def _rewards(method: str, beta: float, logps: torch.Tensor, ref: torch.Tensor | 
 
 
 @torch.no_grad()
-def pair_margins(run_dir: str | Path, data: str | Path, split: str | None = None, batch_size: int = 16,
-                 device: str = "cpu") -> list[dict]:
+def pair_margins(
+    run_dir: str | Path, data: str | Path, split: str | None = None, batch_size: int = 16, device: str = "cpu"
+) -> list[dict]:
     """For every preference row of `data` (all splits, or `split`): the implicit rewards of chosen and
     rejected under the run's final policy and its margin (chosen − rejected; negative = the model
     disagrees with the label). Row dicts carry `split` and `index` (the row's position in its split)."""
@@ -58,14 +59,27 @@ def pair_margins(run_dir: str | Path, data: str | Path, split: str | None = None
             rp = run(SequenceLogps(ref), batch) if ref is not None else None
             r = _rewards(cfg.method, cfg.resolved_beta(), lp, rp, batch.lengths.float())
             for j, i in enumerate(plan):
-                out.append({"split": name, "index": i, "chosen_reward": float(r[j]), "rejected_reward": float(r[n + j]),
-                            "margin": float(r[j] - r[n + j]), "row": rows[i]})
+                out.append(
+                    {
+                        "split": name,
+                        "index": i,
+                        "chosen_reward": float(r[j]),
+                        "rejected_reward": float(r[n + j]),
+                        "margin": float(r[j] - r[n + j]),
+                        "row": rows[i],
+                    }
+                )
     return out
 
 
 @torch.no_grad()
-def reward_scores(model_dir: str | Path, items: list[tuple[object, str]], batch_size: int = 16,
-                  device: str = "cpu", max_length: int = 1024) -> list[float]:
+def reward_scores(
+    model_dir: str | Path,
+    items: list[tuple[object, str]],
+    batch_size: int = 16,
+    device: str = "cpu",
+    max_length: int = 1024,
+) -> list[float]:
     """Scores of a reward model (`prefkit train rm`) for (prompt, response) items; prompt is text or messages."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -80,8 +94,10 @@ def reward_scores(model_dir: str | Path, items: list[tuple[object, str]], batch_
 
     for start in range(0, len(items), batch_size):
         ex = []
-        for prompt, response in items[start:start + batch_size]:
-            p, c = tokenise(prompt, response if isinstance(prompt, str) else [{"role": "assistant", "content": response}])
+        for prompt, response in items[start : start + batch_size]:
+            p, c = tokenise(
+                prompt, response if isinstance(prompt, str) else [{"role": "assistant", "content": response}]
+            )
             ex.append(Example(p, c, c))
         batch = collate(ex, packed=False, pad_id=tok.pad_token_id).to(device)
         scores += run(module, batch)[: len(ex)].tolist()

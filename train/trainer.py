@@ -94,8 +94,13 @@ def _add_lora(model, cfg: TrainConfig):
     except ImportError as exc:
         raise TrainError("--lora needs peft: pip install 'prefkit[lora]'") from exc
     task = "SEQ_CLS" if cfg.method == "rm" else "CAUSAL_LM"
-    lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules="all-linear",
-                    task_type=task)
+    lc = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type=task,
+    )
     return get_peft_model(model, lc)
 
 
@@ -105,6 +110,7 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
     return f
 
 
@@ -124,8 +130,17 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list[Example], list[Example], s
     eval_method = cfg.method
     if cfg.method == "kto" and test_rows and dataset_kind(list(test_rows[0])) == "preference":
         eval_method = "pairs"  # KTO trained, judged on held-out pairs: is β·ρ(chosen) > β·ρ(rejected)?
-    test = build_examples(test_rows, "dpo" if eval_method == "pairs" else cfg.method, tokenise,
-                          batch_size=cfg.batch_size, seed=cfg.seed) if test_rows else []
+    test = (
+        build_examples(
+            test_rows,
+            "dpo" if eval_method == "pairs" else cfg.method,
+            tokenise,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+        )
+        if test_rows
+        else []
+    )
     if not train:
         raise TrainError(f"{cfg.data}: the train split is empty")
     return train, test, eval_method
@@ -134,8 +149,16 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list[Example], list[Example], s
 # ---------------------------------------------------------------- one micro-batch
 
 
-def micro_outputs(method: str, cfg: TrainConfig, policy, batch, examples: list[Example], ref_lp: torch.Tensor | None,
-                  ref_module=None, autocast=nullcontext):
+def micro_outputs(
+    method: str,
+    cfg: TrainConfig,
+    policy,
+    batch,
+    examples: list[Example],
+    ref_lp: torch.Tensor | None,
+    ref_module=None,
+    autocast=nullcontext,
+):
     """(LossOutput, policy values (2n,), ref values (2n,) or None) for one micro-batch."""
     n = len(examples)
     with autocast():
@@ -148,19 +171,37 @@ def micro_outputs(method: str, cfg: TrainConfig, policy, batch, examples: list[E
             with torch.no_grad(), autocast(), ref_module() as ref_mod:
                 ref = run(ref_mod, batch).float()
     lengths = batch.lengths.float()
-    kw = {"beta": cfg.resolved_beta(), "label_smoothing": cfg.label_smoothing, "gamma": cfg.gamma,
-          "chosen_lengths": lengths[:n], "rejected_lengths": lengths[n:]}
+    kw = {
+        "beta": cfg.resolved_beta(),
+        "label_smoothing": cfg.label_smoothing,
+        "gamma": cfg.gamma,
+        "chosen_lengths": lengths[:n],
+        "rejected_lengths": lengths[n:],
+    }
     if method == "kto":
         labels = torch.tensor([e.label for e in examples], device=values.device)
-        out = LOSSES["kto"](values[:n], ref[:n], labels, values[n:], ref[n:], beta=kw["beta"],
-                            desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
+        out = LOSSES["kto"](
+            values[:n],
+            ref[:n],
+            labels,
+            values[n:],
+            ref[n:],
+            beta=kw["beta"],
+            desirable_weight=cfg.desirable_weight,
+            undesirable_weight=cfg.undesirable_weight,
+        )
     elif method == "rm":
         margin = torch.tensor([e.margin for e in examples], device=values.device)
         out = LOSSES["rm"](values[:n], values[n:], margin=margin)
     else:
         fn = LOSSES["dpo" if method == "pairs" else method]
-        out = fn(policy_chosen=values[:n], policy_rejected=values[n:],
-                 ref_chosen=None if ref is None else ref[:n], ref_rejected=None if ref is None else ref[n:], **kw)
+        out = fn(
+            policy_chosen=values[:n],
+            policy_rejected=values[n:],
+            ref_chosen=None if ref is None else ref[:n],
+            ref_rejected=None if ref is None else ref[n:],
+            **kw,
+        )
     return out, values, ref
 
 
@@ -220,8 +261,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if cfg.ref == "cached":
             t_ref = time.perf_counter()
             mkey = model_fingerprint(ref_model, cfg.ref_model or cfg.model, adapter_disabled=cfg.lora)
-            ref_train, ref_eval = _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok,
-                                                    device, autocast, log)
+            ref_train, ref_eval = _cached_reference(
+                cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log
+            )
             ref_module = ref_model = None  # not needed any more: the reference can leave memory
             ref_seconds = time.perf_counter() - t_ref
     model.train()
@@ -243,7 +285,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     est = M.memory_estimate(model, cfg, packed)
     if main:
         cfg.save(out / "config.yaml")
-        log(f"{len(train_ex)} train / {len(eval_ex)} eval examples, {total} steps; estimated peak memory ≈ {est / 2**30:.2f} GiB")
+        log(
+            f"{len(train_ex)} train / {len(eval_ex)} eval examples, {total} steps; estimated peak memory ≈ {est / 2**30:.2f} GiB"
+        )
     n_params = count_params(model)
     writer = M.Writer(out / "metrics.jsonl") if main else None
 
@@ -268,8 +312,13 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         opt.zero_grad(set_to_none=True)
         row = acc.row(world)
         seconds = time.perf_counter() - t0
-        row.update(step=step + 1, lr=sched.get_last_lr()[0], tokens_per_s=row["tokens"] / seconds, seconds=seconds,
-                   grad_norm=float(grad_norm) if grad_norm is not None else None)
+        row.update(
+            step=step + 1,
+            lr=sched.get_last_lr()[0],
+            tokens_per_s=row["tokens"] / seconds,
+            seconds=seconds,
+            grad_norm=float(grad_norm) if grad_norm is not None else None,
+        )
         if step == start:
             row["memory/estimated_gib"] = est / 2**30
             if ref_seconds is not None:
@@ -286,8 +335,20 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if main and ((step + 1) % cfg.logging_steps == 0 or last):
             writer.write(row)
         if eval_ex and ((cfg.eval_steps and (step + 1) % cfg.eval_steps == 0) or last):
-            erow = evaluate(cfg, eval_method, fwd, eval_ex, ref_eval, ref_module, packed, tok.pad_token_id, device,
-                            autocast, rank, world)
+            erow = evaluate(
+                cfg,
+                eval_method,
+                fwd,
+                eval_ex,
+                ref_eval,
+                ref_module,
+                packed,
+                tok.pad_token_id,
+                device,
+                autocast,
+                rank,
+                world,
+            )
             if main:
                 writer.write({"step": step + 1, **erow})
             row.update(erow)
@@ -336,8 +397,15 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
             with ref_module() as mod:
                 # no gradients: batches as big as the token budget allows, longest first, so little padding
                 budget = max(cfg.max_tokens or 0, REF_PASS_TOKENS)
-                return compute(mod, examples, packed=packed, pad_id=tok.pad_token_id, device=device,
-                               max_tokens=budget, autocast=autocast)
+                return compute(
+                    mod,
+                    examples,
+                    packed=packed,
+                    pad_id=tok.pad_token_id,
+                    device=device,
+                    max_tokens=budget,
+                    autocast=autocast,
+                )
 
         key = f"{data_fingerprint(examples)}-{mkey}"
         value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make)
@@ -348,7 +416,9 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
 
 
 @torch.no_grad()
-def evaluate(cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world) -> dict:
+def evaluate(
+    cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world
+) -> dict:
     mine = list(range(len(examples)))[rank::world]
     acc = M.Accumulator()
     ex = [examples[i] for i in mine]
@@ -371,7 +441,7 @@ def _step_indices(step: int, steps_per_epoch: int, n: int, batch_size: int, seed
     epoch, k = divmod(step, steps_per_epoch)
     order = list(range(n))
     random.Random(seed * 100_003 + epoch).shuffle(order)
-    return order[k * batch_size:(k + 1) * batch_size]
+    return order[k * batch_size : (k + 1) * batch_size]
 
 
 def _all_reduce_grads(params, world: int) -> None:
@@ -390,8 +460,10 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step}, tmp / "state.pt")
+    torch.save(
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step},
+        tmp / "state.pt",
+    )
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 

@@ -80,8 +80,17 @@ class Cache:
     def put(self, key: str, attempt: int, body: str, model: str, usage: dict, cost: float, latency_ms: int) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, attempt, body, model, int(usage.get("prompt_tokens") or 0),
-             int(usage.get("completion_tokens") or 0), cost, latency_ms, time.time()),
+            (
+                key,
+                attempt,
+                body,
+                model,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                cost,
+                latency_ms,
+                time.time(),
+            ),
         )
 
     def keys(self) -> set[str]:

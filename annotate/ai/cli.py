@@ -21,8 +21,12 @@ def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_token
     g = p.add_argument_group("server")
     g.add_argument("--model", required=True, help="the model name the server knows")
     g.add_argument("--base-url", help="an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: OpenAI)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY; never stored)")
+    g.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the API key (default OPENAI_API_KEY; never stored)",
+    )
     g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default 16)")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     g.add_argument("--max-retries", type=int, default=6, help="retries on 5xx, 429, timeouts (default 6)")
@@ -40,9 +44,16 @@ def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_token
 
 def _config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(
-        model=args.model, base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency,
-        timeout=args.timeout, max_retries=args.max_retries, price_in=args.price_in, price_out=args.price_out,
-        max_cost=args.max_cost, progress=not args.no_progress,
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        price_in=args.price_in,
+        price_out=args.price_out,
+        max_cost=args.max_cost,
+        progress=not args.no_progress,
     )
 
 
@@ -52,14 +63,19 @@ def _sampling(args: argparse.Namespace) -> Sampling:
 
 def _summary(summary, extra: str = "") -> str:
     cost = f", ${summary.cost:.4f}" if summary.cost else ""
-    return (f"{summary.requests} requests sent, {summary.cached} answers from the cache, "
-            f"{summary.prompt_tokens}+{summary.completion_tokens} tokens{cost}, {summary.seconds:.1f} s{extra}")
+    return (
+        f"{summary.requests} requests sent, {summary.cached} answers from the cache, "
+        f"{summary.prompt_tokens}+{summary.completion_tokens} tokens{cost}, {summary.seconds:.1f} s{extra}"
+    )
 
 
 def _budget(summary) -> int:
     if summary.stopped == "budget":
-        print("stopped: --max-cost reached; answers paid for so far are cached, re-run with a higher --max-cost "
-              "to continue", file=sys.stderr)
+        print(
+            "stopped: --max-cost reached; answers paid for so far are cached, re-run with a higher --max-cost "
+            "to continue",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -70,17 +86,27 @@ def cmd_judge(args: argparse.Namespace) -> int:
     options = JudgeOptions(
         method=args.method,
         template=args.template or {"rubric": "ultrafeedback", "listwise": "listwise"}.get(args.method, "pairwise"),
-        pairs=args.pairs, both_orders=not args.one_order, samples=args.samples, mode=args.mode,
-        sampling=_sampling(args), shard=args.shard, limit=args.limit, dry_run=args.dry_run,
+        pairs=args.pairs,
+        both_orders=not args.one_order,
+        samples=args.samples,
+        mode=args.mode,
+        sampling=_sampling(args),
+        shard=args.shard,
+        limit=args.limit,
+        dry_run=args.dry_run,
         write_every=args.write_every,
     )
     report = judge(Store(store_path(args)), _config(args), options)
     if args.dry_run:
-        print(f"dry run ({report.mode}): {report.planned} requests planned, {report.skipped} already judged, "
-              f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}")
+        print(
+            f"dry run ({report.mode}): {report.planned} requests planned, {report.skipped} already judged, "
+            f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}"
+        )
         return 0
-    print(f"judged ({report.mode}): {report.written} rows written ({report.errors} errors), "
-          f"{report.skipped} already in the store; " + _summary(report.summary))
+    print(
+        f"judged ({report.mode}): {report.written} rows written ({report.errors} errors), "
+        f"{report.skipped} already in the store; " + _summary(report.summary)
+    )
     if report.rankings:
         print(f"{report.rankings} Bradley–Terry rankings written")
     print(f"run log: {report.log}")
@@ -90,12 +116,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from annotate.ai.generate import GenerateOptions, generate
 
-    options = GenerateOptions(n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard,
-                              limit=args.limit, dry_run=args.dry_run)
+    options = GenerateOptions(
+        n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard, limit=args.limit, dry_run=args.dry_run
+    )
     report = generate(Store(store_path(args)), _config(args), options)
     if args.dry_run:
-        print(f"dry run: {report.planned} samples planned, {report.skipped} already generated, "
-              f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}")
+        print(
+            f"dry run: {report.planned} samples planned, {report.skipped} already generated, "
+            f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}"
+        )
         return 0
     print(f"generated {report.written} responses, {report.skipped} already there; " + _summary(report.summary))
     for failure in report.failures[:10]:
@@ -108,13 +137,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _revise_options(args: argparse.Namespace, **extra):
     from annotate.ai.revise import ReviseOptions
 
-    return ReviseOptions(losers=args.losers, mode=args.mode, sampling=_sampling(args), shard=args.shard,
-                         limit=args.limit, **extra)
+    return ReviseOptions(
+        losers=args.losers, mode=args.mode, sampling=_sampling(args), shard=args.shard, limit=args.limit, **extra
+    )
 
 
 def _revise_report(report, what: str) -> int:
-    print(f"{what}: {report.revisions} revisions written, {report.errors} rejected or failed (error rows), "
-          f"{report.skipped} responses already done; " + _summary(report.summary))
+    print(
+        f"{what}: {report.revisions} revisions written, {report.errors} rejected or failed (error rows), "
+        f"{report.skipped} responses already done; " + _summary(report.summary)
+    )
     print(f"run log: {report.log}")
     return _budget(report.summary)
 
@@ -137,8 +169,12 @@ def cmd_revise(args: argparse.Namespace) -> int:
 
 def _revise_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--losers", action="store_true", help="only responses that lost a pairwise judgement")
-    p.add_argument("--mode", choices=["auto", "json", "text"], default="auto",
-                   help="structured output (json) or tagged text (auto: detect)")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "json", "text"],
+        default="auto",
+        help="structured output (json) or tagged text (auto: detect)",
+    )
     p.add_argument("--limit", type=int, help="at most this many responses")
 
 
@@ -203,11 +239,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _server_options(p, temperature=0.0, max_tokens=256)
     p.add_argument("--method", choices=["pairwise", "rubric", "ranking", "listwise"], default="pairwise")
     p.add_argument("--template", help="judge template or rubric: a bundled name or a YAML path")
-    p.add_argument("--pairs", choices=["all", "judged"], default="all", help="which pairs to compare (pairwise, ranking)")
+    p.add_argument(
+        "--pairs", choices=["all", "judged"], default="all", help="which pairs to compare (pairwise, ranking)"
+    )
     p.add_argument("--one-order", action="store_true", help="show each pair in one order only (not recommended)")
     p.add_argument("--samples", type=int, default=1, help="k samples per request (use --temperature > 0)")
-    p.add_argument("--mode", choices=["auto", "logprobs", "json", "text"], default="auto",
-                   help="how to read verdicts (auto: detect what the server supports)")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "logprobs", "json", "text"],
+        default="auto",
+        help="how to read verdicts (auto: detect what the server supports)",
+    )
     p.add_argument("--limit", type=int, help="at most this many comparisons (pairwise) or responses (rubric)")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
     p.add_argument("--write-every", type=int, default=256, help="rows per store part (default 256)")
@@ -252,8 +294,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _server_options(p, temperature=0.0, max_tokens=1024)
     p.add_argument("--clair", action="store_true", help="minimal revisions (CLAIR)")
     p.add_argument("--template", default="clair", help="reviser template: bundled name or YAML path")
-    p.add_argument("--min-similarity", type=float, default=0.5,
-                   help="reject revisions whose word-level similarity to the original is lower (default 0.5)")
+    p.add_argument(
+        "--min-similarity",
+        type=float,
+        default=0.5,
+        help="reject revisions whose word-level similarity to the original is lower (default 0.5)",
+    )
     p.add_argument("--verify", action="store_true", help="keep only revisions a both-orders judge prefers")
     _revise_flags(p)
 
@@ -275,8 +321,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_store_option(p)
     p.add_argument("--judge", help="the AI annotator to measure (default: every AI pairwise judge in the store)")
-    p.add_argument("--reference", default="human,import,adjudicator",
-                   help="annotator types that count as people (default human,import,adjudicator)")
+    p.add_argument(
+        "--reference",
+        default="human,import,adjudicator",
+        help="annotator types that count as people (default human,import,adjudicator)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

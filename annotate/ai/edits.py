@@ -43,6 +43,8 @@ def check_revision(original: str, revised: str | None, min_similarity: float) ->
     if revised.strip() == original.strip():
         return "revision identical to the original", metrics
     if metrics["similarity"] < min_similarity:
-        return (f"not minimal: word-level similarity {metrics['similarity']:.2f} is below {min_similarity:.2f}",
-                metrics)
+        return (
+            f"not minimal: word-level similarity {metrics['similarity']:.2f} is below {min_similarity:.2f}",
+            metrics,
+        )
     return None, metrics

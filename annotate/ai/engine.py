@@ -240,7 +240,9 @@ class Engine:
         key = os.environ.get(self.config.api_key_env)
         if not key:
             if self.config.base_url is None:
-                raise AIError(f"no API key: set {self.config.api_key_env} (or name another variable with --api-key-env)")
+                raise AIError(
+                    f"no API key: set {self.config.api_key_env} (or name another variable with --api-key-env)"
+                )
             key = "none"  # local servers (vLLM, llama.cpp, Ollama) accept any key
         self._secret = key
         return openai.AsyncOpenAI(
@@ -257,7 +259,9 @@ class Engine:
 
     def price(self, usage: dict[str, Any]) -> float:
         c = self.config
-        return ((usage.get("prompt_tokens") or 0) * c.price_in + (usage.get("completion_tokens") or 0) * c.price_out) / 1e6
+        return (
+            (usage.get("prompt_tokens") or 0) * c.price_in + (usage.get("completion_tokens") or 0) * c.price_out
+        ) / 1e6
 
     async def complete(self, body: dict[str, Any]) -> Answer:
         """The answer to one request: from the cache if it was ever paid for, else from the server."""
@@ -322,8 +326,12 @@ class Engine:
                 reason = f"HTTP {exc.status_code}: {_message(exc)}"
                 if exc.status_code in (401, 403, 404):
                     # Wrong key, no access, unknown model or URL: every request would fail the same way.
-                    raise AIError(self.scrub(f"the server refused the job: {reason} (check --base-url, --model "
-                                             f"and ${self.config.api_key_env})")) from None
+                    raise AIError(
+                        self.scrub(
+                            f"the server refused the job: {reason} (check --base-url, --model "
+                            f"and ${self.config.api_key_env})"
+                        )
+                    ) from None
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     answer.error, answer.status = self.scrub(reason), exc.status_code
                     return None, 0

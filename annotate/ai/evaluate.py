@@ -81,9 +81,12 @@ def cohen_kappa(a: list[str], b: list[str]) -> float | None:
 def judges(store: Store) -> list[str]:
     con = store.connect()
     try:
-        return [r[0] for r in con.execute(
-            "SELECT DISTINCT annotator FROM judgements WHERE annotator_type = 'ai' AND kind = 'pairwise' ORDER BY 1"
-        ).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT annotator FROM judgements WHERE annotator_type = 'ai' AND kind = 'pairwise' ORDER BY 1"
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -153,13 +156,15 @@ def format_eval(result: JudgeEval) -> str:
         return "—" if x is None else f"{100 * x:.1f}%"
 
     kappa = "—" if result.cohen_kappa is None else f"{result.cohen_kappa:.3f}"
-    return "\n".join([
-        f"judge: {result.judge}",
-        f"comparisons judged by the AI and by people: {result.comparisons} (people judged {result.human_pairs})",
-        f"agreement with the human majority: {pct(result.accuracy)} (decisive human verdicts only: "
-        f"{pct(result.accuracy_decisive)}), Cohen's kappa {kappa}",
-        f"position consistency: {pct(result.position_consistency)} of {result.both_orders} comparisons judged in "
-        f"both orders; the first-shown response wins {pct(result.first_position_rate)} of decisive verdicts",
-        f"length bias: the longer response wins {pct(result.judge_longer_rate)} of the judge's decisive verdicts, "
-        f"{pct(result.human_longer_rate)} of people's",
-    ])
+    return "\n".join(
+        [
+            f"judge: {result.judge}",
+            f"comparisons judged by the AI and by people: {result.comparisons} (people judged {result.human_pairs})",
+            f"agreement with the human majority: {pct(result.accuracy)} (decisive human verdicts only: "
+            f"{pct(result.accuracy_decisive)}), Cohen's kappa {kappa}",
+            f"position consistency: {pct(result.position_consistency)} of {result.both_orders} comparisons judged in "
+            f"both orders; the first-shown response wins {pct(result.first_position_rate)} of decisive verdicts",
+            f"length bias: the longer response wins {pct(result.judge_longer_rate)} of the judge's decisive verdicts, "
+            f"{pct(result.human_longer_rate)} of people's",
+        ]
+    )

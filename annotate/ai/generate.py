@@ -70,7 +70,8 @@ def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, cl
         prompt_tokens = sum(len(json.dumps(t[2]["messages"])) // 4 for t in missing)  # about 4 characters a token
         report.summary.requests = len(missing)
         report.summary.cost = Engine(config).price(
-            {"prompt_tokens": prompt_tokens, "completion_tokens": len(missing) * options.sampling.max_tokens})
+            {"prompt_tokens": prompt_tokens, "completion_tokens": len(missing) * options.sampling.max_tokens}
+        )
         cache.close()
         return report
     sink = RowSink(store)
@@ -84,10 +85,26 @@ def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, cl
             report.failures.append({"prompt_id": pid, "sample": str(k), "error": answer.error})
             return
         generation = {k2: v for k2, v in b.items() if k2 not in ("messages", "model")}
-        generation.update(request_id=key, sample=k, usage=answer.usage, fingerprint=answer.fingerprint,
-                          finish_reason=answer.finish_reason, latency_ms=answer.latency_ms)
-        sink.add("responses", [Response(prompt_id=pid, content=answer.content, model=config.model, origin="generated",
-                                        generation=json.dumps(generation, sort_keys=True))])
+        generation.update(
+            request_id=key,
+            sample=k,
+            usage=answer.usage,
+            fingerprint=answer.fingerprint,
+            finish_reason=answer.finish_reason,
+            latency_ms=answer.latency_ms,
+        )
+        sink.add(
+            "responses",
+            [
+                Response(
+                    prompt_id=pid,
+                    content=answer.content,
+                    model=config.model,
+                    origin="generated",
+                    generation=json.dumps(generation, sort_keys=True),
+                )
+            ],
+        )
         report.written += 1
 
     try:
@@ -95,8 +112,13 @@ def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, cl
     finally:
         sink.flush()
         cache.close()
-    report.log = str(write_run_log(store, "generate", config, report.summary,
-                                   {"options": asdict(options), "written": report.written, "failures": report.failures}))
+    report.log = str(
+        write_run_log(
+            store,
+            "generate",
+            config,
+            report.summary,
+            {"options": asdict(options), "written": report.written, "failures": report.failures},
+        )
+    )
     return report
-
-

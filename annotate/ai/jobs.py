@@ -27,8 +27,12 @@ class Sampling:
     seed: int = 0  # sample k is sent with seed + k, so k samples are k distinct, reproducible requests
 
     def params(self, sample: int = 0) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "seed": self.seed + sample}
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed + sample,
+        }
 
 
 def body(model: str, messages: list[dict[str, str]], sampling: Sampling, sample: int = 0, **extra: Any) -> dict:
@@ -112,6 +116,7 @@ async def choose_mode(engine: Engine, cache: Cache, mode: str) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+
 
 class RowSink:
     """Rows gathered as results arrive and written in parts (every `every` rows or `seconds`).

@@ -38,9 +38,11 @@ from annotate.store import Store
 PAIRS = ("all", "judged")
 METHODS = ("pairwise", "rubric", "ranking", "listwise")
 _VERDICT_SCHEMA = json_schema_format(
-    "verdict", {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}})
+    "verdict", {"reason": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "tie"]}}
+)
 _RANKING_SCHEMA = json_schema_format(
-    "ranking", {"reason": {"type": "string"}, "ranking": {"type": "array", "items": {"type": "integer"}}})
+    "ranking", {"reason": {"type": "string"}, "ranking": {"type": "array", "items": {"type": "integer"}}}
+)
 _SCORE_SCHEMA = json_schema_format("score", {"reason": {"type": "string"}, "score": {"type": "number"}})
 
 
@@ -89,6 +91,7 @@ class Task:
 
 # -- building requests ----------------------------------------------------------------------------
 
+
 def _prompts_and_responses(store: Store) -> tuple[dict[str, list[dict]], dict[str, list[tuple[str, str]]]]:
     con = store.connect()
     try:
@@ -127,7 +130,9 @@ def _pairs(store: Store, which: str, responses: dict[str, list[tuple[str, str]]]
     return out
 
 
-def pairwise_tasks(store: Store, config: EngineConfig, template: Template, options: JudgeOptions, mode: str) -> list[Task]:
+def pairwise_tasks(
+    store: Store, config: EngineConfig, template: Template, options: JudgeOptions, mode: str
+) -> list[Task]:
     prompts, responses = _prompts_and_responses(store)
     text = {rid: t for items in responses.values() for rid, t in items}
     shard = parse_shard(options.shard)
@@ -154,14 +159,20 @@ def pairwise_tasks(store: Store, config: EngineConfig, template: Template, optio
                     extra = {"response_format": _VERDICT_SCHEMA}
                 messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
                 b = body(config.model, messages, options.sampling, sample, **extra)
-                meta = {"order_key": order_key, "order": order, "sample": sample, "mode": mode,
-                        "request_id": request_id(b)}
+                meta = {
+                    "order_key": order_key,
+                    "order": order,
+                    "sample": sample,
+                    "mode": mode,
+                    "request_id": request_id(b),
+                }
                 tasks.append(Task(pid, b, [first, second], meta))
     return tasks
 
 
-def rubric_tasks(store: Store, config: EngineConfig, rubric: Template, template: Template,
-                 options: JudgeOptions, mode: str) -> list[Task]:
+def rubric_tasks(
+    store: Store, config: EngineConfig, rubric: Template, template: Template, options: JudgeOptions, mode: str
+) -> list[Task]:
     prompts, responses = _prompts_and_responses(store)
     shard = parse_shard(options.shard)
     low, high = rubric.data.get("low", 1), rubric.data.get("high", 5)
@@ -171,8 +182,14 @@ def rubric_tasks(store: Store, config: EngineConfig, rubric: Template, template:
     tasks = []
     for pid, rid, text in items:
         for aspect, spec in (rubric.data.get("aspects") or {}).items():
-            values = {"question": render_conversation(prompts[pid]), "response": text, "aspect": aspect,
-                      "criteria": str(spec.get("criteria", "")).strip(), "low": str(low), "high": str(high)}
+            values = {
+                "question": render_conversation(prompts[pid]),
+                "response": text,
+                "aspect": aspect,
+                "criteria": str(spec.get("criteria", "")).strip(),
+                "low": str(low),
+                "high": str(high),
+            }
             user = template.text("user", **values)
             extra: dict[str, Any] = {}
             if mode == "json":
@@ -184,14 +201,21 @@ def rubric_tasks(store: Store, config: EngineConfig, rubric: Template, template:
             key = keys[0] if len(keys) == 1 else content_hash(["samples", keys])
             if not in_shard(key, shard):
                 continue
-            meta = {"request_id": key, "sample_ids": keys, "mode": mode, "low": low, "high": high,
-                    "rubric": rubric.guidelines}
+            meta = {
+                "request_id": key,
+                "sample_ids": keys,
+                "mode": mode,
+                "low": low,
+                "high": high,
+                "rubric": rubric.guidelines,
+            }
             tasks.append(Task(pid, bodies[0], [rid], meta, aspect=aspect, bodies=bodies))
     return tasks
 
 
-def listwise_tasks(store: Store, config: EngineConfig, template: Template, options: JudgeOptions,
-                   mode: str) -> list[Task]:
+def listwise_tasks(
+    store: Store, config: EngineConfig, template: Template, options: JudgeOptions, mode: str
+) -> list[Task]:
     """One request per prompt and shown order (`samples` orders: rotations of seeded shuffles)."""
     import random
 
@@ -221,13 +245,19 @@ def listwise_tasks(store: Store, config: EngineConfig, template: Template, optio
                 extra = {"response_format": _RANKING_SCHEMA}
             messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
             b = body(config.model, messages, options.sampling, sample, **extra)
-            meta = {"order_key": order_key, "sample": sample, "mode": mode, "request_id": request_id(b),
-                    "n": len(shown)}
+            meta = {
+                "order_key": order_key,
+                "sample": sample,
+                "mode": mode,
+                "request_id": request_id(b),
+                "n": len(shown),
+            }
             tasks.append(Task(pid, b, [r for r, _ in shown], meta))
     return tasks
 
 
 # -- reading answers ------------------------------------------------------------------------------
+
 
 def read_pairwise(answer: Answer, mode: str) -> tuple[str, float | None, str] | None:
     """(verdict, confidence, reason) from a pairwise answer, or None."""
@@ -236,8 +266,9 @@ def read_pairwise(answer: Answer, mode: str) -> tuple[str, float | None, str] | 
         text = verdicts.verdict_from_text(answer.content or "")
         if from_lp:
             return from_lp[0], from_lp[1], text[1] if text else (answer.content or "").strip()
-    parsed = (verdicts.verdict_from_json(answer.content or "") if mode == "json" else None) \
-        or verdicts.verdict_from_text(answer.content or "")
+    parsed = (
+        verdicts.verdict_from_json(answer.content or "") if mode == "json" else None
+    ) or verdicts.verdict_from_text(answer.content or "")
     return (parsed[0], None, parsed[1]) if parsed else None
 
 
@@ -251,17 +282,33 @@ def _row(task: Task, annotator: str, guidelines: str, kind: str, **values: Any) 
     metadata = {k: v for k, v in task.metadata.items() if k != "request_id"}
     metadata.update(values.pop("metadata", {}))
     return Judgement(
-        judgement_id=values.pop("judgement_id", task.key), prompt_id=task.prompt_id, kind=kind,
-        annotator=annotator, annotator_type="ai", response_ids=list(task.shown), aspect=task.aspect,
-        guidelines=guidelines, metadata=json.dumps(metadata, sort_keys=True), **values,
+        judgement_id=values.pop("judgement_id", task.key),
+        prompt_id=task.prompt_id,
+        kind=kind,
+        annotator=annotator,
+        annotator_type="ai",
+        response_ids=list(task.shown),
+        aspect=task.aspect,
+        guidelines=guidelines,
+        metadata=json.dumps(metadata, sort_keys=True),
+        **values,
     )
 
 
 def error_row(task: Task, annotator: str, guidelines: str, kind: str, reason: str, answer: Answer | None) -> Judgement:
     """A failure, recorded: no scores, the reason, and whatever the model did say."""
-    return _row(task, annotator, guidelines, kind, judgement_id=content_hash(["error", task.key, reason]),
-                scores=[], status="error", error=reason, raw=answer.content if answer else None,
-                metadata={"fingerprint": answer.fingerprint if answer else None})
+    return _row(
+        task,
+        annotator,
+        guidelines,
+        kind,
+        judgement_id=content_hash(["error", task.key, reason]),
+        scores=[],
+        status="error",
+        error=reason,
+        raw=answer.content if answer else None,
+        metadata={"fingerprint": answer.fingerprint if answer else None},
+    )
 
 
 async def judge_pair(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
@@ -278,10 +325,22 @@ async def judge_pair(engine: Engine, task: Task, template: Template, annotator: 
             return error_row(task, annotator, template.guidelines, "pairwise", reason, answer)
     verdict, confidence, reason = parsed
     return _row(
-        task, annotator, template.guidelines, "pairwise", scores=verdicts.SCORES[verdict], confidence=confidence,
-        rationale=reason, duration_ms=answer.latency_ms, raw=answer.content,
-        metadata={"fingerprint": answer.fingerprint, "cached": answer.cached, "verdict": verdict,
-                  "repaired": repaired is not None, "repair_raw": repaired.content if repaired else None},
+        task,
+        annotator,
+        template.guidelines,
+        "pairwise",
+        scores=verdicts.SCORES[verdict],
+        confidence=confidence,
+        rationale=reason,
+        duration_ms=answer.latency_ms,
+        raw=answer.content,
+        metadata={
+            "fingerprint": answer.fingerprint,
+            "cached": answer.cached,
+            "verdict": verdict,
+            "repaired": repaired is not None,
+            "repair_raw": repaired.content if repaired else None,
+        },
     )
 
 
@@ -301,9 +360,17 @@ async def judge_listwise(engine: Engine, task: Task, template: Template, annotat
     scores = [0.0] * n
     for rank, index in enumerate(order):
         scores[index] = -float(rank + 1)  # DESIGN §2: ranking scores are negative ranks, in shown order
-    return _row(task, annotator, template.guidelines, "ranking", scores=scores, rationale=reason,
-                duration_ms=answer.latency_ms, raw=answer.content,
-                metadata={"fingerprint": answer.fingerprint, "cached": answer.cached})
+    return _row(
+        task,
+        annotator,
+        template.guidelines,
+        "ranking",
+        scores=scores,
+        rationale=reason,
+        duration_ms=answer.latency_ms,
+        raw=answer.content,
+        metadata={"fingerprint": answer.fingerprint, "cached": answer.cached},
+    )
 
 
 async def judge_rubric(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
@@ -313,24 +380,34 @@ async def judge_rubric(engine: Engine, task: Task, template: Template, annotator
     for answer, b in zip(answers, task.bodies, strict=True):
         parsed = verdicts.score_from_text(answer.content or "", low, high) if answer.ok else None
         if answer.ok and parsed is None:
-            fix = await engine.complete(_repair(b, answer.content, template.text("repair", low=str(low), high=str(high))))
+            fix = await engine.complete(
+                _repair(b, answer.content, template.text("repair", low=str(low), high=str(high)))
+            )
             parsed = verdicts.score_from_text(fix.content or "", low, high) if fix.ok else None
         if parsed is None:
-            problems.append(answer.error or f"unreadable score, also after one repair request: {(answer.content or '')[:200]!r}")
+            problems.append(
+                answer.error or f"unreadable score, also after one repair request: {(answer.content or '')[:200]!r}"
+            )
         else:
             scores.append(parsed[0])
             reasons.append(parsed[1])
     if not scores:
         return error_row(task, annotator, template.guidelines, "rating", "; ".join(problems), answers[0])
     return _row(
-        task, annotator, f"{template.guidelines}+{task.metadata['rubric']}", "rating",
-        scores=[sum(scores) / len(scores)], rationale=reasons[0], duration_ms=answers[0].latency_ms,
+        task,
+        annotator,
+        f"{template.guidelines}+{task.metadata['rubric']}",
+        "rating",
+        scores=[sum(scores) / len(scores)],
+        rationale=reasons[0],
+        duration_ms=answers[0].latency_ms,
         raw=answers[0].content,
         metadata={"fingerprint": answers[0].fingerprint, "sample_scores": scores, "failed_samples": problems},
     )
 
 
 # -- the job ----------------------------------------------------------------------------------------
+
 
 def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: Any = None) -> JudgeReport:
     """Run a judge job over the store; see the module docstring. Returns what it did."""
@@ -378,13 +455,15 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
     tasks = build(store, config, template, options, mode)
     done = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
     todo = [t for t in tasks if t.key not in done]
-    report = JudgeReport(summary=RunSummary(), mode=mode, planned=len(tasks), skipped=len(tasks) - len(todo),
-                         written=0, errors=0)
+    report = JudgeReport(
+        summary=RunSummary(), mode=mode, planned=len(tasks), skipped=len(tasks) - len(todo), written=0, errors=0
+    )
     if options.dry_run:
         missing = sum(1 for t in todo for b in (t.bodies or [t.body]) if cache.get(request_id(b), 0) is None)
         report.summary.requests = missing
-        report.summary.cost = engine.price({"prompt_tokens": missing * _tokens(todo),
-                                            "completion_tokens": missing * options.sampling.max_tokens})
+        report.summary.cost = engine.price(
+            {"prompt_tokens": missing * _tokens(todo), "completion_tokens": missing * options.sampling.max_tokens}
+        )
         return report
     sink = RowSink(store, every=options.write_every)
 
@@ -408,9 +487,21 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
         from annotate.ai.ranking import write_rankings
 
         report.rankings = write_rankings(store, annotator, template.guidelines)
-    report.log = str(write_run_log(store, "judge", config, report.summary,
-                                   {"options": _public(options), "mode": mode, "written": report.written,
-                                    "errors": report.errors, "skipped": report.skipped}))
+    report.log = str(
+        write_run_log(
+            store,
+            "judge",
+            config,
+            report.summary,
+            {
+                "options": _public(options),
+                "mode": mode,
+                "written": report.written,
+                "errors": report.errors,
+                "skipped": report.skipped,
+            },
+        )
+    )
     return report
 
 

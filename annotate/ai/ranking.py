@@ -17,7 +17,9 @@ from annotate.ids import content_hash
 from annotate.store import Store
 
 
-def bradley_terry(n: int, outcomes: list[tuple[int, int, float]], iterations: int = 200, tol: float = 1e-9) -> np.ndarray:
+def bradley_terry(
+    n: int, outcomes: list[tuple[int, int, float]], iterations: int = 200, tol: float = 1e-9
+) -> np.ndarray:
     """Strengths (summing to n) from outcomes (i, j, s): item i scored s ∈ [0, 1] against item j.
 
     Shape: returns (n,). Pure; deterministic.
@@ -62,19 +64,29 @@ def write_rankings(store: Store, annotator: str, guidelines: str) -> int:
     for pid, judged in by_prompt.items():
         items = sorted({r for _, ids, _ in judged for r in ids})
         index = {r: i for i, r in enumerate(items)}
-        outcomes = [(index[ids[0]], index[ids[1]], scores[0] / (scores[0] + scores[1]) if sum(scores) else 0.5)
-                    for _, ids, scores in judged]
+        outcomes = [
+            (index[ids[0]], index[ids[1]], scores[0] / (scores[0] + scores[1]) if sum(scores) else 0.5)
+            for _, ids, scores in judged
+        ]
         strength = bradley_terry(len(items), outcomes)
         order = sorted(range(len(items)), key=lambda i: -strength[i])
         jid = content_hash(["ranking", annotator, sorted(j for j, _, _ in judged)])
         if jid in have:
             continue
-        out.append(Judgement(
-            judgement_id=jid, prompt_id=pid, kind="ranking", annotator=annotator + "+bt", annotator_type="ai",
-            response_ids=[items[i] for i in order], scores=[-float(rank + 1) for rank in range(len(order))],
-            guidelines=guidelines, rationale="Bradley–Terry over the pairwise judgements of " + annotator,
-            metadata=json.dumps({"strengths": [float(strength[i]) for i in order], "comparisons": len(judged)}),
-        ))
+        out.append(
+            Judgement(
+                judgement_id=jid,
+                prompt_id=pid,
+                kind="ranking",
+                annotator=annotator + "+bt",
+                annotator_type="ai",
+                response_ids=[items[i] for i in order],
+                scores=[-float(rank + 1) for rank in range(len(order))],
+                guidelines=guidelines,
+                rationale="Bradley–Terry over the pairwise judgements of " + annotator,
+                metadata=json.dumps({"strengths": [float(strength[i]) for i in order], "comparisons": len(judged)}),
+            )
+        )
     if out:
         store.append("judgements", out)
     return len(out)

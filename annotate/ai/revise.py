@@ -86,76 +86,168 @@ def _targets(store: Store, annotator: str, options: ReviseOptions) -> tuple[list
             "JOIN prompts p USING (prompt_id) WHERE r.origin NOT IN ('critique_revision', 'clair_revision')"
             " ORDER BY r.prompt_id, r.response_id"
         ).fetchall()
-        losers = {r for (r,) in con.execute(
-            "SELECT CASE WHEN scores[1] < scores[2] THEN response_ids[1] ELSE response_ids[2] END FROM judgements "
-            "WHERE kind = 'pairwise' AND status = 'submitted' AND len(scores) = 2 AND scores[1] <> scores[2]"
-        ).fetchall()} if options.losers else None
+        losers = (
+            {
+                r
+                for (r,) in con.execute(
+                    "SELECT CASE WHEN scores[1] < scores[2] THEN response_ids[1] ELSE response_ids[2] END FROM judgements "
+                    "WHERE kind = 'pairwise' AND status = 'submitted' AND len(scores) = 2 AND scores[1] <> scores[2]"
+                ).fetchall()
+            }
+            if options.losers
+            else None
+        )
     finally:
         con.close()
-    done = existing(store, "SELECT response_ids[1] FROM judgements WHERE kind = 'revision' AND annotator = ?",
-                    [annotator])
+    done = existing(
+        store, "SELECT response_ids[1] FROM judgements WHERE kind = 'revision' AND annotator = ?", [annotator]
+    )
     shard = parse_shard(options.shard)
-    targets = [Target(pid, list(msgs), rid, text) for pid, msgs, rid, text in rows
-               if (losers is None or rid in losers) and in_shard(content_hash(rid), shard)]
+    targets = [
+        Target(pid, list(msgs), rid, text)
+        for pid, msgs, rid, text in rows
+        if (losers is None or rid in losers) and in_shard(content_hash(rid), shard)
+    ]
     if options.limit is not None:
         targets = targets[: options.limit]
     todo = [t for t in targets if t.response_id not in done]
     return todo, len(targets) - len(todo)
 
 
-def _revision_rows(target: Target, parent_id: str, revised: str, key: str, annotator: str, guidelines: str,
-                   model: str, origin: str, principle: str | None, rationale: str, raw: str,
-                   metadata: dict[str, Any]) -> tuple[Response, Judgement]:
-    response = Response(prompt_id=target.prompt_id, content=revised, model=model, origin=origin,
-                        parent_id=parent_id, generation=json.dumps({"request_id": key, **metadata}, sort_keys=True))
+def _revision_rows(
+    target: Target,
+    parent_id: str,
+    revised: str,
+    key: str,
+    annotator: str,
+    guidelines: str,
+    model: str,
+    origin: str,
+    principle: str | None,
+    rationale: str,
+    raw: str,
+    metadata: dict[str, Any],
+) -> tuple[Response, Judgement]:
+    response = Response(
+        prompt_id=target.prompt_id,
+        content=revised,
+        model=model,
+        origin=origin,
+        parent_id=parent_id,
+        generation=json.dumps({"request_id": key, **metadata}, sort_keys=True),
+    )
     judgement = Judgement(
-        judgement_id=key, prompt_id=target.prompt_id, kind="revision", annotator=annotator, annotator_type="ai",
-        response_ids=[parent_id, response.response_id], scores=[0.0, 1.0], principle=principle,
-        rationale=rationale, guidelines=guidelines, raw=raw, metadata=json.dumps(metadata, sort_keys=True))
+        judgement_id=key,
+        prompt_id=target.prompt_id,
+        kind="revision",
+        annotator=annotator,
+        annotator_type="ai",
+        response_ids=[parent_id, response.response_id],
+        scores=[0.0, 1.0],
+        principle=principle,
+        rationale=rationale,
+        guidelines=guidelines,
+        raw=raw,
+        metadata=json.dumps(metadata, sort_keys=True),
+    )
     return response, judgement
 
 
-def _error(target: Target, parent_id: str, key: str, annotator: str, guidelines: str, reason: str,
-           raw: str | None, principle: str | None = None, metadata: dict | None = None) -> Judgement:
+def _error(
+    target: Target,
+    parent_id: str,
+    key: str,
+    annotator: str,
+    guidelines: str,
+    reason: str,
+    raw: str | None,
+    principle: str | None = None,
+    metadata: dict | None = None,
+) -> Judgement:
     return Judgement(
-        judgement_id=content_hash(["error", key, reason]), prompt_id=target.prompt_id, kind="revision",
-        annotator=annotator, annotator_type="ai", response_ids=[parent_id], scores=[], status="error",
-        error=reason, principle=principle, guidelines=guidelines, raw=raw,
-        metadata=json.dumps(metadata or {}, sort_keys=True))
+        judgement_id=content_hash(["error", key, reason]),
+        prompt_id=target.prompt_id,
+        kind="revision",
+        annotator=annotator,
+        annotator_type="ai",
+        response_ids=[parent_id],
+        scores=[],
+        status="error",
+        error=reason,
+        principle=principle,
+        guidelines=guidelines,
+        raw=raw,
+        metadata=json.dumps(metadata or {}, sort_keys=True),
+    )
 
 
 # -- Constitutional AI -------------------------------------------------------------------------------
 
-async def critique_one(engine: Engine, target: Target, constitution: Template, annotator: str,
-                       options: ReviseOptions) -> list[Any]:
+
+async def critique_one(
+    engine: Engine, target: Target, constitution: Template, annotator: str, options: ReviseOptions
+) -> list[Any]:
     principles = constitution.data.get("principles") or []
     model = engine.config.model
     rows: list[Any] = []
     current_id, current = target.response_id, target.content
     for round_ in range(options.rounds):
         # A deterministic "random" principle per (response, round): a re-run asks the same questions.
-        principle = principles[int(content_hash([target.response_id, round_, options.sampling.seed]), 16)
-                               % len(principles)]
+        principle = principles[
+            int(content_hash([target.response_id, round_, options.sampling.seed]), 16) % len(principles)
+        ]
         convo = target.messages + [{"role": "assistant", "content": current}]
         ask = convo + [{"role": "user", "content": principle["critique"]}]
         crit = await engine.complete(body(model, ask, options.sampling))
         if not crit.ok:
-            rows.append(_error(target, current_id, crit.key, annotator, constitution.guidelines,
-                               f"critique failed: {crit.error}", crit.content, principle["name"]))
+            rows.append(
+                _error(
+                    target,
+                    current_id,
+                    crit.key,
+                    annotator,
+                    constitution.guidelines,
+                    f"critique failed: {crit.error}",
+                    crit.content,
+                    principle["name"],
+                )
+            )
             break
-        revise = ask + [{"role": "assistant", "content": crit.content},
-                        {"role": "user", "content": principle["revision"]}]
+        revise = ask + [
+            {"role": "assistant", "content": crit.content},
+            {"role": "user", "content": principle["revision"]},
+        ]
         rev = await engine.complete(body(model, revise, options.sampling))
         revised = (rev.content or "").strip()
         problem = rev.error or ("revision identical to the response" if revised == current.strip() else None)
         if problem:
-            rows.append(_error(target, current_id, rev.key, annotator, constitution.guidelines,
-                               f"revision failed: {problem}", rev.content, principle["name"]))
+            rows.append(
+                _error(
+                    target,
+                    current_id,
+                    rev.key,
+                    annotator,
+                    constitution.guidelines,
+                    f"revision failed: {problem}",
+                    rev.content,
+                    principle["name"],
+                )
+            )
             break
         response, judgement = _revision_rows(
-            target, current_id, revised, rev.key, annotator, constitution.guidelines, model, "critique_revision",
-            principle["name"], crit.content.strip(), rev.content,
-            {"round": round_ + 1, "critique_request_id": crit.key, "fingerprint": rev.fingerprint})
+            target,
+            current_id,
+            revised,
+            rev.key,
+            annotator,
+            constitution.guidelines,
+            model,
+            "critique_revision",
+            principle["name"],
+            crit.content.strip(),
+            rev.content,
+            {"round": round_ + 1, "critique_request_id": crit.key, "fingerprint": rev.fingerprint},
+        )
         rows += [response, judgement]
         current_id, current = response.response_id, revised
     return rows
@@ -163,8 +255,16 @@ async def critique_one(engine: Engine, target: Target, constitution: Template, a
 
 # -- CLAIR -------------------------------------------------------------------------------------------
 
-async def clair_one(engine: Engine, target: Target, template: Template, annotator: str, options: ReviseOptions,
-                    mode: str, judge_template: Template | None) -> list[Any]:
+
+async def clair_one(
+    engine: Engine,
+    target: Target,
+    template: Template,
+    annotator: str,
+    options: ReviseOptions,
+    mode: str,
+    judge_template: Template | None,
+) -> list[Any]:
     model = engine.config.model
     values = {"question": render_conversation(target.messages), "response": target.content}
     user = template.text("user", **values)
@@ -179,37 +279,72 @@ async def clair_one(engine: Engine, target: Target, template: Template, annotato
         return [_error(target, target.response_id, answer.key, annotator, template.guidelines, answer.error, None)]
     revised = verdicts.tagged(answer.content, "revision")
     if revised is None:
-        repair = b["messages"] + [{"role": "assistant", "content": answer.content},
-                                  {"role": "user", "content": template.text("repair")}]
+        repair = b["messages"] + [
+            {"role": "assistant", "content": answer.content},
+            {"role": "user", "content": template.text("repair")},
+        ]
         fixed = await engine.complete({**{k: v for k, v in b.items() if k != "response_format"}, "messages": repair})
         revised = verdicts.tagged(fixed.content or "", "revision") if fixed.ok else None
         if revised is None:
-            return [_error(target, target.response_id, answer.key, annotator, template.guidelines,
-                           "no revision field in the answer, also after one repair request", answer.content)]
+            return [
+                _error(
+                    target,
+                    target.response_id,
+                    answer.key,
+                    annotator,
+                    template.guidelines,
+                    "no revision field in the answer, also after one repair request",
+                    answer.content,
+                )
+            ]
     problem, metrics = check_revision(target.content, revised, options.min_similarity)
     reasoning = verdicts.tagged(answer.content, "reasoning") or answer.content.split("<revision>")[0].strip()
     metadata: dict[str, Any] = {**metrics, "fingerprint": answer.fingerprint, "mode": mode}
     if problem is None and judge_template is not None:
         problem, metadata["verification"] = await _verify(engine, target, revised, judge_template, mode, options)
     if problem:
-        return [_error(target, target.response_id, answer.key, annotator, template.guidelines, problem,
-                       answer.content, metadata=metadata)]
+        return [
+            _error(
+                target,
+                target.response_id,
+                answer.key,
+                annotator,
+                template.guidelines,
+                problem,
+                answer.content,
+                metadata=metadata,
+            )
+        ]
     response, judgement = _revision_rows(
-        target, target.response_id, revised, answer.key, annotator, template.guidelines, model, "clair_revision",
-        None, reasoning, answer.content, metadata)
+        target,
+        target.response_id,
+        revised,
+        answer.key,
+        annotator,
+        template.guidelines,
+        model,
+        "clair_revision",
+        None,
+        reasoning,
+        answer.content,
+        metadata,
+    )
     return [response, judgement]
 
 
-async def _verify(engine: Engine, target: Target, revised: str, template: Template, mode: str,
-                  options: ReviseOptions) -> tuple[str | None, dict[str, str]]:
+async def _verify(
+    engine: Engine, target: Target, revised: str, template: Template, mode: str, options: ReviseOptions
+) -> tuple[str | None, dict[str, str]]:
     """Both orders through the pairwise judge; the revision must win both."""
     question = render_conversation(target.messages)
     extra = {"logprobs": True, "top_logprobs": 5} if mode == "logprobs" else {}
     judge_sampling = Sampling(temperature=0.0, max_tokens=256, seed=options.sampling.seed)
     results = {}
     for order, a, b in (("original_first", target.content, revised), ("revision_first", revised, target.content)):
-        messages = [{"role": "system", "content": template.text("system")},
-                    {"role": "user", "content": template.text("user", question=question, response_a=a, response_b=b)}]
+        messages = [
+            {"role": "system", "content": template.text("system")},
+            {"role": "user", "content": template.text("user", question=question, response_a=a, response_b=b)},
+        ]
         answer = await engine.complete(body(engine.config.model, messages, judge_sampling, **extra))
         parsed = read_pairwise(answer, "logprobs" if mode == "logprobs" else "text") if answer.ok else None
         results[order] = parsed[0] if parsed else "unreadable"
@@ -219,6 +354,7 @@ async def _verify(engine: Engine, target: Target, revised: str, template: Templa
 
 
 # -- the jobs ----------------------------------------------------------------------------------------
+
 
 def critique(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
     if not 1 <= options.rounds <= 4:
@@ -252,8 +388,16 @@ def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client:
     return _run(store, config, options, annotator, one, "revise", client, prepare)
 
 
-def _run(store: Store, config: EngineConfig, options: ReviseOptions, annotator: str, one, command: str,
-         client: Any, prepare=None) -> ReviseReport:
+def _run(
+    store: Store,
+    config: EngineConfig,
+    options: ReviseOptions,
+    annotator: str,
+    one,
+    command: str,
+    client: Any,
+    prepare=None,
+) -> ReviseReport:
     todo, skipped = _targets(store, annotator, options)
     cache = open_cache(store, parse_shard(options.shard))
     known = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
@@ -279,10 +423,16 @@ def _run(store: Store, config: EngineConfig, options: ReviseOptions, annotator: 
         sink.flush()
         cache.close()
     options_record = asdict(options)
-    report.log = str(write_run_log(store, command, config, report.summary,
-                                   {"options": options_record, "revisions": report.revisions, "errors": report.errors}))
+    report.log = str(
+        write_run_log(
+            store,
+            command,
+            config,
+            report.summary,
+            {"options": options_record, "revisions": report.revisions, "errors": report.errors},
+        )
+    )
     return report
-
 
 
 async def _in_session(engine: Engine, prepare, todo: list[Target], one, on_result) -> RunSummary:

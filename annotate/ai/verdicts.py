@@ -141,7 +141,7 @@ def ranking_from_text(content: str, n: int) -> tuple[list[int], str] | None:
         candidates.append(([str(x) for x in value["ranking"]], str(value.get("reason", ""))))
     for i, line in enumerate(content.strip().splitlines()):
         if ">" in line:
-            rest = "\n".join(content.strip().splitlines()[i + 1:]).strip()
+            rest = "\n".join(content.strip().splitlines()[i + 1 :]).strip()
             candidates.append((re.findall(r"\d+", line), rest))
             break
     for numbers, reason in candidates:

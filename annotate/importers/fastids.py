@@ -28,9 +28,7 @@ def _hash(text: str) -> str:
 
 def prompt_id(messages: list[dict[str, str]]) -> str:
     """= ids.prompt_id(messages)"""
-    body = ",".join(
-        '{"content":' + _json_str(m["content"]) + ',"role":' + _json_str(m["role"]) + "}" for m in messages
-    )
+    body = ",".join('{"content":' + _json_str(m["content"]) + ',"role":' + _json_str(m["role"]) + "}" for m in messages)
     return _hash("[" + body + "]")
 
 

@@ -41,7 +41,9 @@ class Record:
                 return None
             have = ", ".join(sorted(self.data)) or "none"
             raise ImportFailed(
-                self.where, name, f"is missing (the record has: {have})",
+                self.where,
+                name,
+                f"is missing (the record has: {have})",
                 fix or f"add it, or rename a column onto it with --map COLUMN={name}",
             )
         return self.data[name]
@@ -73,11 +75,18 @@ def messages(rec: Record, name: str, value: Any, *, answer: bool = False) -> lis
     `answer`: the list holds a response, whose assistant turn may be empty (see the module docstring).
     """
     if not isinstance(value, list) or not value:
-        raise ImportFailed(rec.where, name, f"is a {_kind(value)}, expected a list of messages", 'give [{"role": "user", "content": "..."}]')
+        raise ImportFailed(
+            rec.where,
+            name,
+            f"is a {_kind(value)}, expected a list of messages",
+            'give [{"role": "user", "content": "..."}]',
+        )
     out = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ImportFailed(rec.where, f"{name}[{i}]", "is not a {role, content} message", 'give {"role": "user", "content": "..."}')
+            raise ImportFailed(
+                rec.where, f"{name}[{i}]", "is not a {role, content} message", 'give {"role": "user", "content": "..."}'
+            )
         if m["role"] not in ROLES:
             raise ImportFailed(rec.where, f"{name}[{i}].role", f"is {m['role']!r}", f"use one of {', '.join(ROLES)}")
         content = text(rec, f"{name}[{i}].content", m["content"], allow_empty=answer and m["role"] == "assistant")
@@ -101,7 +110,9 @@ def prompt(rec: Record) -> list[dict[str, str]]:
             parts.append(text(rec, "input", d["input"], allow_empty="part"))
         body = "\n\n".join(p for p in parts if p.strip())
         if not body:
-            raise ImportFailed(rec.where, "instruction", "is empty (and so is input)", "give the prompt text, or drop the record")
+            raise ImportFailed(
+                rec.where, "instruction", "is empty (and so is input)", "give the prompt text, or drop the record"
+            )
         turns = [{"role": "user", "content": body}]
     else:
         rec.get("prompt", fix="add a prompt (or messages, or instruction) column, or --map COLUMN=prompt")
@@ -124,7 +135,7 @@ def response(rec: Record, name: str, value: Any, prompt_turns: list[dict[str, st
         return text(rec, name, value, allow_empty=True)
     turns = messages(rec, name, value, answer=True)
     if turns[: len(prompt_turns)] == prompt_turns and len(turns) > len(prompt_turns):
-        turns = turns[len(prompt_turns):]
+        turns = turns[len(prompt_turns) :]
     return last_assistant(rec, name, turns)
 
 
@@ -132,7 +143,9 @@ def last_assistant(rec: Record, name: str, turns: list[dict[str, str]]) -> str:
     if len(turns) != 1 or turns[0]["role"] != "assistant":
         roles = [t["role"] for t in turns]
         raise ImportFailed(
-            rec.where, name, f"holds turns {roles} after the prompt, expected one assistant turn",
+            rec.where,
+            name,
+            f"holds turns {roles} after the prompt, expected one assistant turn",
             "give only the assistant's answer (the prompt goes in 'prompt')",
         )
     return turns[0]["content"]

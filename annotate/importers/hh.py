@@ -25,15 +25,23 @@ def parse(rec: Record, name: str, transcript) -> list[dict[str, str]]:
     value = fields.text(rec, name, transcript, allow_empty=False).lstrip("\n ")
     marks = list(_TURN.finditer(value))
     if not marks or marks[0].start() != 0:
-        raise ImportFailed(rec.where, name, "does not start with 'Human:'",
-                           "give an HH transcript ('\\n\\nHuman: …\\n\\nAssistant: …') or use --format pairs")
+        raise ImportFailed(
+            rec.where,
+            name,
+            "does not start with 'Human:'",
+            "give an HH transcript ('\\n\\nHuman: …\\n\\nAssistant: …') or use --format pairs",
+        )
     turns = []
     for mark, nxt in zip(marks, [*marks[1:], None], strict=True):
         end = nxt.start() if nxt else len(value)
-        turns.append({"role": _ROLE[mark.group(1)], "content": value[mark.end():end]})
+        turns.append({"role": _ROLE[mark.group(1)], "content": value[mark.end() : end]})
     if turns[-1]["role"] != "assistant":
-        raise ImportFailed(rec.where, name, "does not end with an 'Assistant:' turn",
-                           "the last turn of each transcript must be the response being compared")
+        raise ImportFailed(
+            rec.where,
+            name,
+            "does not end with an 'Assistant:' turn",
+            "the last turn of each transcript must be the response being compared",
+        )
     for i, t in enumerate(turns[:-1]):
         if not t["content"].strip():
             raise ImportFailed(rec.where, name, f"turn {i + 1} ({t['role']}) is empty", "remove the empty turn")
@@ -45,11 +53,17 @@ def convert(rec: Record, out: Rows) -> None:
     head = rec.data.get("prompt")
     if isinstance(head, str) and looks_like(head + "\n\nAssistant:"):
         # the prompt column holds the conversation so far ("…\n\nAssistant:"), the others the answers
-        chosen, rejected = head + fields.text(rec, "chosen", chosen, allow_empty=True), head + fields.text(
-            rec, "rejected", rejected, allow_empty=True)
+        chosen, rejected = (
+            head + fields.text(rec, "chosen", chosen, allow_empty=True),
+            head + fields.text(rec, "rejected", rejected, allow_empty=True),
+        )
     a = parse(rec, "chosen", chosen)
     b = parse(rec, "rejected", rejected)
     if a[:-1] != b[:-1]:
-        raise ImportFailed(rec.where, "rejected", "differs from 'chosen' before the last Assistant turn",
-                           "both transcripts must share every turn but the last")
+        raise ImportFailed(
+            rec.where,
+            "rejected",
+            "differs from 'chosen' before the last Assistant turn",
+            "both transcripts must share every turn but the last",
+        )
     pairs.add_pair(rec, out, a[:-1], a[-1]["content"], b[-1]["content"])

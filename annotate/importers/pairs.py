@@ -46,19 +46,29 @@ def split_shared_prompt(rec: Record, chosen, rejected) -> tuple[list[dict[str, s
             n += 1
         if n == 0:
             raise ImportFailed(
-                rec.where, "chosen", "shares no opening turns with 'rejected', so there is no prompt to find",
+                rec.where,
+                "chosen",
+                "shares no opening turns with 'rejected', so there is no prompt to find",
                 "add a 'prompt' field, or give both full conversations",
             )
         return a[:n], fields.last_assistant(rec, "chosen", a[n:]), fields.last_assistant(rec, "rejected", b[n:])
     if isinstance(chosen, list) or isinstance(rejected, list):
-        raise ImportFailed(rec.where, "rejected", "is not the same kind of value as 'chosen' (text vs messages)",
-                           "give both as text or both as message lists")
+        raise ImportFailed(
+            rec.where,
+            "rejected",
+            "is not the same kind of value as 'chosen' (text vs messages)",
+            "give both as text or both as message lists",
+        )
     a = fields.text(rec, "chosen", chosen, allow_empty=False)
     b = fields.text(rec, "rejected", rejected, allow_empty=False)
     n = _common_prefix(a, b)
     if not a[:n].strip():
-        raise ImportFailed(rec.where, "chosen", "shares no opening text with 'rejected', so there is no prompt to find",
-                           "add a 'prompt' field")
+        raise ImportFailed(
+            rec.where,
+            "chosen",
+            "shares no opening text with 'rejected', so there is no prompt to find",
+            "add a 'prompt' field",
+        )
     return [{"role": "user", "content": a[:n]}], a[n:], b[n:]
 
 

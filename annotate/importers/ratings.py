@@ -28,8 +28,12 @@ def convert(rec: Record, out: Rows) -> None:
     turns = fields.prompt(rec)
     completions = rec.get("completions" if "completions" in rec.data else "responses")
     if not isinstance(completions, list) or not completions:
-        raise ImportFailed(rec.where, "completions", "is not a non-empty list",
-                           'give [{"response": "...", "ratings": {"helpfulness": 4}}, ...]')
+        raise ImportFailed(
+            rec.where,
+            "completions",
+            "is not a non-empty list",
+            'give [{"response": "...", "ratings": {"helpfulness": 4}}, ...]',
+        )
     pid = out.prompt(rec, turns)
     meta = fields.metadata(rec, USED)
     ranked = all(isinstance(item, dict) and "rank" in item for item in completions)
@@ -50,8 +54,18 @@ def convert(rec: Record, out: Rows) -> None:
         if not rated and not any(k in item for k in ("ratings", "annotations", "overall_score")):
             raise ImportFailed(rec.where, name, "has no ratings", "give 'ratings': {aspect: number} or 'annotations'")
         for aspect, score, why in rated:
-            out.judgement(rec, pid, "rating", out.source, [rid], [score], part=f":{i}:{aspect}",
-                          aspect=aspect, rationale=why, metadata=meta)
+            out.judgement(
+                rec,
+                pid,
+                "rating",
+                out.source,
+                [rid],
+                [score],
+                part=f":{i}:{aspect}",
+                aspect=aspect,
+                rationale=why,
+                metadata=meta,
+            )
     if ranking:
         ids, scores = zip(*ranking, strict=True)
         out.judgement(rec, pid, "ranking", out.source, list(ids), list(scores), part=":rank", metadata=meta)
@@ -85,5 +99,5 @@ def _number(rec: Record, field: str, value) -> float | None:
     except (TypeError, ValueError):
         score = math.nan
     if isinstance(value, bool) or not math.isfinite(score):
-        raise ImportFailed(rec.where, field, f"is {value!r}, not a number", "give a number, or \"N/A\" for no rating")
+        raise ImportFailed(rec.where, field, f"is {value!r}, not a number", 'give a number, or "N/A" for no rating')
     return score

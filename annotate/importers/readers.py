@@ -48,11 +48,22 @@ def open_source(path: str | Path) -> Source:
         files = _dataset_files(path)
         return Source(path, "hf", sum(_rows(f) for f in files), "rows")
     suffix = path.suffix.lower()
-    fmt = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
-           ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
+    fmt = {
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "json",
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+    }.get(suffix)
     if fmt is None:
-        raise ImportFailed(str(path), None, f"unknown file type '{suffix}'",
-                           "use .jsonl, .json, .csv, .tsv, .parquet, or a datasets folder")
+        raise ImportFailed(
+            str(path),
+            None,
+            f"unknown file type '{suffix}'",
+            "use .jsonl, .json, .csv, .tsv, .parquet, or a datasets folder",
+        )
     if fmt == "json" and _is_json_lines(path):
         fmt = "jsonl"  # JSON Lines saved as .json (common): one object per line
     if fmt == "parquet":
@@ -67,8 +78,9 @@ def _decode(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ImportFailed(where, None, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
-                           UTF8_FIX) from None
+        raise ImportFailed(
+            where, None, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", UTF8_FIX
+        ) from None
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
@@ -85,8 +97,12 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ImportFailed(where, None, f"bad JSON ({exc.msg} at column {exc.colno})",
-                                   "fix the line: each line must be one JSON object") from None
+                raise ImportFailed(
+                    where,
+                    None,
+                    f"bad JSON ({exc.msg} at column {exc.colno})",
+                    "fix the line: each line must be one JSON object",
+                ) from None
             yield where, _object(record, where), done
 
 
@@ -97,8 +113,11 @@ def _is_json_lines(path: Path) -> bool:
         return False
     first = head.split(b"\n", 1)[0]
     try:
-        return isinstance(json.loads(first), dict) and len(head.split(b"\n", 1)) > 1 and bool(
-            head.split(b"\n", 1)[1].strip())
+        return (
+            isinstance(json.loads(first), dict)
+            and len(head.split(b"\n", 1)) > 1
+            and bool(head.split(b"\n", 1)[1].strip())
+        )
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
 
@@ -122,23 +141,29 @@ def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
     if text.startswith("{", pos):
         pos = _records_key(path, text, decoder, lines)
     if not text.startswith("[", pos):
-        raise ImportFailed(f"{path}:{lines.at(pos)}", None, "is not a JSON array or object of records",
-                           "give [{...}, {...}] or {\"data\": [{...}]} (or use JSONL)")
+        raise ImportFailed(
+            f"{path}:{lines.at(pos)}",
+            None,
+            "is not a JSON array or object of records",
+            'give [{...}, {...}] or {"data": [{...}]} (or use JSONL)',
+        )
     pos = _skip(text, pos + 1)
     while not text.startswith("]", pos):
         where = f"{path}:{lines.at(pos)}"
         try:
             record, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise ImportFailed(f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})",
-                               "fix the JSON there") from None
+            raise ImportFailed(
+                f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})", "fix the JSON there"
+            ) from None
         yield where, _object(record, where), pos
         pos = _skip(text, pos)
         if text.startswith(",", pos):
             pos = _skip(text, pos + 1)
         elif not text.startswith("]", pos):
-            raise ImportFailed(f"{path}:{lines.at(pos)}", None, "bad JSON (expected ',' or ']' between records)",
-                               "fix the JSON there")
+            raise ImportFailed(
+                f"{path}:{lines.at(pos)}", None, "bad JSON (expected ',' or ']' between records)", "fix the JSON there"
+            )
 
 
 def _records_key(path: Path, text: str, decoder: json.JSONDecoder, lines: _LineCounter) -> int:
@@ -146,12 +171,17 @@ def _records_key(path: Path, text: str, decoder: json.JSONDecoder, lines: _LineC
     try:
         whole = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ImportFailed(f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})",
-                           "fix the JSON there") from None
+        raise ImportFailed(
+            f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})", "fix the JSON there"
+        ) from None
     keys = [k for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
     if len(keys) != 1:
-        raise ImportFailed(str(path), None, f"holds {len(keys)} lists of records ({', '.join(keys) or 'none'})",
-                           "give a file with one list of records, or a JSON array")
+        raise ImportFailed(
+            str(path),
+            None,
+            f"holds {len(keys)} lists of records ({', '.join(keys) or 'none'})",
+            "give a file with one list of records, or a JSON array",
+        )
     # find where that key's value starts: walk the object's members with the decoder
     pos = _skip(text, text.index("{") + 1)
     while True:
@@ -185,8 +215,12 @@ class _LineCounter:
 
 def _object(record: Any, where: str) -> dict[str, Any]:
     if not isinstance(record, dict):
-        raise ImportFailed(where, None, f"is a JSON {type(record).__name__}, expected an object (one record)",
-                           'write each record as {"field": value, ...}')
+        raise ImportFailed(
+            where,
+            None,
+            f"is a JSON {type(record).__name__}, expected an object (one record)",
+            'write each record as {"field": value, ...}',
+        )
     return record
 
 
@@ -214,8 +248,12 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[str, dict[str,
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise ImportFailed(where, None, f"has {len(row)} cells, the header has {len(header)}",
-                                   "quote cells that contain the delimiter or line breaks")
+                raise ImportFailed(
+                    where,
+                    None,
+                    f"has {len(row)} cells, the header has {len(header)}",
+                    "quote cells that contain the delimiter or line breaks",
+                )
             yield where, {k: _cell(v) for k, v in zip(header, row, strict=True)}, done
 
 
@@ -273,8 +311,12 @@ def _dataset_files(folder: Path) -> list[Path]:
         return files
     files = sorted(folder.rglob("*.parquet"))
     if not files:
-        raise ImportFailed(str(folder), None, "is a folder with neither a saved dataset (state.json) nor Parquet files",
-                           "give a folder written by Dataset.save_to_disk, a folder of .parquet files, or a file")
+        raise ImportFailed(
+            str(folder),
+            None,
+            "is a folder with neither a saved dataset (state.json) nor Parquet files",
+            "give a folder written by Dataset.save_to_disk, a folder of .parquet files, or a file",
+        )
     return files
 
 

@@ -31,8 +31,17 @@ TABLE_ORDER = ("prompts", "responses", "judgements")
 _FILLED = {
     "prompts": ("prompt_id", "messages", "metadata"),
     "responses": ("response_id", "prompt_id", "content", "model", "generation"),
-    "judgements": ("judgement_id", "prompt_id", "kind", "annotator", "response_ids", "scores", "aspect",
-                   "rationale", "metadata"),
+    "judgements": (
+        "judgement_id",
+        "prompt_id",
+        "kind",
+        "annotator",
+        "response_ids",
+        "scores",
+        "aspect",
+        "rationale",
+        "metadata",
+    ),
 }
 _CONSTANT = {
     "prompts": {},
@@ -87,14 +96,26 @@ class Rows:
             self._add("responses", (rid, pid, content, model or "unknown", generation), rec.where)
         return rid
 
-    def judgement(self, rec: Record, pid: str, kind: str, annotator: str, response_ids: list[str],
-                  scores: list[float], *, part: str = "", aspect: str = "overall", rationale: str = "",
-                  metadata: dict | None = None) -> None:
+    def judgement(
+        self,
+        rec: Record,
+        pid: str,
+        kind: str,
+        annotator: str,
+        response_ids: list[str],
+        scores: list[float],
+        *,
+        part: str = "",
+        aspect: str = "overall",
+        rationale: str = "",
+        metadata: dict | None = None,
+    ) -> None:
         """One imported judgement. `part` tells apart several judgements made from one record and
         annotator (one per aspect and completion for ratings)."""
         meta = _json(metadata)
-        key = _checked(rec, fastids.key, pid, kind, annotator + part, " ".join(response_ids), repr(scores), aspect,
-                       rationale, meta)
+        key = _checked(
+            rec, fastids.key, pid, kind, annotator + part, " ".join(response_ids), repr(scores), aspect, rationale, meta
+        )
         jid = import_judgement_id(key, annotator + part, self.occurrences[key])
         self.occurrences[key] += 1
         self._add("judgements", (jid, pid, kind, annotator, response_ids, scores, aspect, rationale, meta), rec.where)
@@ -131,7 +152,8 @@ def _array(values, type_: pa.DataType) -> pa.Array:
     if pa.types.is_struct(child):
         fields = [child.field(i) for i in range(child.num_fields)]
         inner = pa.StructArray.from_arrays(
-            [pa.array([m[f.name] for m in flat], type=f.type) for f in fields], fields=fields)
+            [pa.array([m[f.name] for m in flat], type=f.type) for f in fields], fields=fields
+        )
     else:
         inner = pa.array(flat, type=child)
     return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), inner, type=type_)
@@ -141,8 +163,12 @@ def _checked(rec: Record, make_id, *args) -> str:
     try:
         return make_id(*args)
     except UnicodeEncodeError as exc:
-        raise ImportFailed(rec.where, None, f"text holds an unpaired surrogate escape ({exc.object[exc.start]!r}), "
-                           "which is not valid Unicode", "fix or remove that \\uXXXX escape") from None
+        raise ImportFailed(
+            rec.where,
+            None,
+            f"text holds an unpaired surrogate escape ({exc.object[exc.start]!r}), which is not valid Unicode",
+            "fix or remove that \\uXXXX escape",
+        ) from None
 
 
 def _json(value: dict | None) -> str:

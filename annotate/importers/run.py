@@ -107,8 +107,16 @@ def _existing_ids(store: Store) -> dict[str, set[str]]:
     return out
 
 
-def _import_one(batch, seen: Seen, path: Path, fmt: str | None, mapping: dict[str, str], source: str | None,
-                progress: bool, created_at: datetime) -> FileResult:
+def _import_one(
+    batch,
+    seen: Seen,
+    path: Path,
+    fmt: str | None,
+    mapping: dict[str, str],
+    source: str | None,
+    progress: bool,
+    created_at: datetime,
+) -> FileResult:
     from tqdm import tqdm
 
     src = open_source(path)
@@ -120,13 +128,19 @@ def _import_one(batch, seen: Seen, path: Path, fmt: str | None, mapping: dict[st
     first_data = _mapped(first[1], mapping)
     shape, why = (fmt, "forced by --format") if fmt else detect(first_data)
     if shape is None:
-        raise ImportFailed(first[0], None, f"fields {sorted(first_data)} match no known shape",
-                           f"pick one with --format and rename columns with --map COLUMN=FIELD ({describe_expected()})")
+        raise ImportFailed(
+            first[0],
+            None,
+            f"fields {sorted(first_data)} match no known shape",
+            f"pick one with --format and rename columns with --map COLUMN=FIELD ({describe_expected()})",
+        )
     convert = CONVERTERS.get(shape)
     if shape == "votes":
         columns = votes.voters(first_data)
         if not columns:
-            raise ImportFailed(first[0], "annotator1", "no annotator columns found", "name vote columns annotator1, annotator2, …")
+            raise ImportFailed(
+                first[0], "annotator1", "no annotator columns found", "name vote columns annotator1, annotator2, …"
+            )
         convert = functools.partial(votes.convert, columns=columns)
     result = FileResult(str(path), src.format, shape, why)
     before = dict(batch.rows)
@@ -159,8 +173,9 @@ def _flush(batch, rows: Rows) -> None:
                 batch.append(table, rows.table(table))
             except ContractError as exc:
                 where = rows.where[table][exc.row] if exc.row is not None else "?"
-                raise ImportFailed(where, exc.field, f"{table} row breaks the data contract: {exc.problem}",
-                                   "fix the record") from None
+                raise ImportFailed(
+                    where, exc.field, f"{table} row breaks the data contract: {exc.problem}", "fix the record"
+                ) from None
 
 
 def _mapped(raw: dict, mapping: dict[str, str]) -> dict:
@@ -173,8 +188,16 @@ def _check_mapping(first: tuple[str, dict, int], mapping: dict[str, str]) -> Non
     where, raw, _ = first
     for column, target in mapping.items():
         if column not in raw:
-            raise ImportFailed(where, column, f"--map names a column the file does not have (it has: {', '.join(sorted(raw))})",
-                               "check the column name")
+            raise ImportFailed(
+                where,
+                column,
+                f"--map names a column the file does not have (it has: {', '.join(sorted(raw))})",
+                "check the column name",
+            )
         if target in raw and target not in mapping:
-            raise ImportFailed(where, target, f"--map {column}={target} would clash with the existing column '{target}'",
-                               f"map '{target}' elsewhere too, or leave '{column}' alone")
+            raise ImportFailed(
+                where,
+                target,
+                f"--map {column}={target} would clash with the existing column '{target}'",
+                f"map '{target}' elsewhere too, or leave '{column}' alone",
+            )

@@ -33,5 +33,6 @@ def label(rec: Record, value) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in GOOD | BAD:
         return value.strip().lower() in GOOD
-    raise ImportFailed(rec.where, "label", f"is {value!r}",
-                       "give true/false (also accepted: 1/0, yes/no, up/down, good/bad)")
+    raise ImportFailed(
+        rec.where, "label", f"is {value!r}", "give true/false (also accepted: 1/0, yes/no, up/down, good/bad)"
+    )

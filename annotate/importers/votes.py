@@ -32,7 +32,18 @@ def convert(rec: Record, out: Rows, columns: list[str]) -> None:
         out.response(rec, pid, fields.response(rec, name, rec.get(name), turns), _model(rec, name))
         for name in ("response1", "response2")
     ]
-    used = {"prompt", "messages", "instruction", "input", "system", "response1", "response2", "model1", "model2", *columns}
+    used = {
+        "prompt",
+        "messages",
+        "instruction",
+        "input",
+        "system",
+        "response1",
+        "response2",
+        "model1",
+        "model2",
+        *columns,
+    }
     meta = fields.metadata(rec, used)
     for column in columns:
         vote = _vote(rec, column)
@@ -49,8 +60,12 @@ def _vote(rec: Record, column: str) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or value not in SCORES:
-        raise ImportFailed(rec.where, column, f"is {value!r}",
-                           "a vote is 0 (tie), 1 (response1 better) or 2 (response2 better), or null for no vote")
+        raise ImportFailed(
+            rec.where,
+            column,
+            f"is {value!r}",
+            "a vote is 0 (tie), 1 (response1 better) or 2 (response2 better), or null for no vote",
+        )
     return value
 
 

@@ -12,7 +12,14 @@ from tests.support.factories import pairwise, prompt, response
 def test_schemas_have_design_columns():
     assert PROMPTS.names == ["prompt_id", "messages", "source", "metadata", "created_at"]
     assert RESPONSES.names == [
-        "response_id", "prompt_id", "content", "model", "origin", "parent_id", "generation", "created_at"
+        "response_id",
+        "prompt_id",
+        "content",
+        "model",
+        "origin",
+        "parent_id",
+        "generation",
+        "created_at",
     ]
     assert JUDGEMENTS.field("response_ids").type == pa.list_(pa.string())
     assert JUDGEMENTS.field("strength").type == pa.int8()
@@ -83,9 +90,15 @@ def test_bad_prompts_and_responses():
     with pytest.raises(ContractError, match="field 'messages'.*role"):
         to_table("prompts", [prompt(), prompt_row_with_role("robot")])
     with pytest.raises(ContractError, match="row 0, field 'content': is empty"):
-        to_table("responses", [dict(response_id="r", prompt_id="p", content="  ", model="m", origin="imported", generation="{}")])
+        to_table(
+            "responses",
+            [dict(response_id="r", prompt_id="p", content="  ", model="m", origin="imported", generation="{}")],
+        )
     with pytest.raises(ContractError, match="parent_id"):
-        to_table("responses", [dict(response_id="r", prompt_id="p", content="x", model="m", origin="human_edit", generation="{}")])
+        to_table(
+            "responses",
+            [dict(response_id="r", prompt_id="p", content="x", model="m", origin="human_edit", generation="{}")],
+        )
     with pytest.raises(ContractError, match="not a column"):
         to_table("prompts", [dict(prompt_id="p", messages=[], source="s", metadata="{}", colour="red")])
 
@@ -102,7 +115,14 @@ def test_duplicate_ids_in_a_batch_are_rejected():
 
 def test_error_rows_may_have_no_scores():
     j = Judgement(
-        judgement_id="r1", prompt_id="p", kind="pairwise", annotator="ai:m:t", annotator_type="ai",
-        response_ids=["a", "b"], scores=[], status="error", error="timeout after 3 retries",
+        judgement_id="r1",
+        prompt_id="p",
+        kind="pairwise",
+        annotator="ai:m:t",
+        annotator_type="ai",
+        response_ids=["a", "b"],
+        scores=[],
+        status="error",
+        error="timeout after 3 retries",
     )
     assert to_table("judgements", [j]).num_rows == 1

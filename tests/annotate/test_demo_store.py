@@ -45,8 +45,9 @@ def test_build_is_deterministic(tmp_path):
 
 def test_categories_and_responses(demo):
     con = demo.connect()
-    per_category = dict(con.execute(
-        "SELECT json_extract_string(metadata, '$.category'), count(*) FROM prompts GROUP BY 1").fetchall())
+    per_category = dict(
+        con.execute("SELECT json_extract_string(metadata, '$.category'), count(*) FROM prompts GROUP BY 1").fetchall()
+    )
     assert sum(per_category.values()) >= 40
     assert {"coding", "math", "writing", "advice", "safety", "multi-turn chat"} <= set(per_category)
     assert all(n >= 5 for n in per_category.values())
@@ -61,7 +62,8 @@ def test_categories_and_responses(demo):
     math_best = con.execute(
         """SELECT r.content FROM judgements j JOIN prompts p USING (prompt_id)
            JOIN responses r ON r.response_id = j.response_ids[list_position(j.scores, -1.0)]
-           WHERE json_extract_string(p.metadata, '$.category') = 'math'""").fetchall()
+           WHERE json_extract_string(p.metadata, '$.category') = 'math'"""
+    ).fetchall()
     assert len(math_best) >= 5 and all(c.count("\n") >= 2 for (c,) in math_best)
 
 
@@ -73,7 +75,7 @@ def test_one_pair_differs_only_by_a_small_fix(demo):
     near = []
     for texts in by_prompt.values():
         for i, a in enumerate(texts):
-            for b in texts[i + 1:]:
+            for b in texts[i + 1 :]:
                 changed = sum(n for op, *_, n in _ops(a, b))
                 if 0 < changed <= 3:
                     near.append((a, b))
@@ -88,14 +90,25 @@ def _ops(a: str, b: str):
 
 def test_reference_rankings(demo):
     judgements = demo.read("judgements").to_pylist()
-    assert {(j["kind"], j["annotator"], j["annotator_type"]) for j in judgements} == {("ranking", "demo:author", "import")}
+    assert {(j["kind"], j["annotator"], j["annotator_type"]) for j in judgements} == {
+        ("ranking", "demo:author", "import")
+    }
     for j in judgements:
         assert sorted(j["scores"], reverse=True) == [-1.0 - k for k in range(len(j["scores"]))]
 
 
 def test_source_errors_name_the_line(tmp_path):
-    (tmp_path / "x.jsonl").write_text(json.dumps({"id": "a", "category": "c", "messages": [{"role": "user", "content": "q"}],
-                                                  "responses": [{"model": "m", "content": "r", "rank": 1}]}) + "\n")
+    (tmp_path / "x.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "category": "c",
+                "messages": [{"role": "user", "content": "q"}],
+                "responses": [{"model": "m", "content": "r", "rank": 1}],
+            }
+        )
+        + "\n"
+    )
     with pytest.raises(demo_store.DemoSourceError, match=r"x.jsonl:1: field 'responses': give 2–4"):
         demo_store.load_source(tmp_path)
 

@@ -37,33 +37,96 @@ CASES = {
     "mistyped field": ("a.jsonl", jsonl_bytes(GOOD, {**GOOD, "chosen": {"text": "4"}}), 2, "chosen", "JSON object"),
     "null text": ("a.jsonl", jsonl_bytes(GOOD, GOOD, {**GOOD, "rejected": None}), 3, "rejected", "is null"),
     "empty prompt": ("a.jsonl", jsonl_bytes(GOOD, {**GOOD, "prompt": "   "}), 2, "prompt", "is empty"),
-    "empty message": ("a.jsonl", jsonl_bytes(GOOD, {**GOOD, "prompt": [{"role": "user", "content": ""}]}), 2,
-                      "prompt[0].content", "is empty"),
-    "bad role": ("a.jsonl", jsonl_bytes(GOOD, {**GOOD, "prompt": [{"role": "robot", "content": "hi"}]}), 2,
-                 "prompt[0].role", "'robot'"),
+    "empty message": (
+        "a.jsonl",
+        jsonl_bytes(GOOD, {**GOOD, "prompt": [{"role": "user", "content": ""}]}),
+        2,
+        "prompt[0].content",
+        "is empty",
+    ),
+    "bad role": (
+        "a.jsonl",
+        jsonl_bytes(GOOD, {**GOOD, "prompt": [{"role": "robot", "content": "hi"}]}),
+        2,
+        "prompt[0].role",
+        "'robot'",
+    ),
     "not an object": ("a.jsonl", jsonl_bytes(GOOD, ["x", "y"]), 2, None, "expected an object"),
-    "invalid utf-8 jsonl": ("a.jsonl", jsonl_bytes(GOOD) + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n',
-                            2, None, "invalid UTF-8"),
-    "lone surrogate": ("a.jsonl", jsonl_bytes(GOOD) + b'{"prompt": "x", "chosen": "bad \\ud800", "rejected": "b"}\n', 2, None,
-                       "unpaired surrogate"),
-    "invalid utf-8 json": ("a.json", b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": "\xff"}\n]', 3,
-                           None, "invalid UTF-8"),
-    "bad json array": ("a.json", b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n\n {"prompt": "a" "x"}\n]', 4,
-                       None, "bad JSON"),
-    "invalid utf-8 csv": ("a.csv", b"prompt,completion,label\nhi,hello,true\nhi,caf\xe9,false\n", 3, None,
-                          "invalid UTF-8"),
+    "invalid utf-8 jsonl": (
+        "a.jsonl",
+        jsonl_bytes(GOOD) + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n',
+        2,
+        None,
+        "invalid UTF-8",
+    ),
+    "lone surrogate": (
+        "a.jsonl",
+        jsonl_bytes(GOOD) + b'{"prompt": "x", "chosen": "bad \\ud800", "rejected": "b"}\n',
+        2,
+        None,
+        "unpaired surrogate",
+    ),
+    "invalid utf-8 json": (
+        "a.json",
+        b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n {"prompt": "\xff"}\n]',
+        3,
+        None,
+        "invalid UTF-8",
+    ),
+    "bad json array": (
+        "a.json",
+        b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n\n {"prompt": "a" "x"}\n]',
+        4,
+        None,
+        "bad JSON",
+    ),
+    "invalid utf-8 csv": (
+        "a.csv",
+        b"prompt,completion,label\nhi,hello,true\nhi,caf\xe9,false\n",
+        3,
+        None,
+        "invalid UTF-8",
+    ),
     "csv cell count": ("a.csv", b"prompt,completion,label\nhi,hello,true\nhi,a,b,false\n", 3, None, "4 cells"),
-    "bad vote": ("v.jsonl", jsonl_bytes({"prompt": "p", "response1": "a", "response2": "b", "annotator1": 1},
-                                        {"prompt": "p", "response1": "a", "response2": "b", "annotator1": 3}),
-                 2, "annotator1", "0 (tie)"),
-    "bad label": ("u.jsonl", jsonl_bytes({"prompt": "p", "completion": "a", "label": True},
-                                         {"prompt": "p", "completion": "a", "label": "maybe"}), 2, "label", "true/false"),
-    "bad rating": ("r.jsonl", jsonl_bytes({"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": 4}}]},
-                                          {"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": "great"}}]}),
-                   2, "completions[0].ratings.helpfulness", "not a number"),
-    "hh prefix differs": ("h.jsonl", jsonl_bytes({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"},
-                                                 {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: X\n\nAssistant: c"}),
-                          2, "rejected", "before the last Assistant turn"),
+    "bad vote": (
+        "v.jsonl",
+        jsonl_bytes(
+            {"prompt": "p", "response1": "a", "response2": "b", "annotator1": 1},
+            {"prompt": "p", "response1": "a", "response2": "b", "annotator1": 3},
+        ),
+        2,
+        "annotator1",
+        "0 (tie)",
+    ),
+    "bad label": (
+        "u.jsonl",
+        jsonl_bytes(
+            {"prompt": "p", "completion": "a", "label": True}, {"prompt": "p", "completion": "a", "label": "maybe"}
+        ),
+        2,
+        "label",
+        "true/false",
+    ),
+    "bad rating": (
+        "r.jsonl",
+        jsonl_bytes(
+            {"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": 4}}]},
+            {"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": "great"}}]},
+        ),
+        2,
+        "completions[0].ratings.helpfulness",
+        "not a number",
+    ),
+    "hh prefix differs": (
+        "h.jsonl",
+        jsonl_bytes(
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"},
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: X\n\nAssistant: c"},
+        ),
+        2,
+        "rejected",
+        "before the last Assistant turn",
+    ),
 }
 
 
@@ -126,8 +189,22 @@ def test_cli_failure_is_one_line_and_exit_1(store, tmp_path, capsys):
 
 def test_cli_import_prints_the_shape_and_counts(store, tmp_path, capsys):
     (tmp_path / "mine.csv").write_text("question,answer,thumb\nHi?,Hello,up\n")
-    code = main(["import", "--store", str(store.root), "--map", "question=prompt", "--map", "answer=completion",
-                 "--map", "thumb=label", "--source", "survey", str(tmp_path / "mine.csv")])
+    code = main(
+        [
+            "import",
+            "--store",
+            str(store.root),
+            "--map",
+            "question=prompt",
+            "--map",
+            "answer=completion",
+            "--map",
+            "thumb=label",
+            "--source",
+            "survey",
+            str(tmp_path / "mine.csv"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "unpaired (prompt/completion/label)" in out and "+1 judgements" in out

@@ -35,8 +35,9 @@ def write_pairs(path: Path, n: int, seed: int = 0) -> None:
 
 
 def peak_kib(path: Path, store: Path) -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(store)], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(store)], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
     return int(out[0]), int(out[1])
 
 

@@ -31,9 +31,11 @@ def test_one_judgement_per_annotator_vote(imported):
     store, _ = imported
     records = json.loads(PANDALM.read_text())
     con = store.connect()
-    got = dict(con.execute(
-        "SELECT annotator, count(*) FROM judgements WHERE annotator_type = 'import' AND kind = 'pairwise' GROUP BY 1"
-    ).fetchall())
+    got = dict(
+        con.execute(
+            "SELECT annotator, count(*) FROM judgements WHERE annotator_type = 'import' AND kind = 'pairwise' GROUP BY 1"
+        ).fetchall()
+    )
     assert got == {f"testset-v1.json:annotator{i}": 999 for i in (1, 2, 3)}
     # votes → scores: 0 tie [0.5, 0.5], 1 [1, 0], 2 [0, 1], counted over the whole file
     want = {0: 0, 1: 0, 2: 0}

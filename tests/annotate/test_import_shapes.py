@@ -29,7 +29,9 @@ def one_judgement_view(store):
         """SELECT p.messages, j.response_ids, j.scores, j.kind, j.annotator, j.aspect
            FROM judgements j JOIN prompts p USING (prompt_id) ORDER BY j.created_at, j.judgement_id"""
     ).fetchall()
-    return [(msgs, [texts[r] for r in rids], scores, kind, who, aspect) for msgs, rids, scores, kind, who, aspect in got]
+    return [
+        (msgs, [texts[r] for r in rids], scores, kind, who, aspect) for msgs, rids, scores, kind, who, aspect in got
+    ]
 
 
 def user(text):
@@ -42,10 +44,13 @@ def store(tmp_path):
 
 
 def test_pairs_text(store, tmp_path):
-    f = write_jsonl(tmp_path / "prefs.jsonl", [
-        {"prompt": "2+2?", "chosen": "4", "rejected": "5", "id": 7},
-        {"prompt": "2+2?", "chosen": "Four.", "rejected": "5"},
-    ])
+    f = write_jsonl(
+        tmp_path / "prefs.jsonl",
+        [
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5", "id": 7},
+            {"prompt": "2+2?", "chosen": "Four.", "rejected": "5"},
+        ],
+    )
     result = import_files(store, [f])
     assert result.files[0].shape == "pairs" and "text" in result.files[0].why
     assert result.added == {"prompts": 1, "responses": 3, "judgements": 2}
@@ -68,14 +73,25 @@ def test_pairs_conversational_multi_turn(store, tmp_path):
         {"role": "user", "content": "Another?"},
     ]
     f = tmp_path / "conv.json"
-    f.write_text(json.dumps([
-        # TRL conversational: the answers as one-message lists
-        {"prompt": convo, "chosen": [{"role": "assistant", "content": "3"}],
-         "rejected": [{"role": "assistant", "content": "4"}]},
-        # some datasets repeat the prompt inside chosen/rejected: the prefix is dropped
-        {"prompt": convo, "chosen": [*convo, {"role": "assistant", "content": "5"}],
-         "rejected": [*convo, {"role": "assistant", "content": "9"}]},
-    ], indent=2))
+    f.write_text(
+        json.dumps(
+            [
+                # TRL conversational: the answers as one-message lists
+                {
+                    "prompt": convo,
+                    "chosen": [{"role": "assistant", "content": "3"}],
+                    "rejected": [{"role": "assistant", "content": "4"}],
+                },
+                # some datasets repeat the prompt inside chosen/rejected: the prefix is dropped
+                {
+                    "prompt": convo,
+                    "chosen": [*convo, {"role": "assistant", "content": "5"}],
+                    "rejected": [*convo, {"role": "assistant", "content": "9"}],
+                },
+            ],
+            indent=2,
+        )
+    )
     result = import_files(store, [f])
     assert result.files[0].shape == "pairs" and "conversational" in result.files[0].why
     assert result.added == {"prompts": 1, "responses": 4, "judgements": 2}
@@ -85,15 +101,26 @@ def test_pairs_conversational_multi_turn(store, tmp_path):
 
 
 def test_pairs_implicit_prompt_conversational_and_text(store, tmp_path):
-    shared = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-              {"role": "user", "content": "Capital of France?"}]
-    f1 = write_jsonl(tmp_path / "implicit.jsonl", [
-        {"chosen": [*shared, {"role": "assistant", "content": "Paris."}],
-         "rejected": [*shared, {"role": "assistant", "content": "Lyon."}]},
-    ])
-    f2 = write_jsonl(tmp_path / "implicit-text.jsonl", [
-        {"chosen": "The sky is blue.", "rejected": "The sky is green."},
-    ])
+    shared = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    f1 = write_jsonl(
+        tmp_path / "implicit.jsonl",
+        [
+            {
+                "chosen": [*shared, {"role": "assistant", "content": "Paris."}],
+                "rejected": [*shared, {"role": "assistant", "content": "Lyon."}],
+            },
+        ],
+    )
+    f2 = write_jsonl(
+        tmp_path / "implicit-text.jsonl",
+        [
+            {"chosen": "The sky is blue.", "rejected": "The sky is green."},
+        ],
+    )
     result = import_files(store, [f1, f2])
     assert [f.shape for f in result.files] == ["pairs", "pairs"]
     assert all("implicit" in f.why for f in result.files)
@@ -103,10 +130,12 @@ def test_pairs_implicit_prompt_conversational_and_text(store, tmp_path):
 
 def test_hh_multi_turn_from_parquet(store, tmp_path):
     prefix = "\n\nHuman: How do I boil an egg?\n\nAssistant: Put it in boiling water.\n\nHuman: For how long?"
-    table = pa.table({
-        "chosen": [prefix + "\n\nAssistant: About 9 minutes for hard-boiled."],
-        "rejected": [prefix + "\n\nAssistant: An hour."],
-    })
+    table = pa.table(
+        {
+            "chosen": [prefix + "\n\nAssistant: About 9 minutes for hard-boiled."],
+            "rejected": [prefix + "\n\nAssistant: An hour."],
+        }
+    )
     pq.write_table(table, tmp_path / "hh.parquet")
     result = import_files(store, [tmp_path / "hh.parquet"])
     assert (result.files[0].format, result.files[0].shape) == ("parquet", "hh")
@@ -120,9 +149,12 @@ def test_hh_multi_turn_from_parquet(store, tmp_path):
 
 
 def test_hh_with_separate_prompt_column(store, tmp_path):
-    f = write_jsonl(tmp_path / "hh2.jsonl", [
-        {"prompt": "\n\nHuman: Say hi.\n\nAssistant:", "chosen": " Hi!", "rejected": " No."},
-    ])
+    f = write_jsonl(
+        tmp_path / "hh2.jsonl",
+        [
+            {"prompt": "\n\nHuman: Say hi.\n\nAssistant:", "chosen": " Hi!", "rejected": " No."},
+        ],
+    )
     assert import_files(store, [f]).files[0].shape == "hh"
     ((msgs, contents, *_),) = one_judgement_view(store)
     assert msgs == user("Say hi.") and contents == ["Hi!", "No."]
@@ -133,43 +165,79 @@ def test_unpaired_from_csv(store, tmp_path):
     with open(f, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["prompt", "completion", "label"])
-        w.writerows([["Say hi", "Hi!", "true"], ["Say hi", "Go away.", "false"], ["Add 1+1", "2", "1"],
-                     ["Add 1+1", "It is\n3", "down"]])
+        w.writerows(
+            [
+                ["Say hi", "Hi!", "true"],
+                ["Say hi", "Go away.", "false"],
+                ["Add 1+1", "2", "1"],
+                ["Add 1+1", "It is\n3", "down"],
+            ]
+        )
     result = import_files(store, [f])
     assert (result.files[0].format, result.files[0].shape) == ("csv", "unpaired")
     got = sorted((c[0], s, kind) for _, c, s, kind, *_ in one_judgement_view(store))
-    assert got == [("2", [1.0], "binary"), ("Go away.", [0.0], "binary"), ("Hi!", [1.0], "binary"),
-                   ("It is\n3", [0.0], "binary")]
+    assert got == [
+        ("2", [1.0], "binary"),
+        ("Go away.", [0.0], "binary"),
+        ("Hi!", [1.0], "binary"),
+        ("It is\n3", [0.0], "binary"),
+    ]
 
 
 def test_ratings_ultrafeedback_like(store, tmp_path):
     f = tmp_path / "uf.json"
-    f.write_text(json.dumps({"data": [{
-        "instruction": "Write a haiku about rain.",
-        "source": "evol",
-        "completions": [
-            {"model": "m-big", "response": "Soft rain on the roof…",
-             "annotations": {"Helpfulness": {"Rating": "5", "Rationale": "vivid"},
-                             "Honesty": {"Rating": "N/A", "Rationale": "n/a"}},
-             "overall_score": 8.5},
-            {"model": "m-small", "response": "Rain is wet.", "ratings": {"helpfulness": 2}},
-        ],
-    }]}))
+    f.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "instruction": "Write a haiku about rain.",
+                        "source": "evol",
+                        "completions": [
+                            {
+                                "model": "m-big",
+                                "response": "Soft rain on the roof…",
+                                "annotations": {
+                                    "Helpfulness": {"Rating": "5", "Rationale": "vivid"},
+                                    "Honesty": {"Rating": "N/A", "Rationale": "n/a"},
+                                },
+                                "overall_score": 8.5,
+                            },
+                            {"model": "m-small", "response": "Rain is wet.", "ratings": {"helpfulness": 2}},
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     result = import_files(store, [f])
     assert result.files[0].shape == "ratings"
     assert result.added == {"prompts": 1, "responses": 2, "judgements": 3}  # the N/A rating is left out
     got = sorted((c[0], aspect, s[0], kind) for _, c, s, kind, _, aspect in one_judgement_view(store))
-    assert got == [("Rain is wet.", "helpfulness", 2.0, "rating"), ("Soft rain on the roof…", "helpfulness", 5.0, "rating"),
-                   ("Soft rain on the roof…", "overall", 8.5, "rating")]
+    assert got == [
+        ("Rain is wet.", "helpfulness", 2.0, "rating"),
+        ("Soft rain on the roof…", "helpfulness", 5.0, "rating"),
+        ("Soft rain on the roof…", "overall", 8.5, "rating"),
+    ]
     assert {r["model"] for r in rows(store, "responses")} == {"m-big", "m-small"}
     assert "vivid" in {j["rationale"] for j in rows(store, "judgements")}
 
 
 def test_votes_with_a_missing_vote(store, tmp_path):
-    f = write_jsonl(tmp_path / "votes.jsonl", [
-        {"instruction": "Pick a colour.", "input": "", "response1": "Blue", "response2": "Colourless",
-         "annotator1": 1, "annotator2": 0, "annotator3": None},
-    ])
+    f = write_jsonl(
+        tmp_path / "votes.jsonl",
+        [
+            {
+                "instruction": "Pick a colour.",
+                "input": "",
+                "response1": "Blue",
+                "response2": "Colourless",
+                "annotator1": 1,
+                "annotator2": 0,
+                "annotator3": None,
+            },
+        ],
+    )
     result = import_files(store, [f], source="panel")
     assert result.files[0].shape == "votes"
     got = sorted((who, s) for _, c, s, _, who, _ in one_judgement_view(store))
@@ -177,15 +245,21 @@ def test_votes_with_a_missing_vote(store, tmp_path):
 
 
 def test_bare_prompts_keep_their_fields_as_metadata(store, tmp_path):
-    f = write_jsonl(tmp_path / "prompts.jsonl", [
-        {"prompt": "Explain recursion.", "category": "coding"},
-        {"messages": user("Plan a trip."), "metadata": {"category": "advice", "tags": ["travel"]}},
-    ])
+    f = write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [
+            {"prompt": "Explain recursion.", "category": "coding"},
+            {"messages": user("Plan a trip."), "metadata": {"category": "advice", "tags": ["travel"]}},
+        ],
+    )
     result = import_files(store, [f])
     assert result.files[0].shape == "prompts"
     assert result.added == {"prompts": 2, "responses": 0, "judgements": 0}
     metas = sorted((p["messages"][0]["content"], json.loads(p["metadata"])) for p in rows(store, "prompts"))
-    assert metas == [("Explain recursion.", {"category": "coding"}), ("Plan a trip.", {"category": "advice", "tags": ["travel"]})]
+    assert metas == [
+        ("Explain recursion.", {"category": "coding"}),
+        ("Plan a trip.", {"category": "advice", "tags": ["travel"]}),
+    ]
 
 
 def test_map_renames_columns(store, tmp_path):
@@ -212,7 +286,8 @@ def test_hf_save_to_disk_and_parquet_folder(store, tmp_path):
 
     records = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(6)]
     DatasetDict({"train": Dataset.from_list(records[:4]), "test": Dataset.from_list(records[4:])}).save_to_disk(
-        tmp_path / "dd")
+        tmp_path / "dd"
+    )
     result = import_files(store, [tmp_path / "dd"])
     assert (result.files[0].format, result.files[0].shape, result.files[0].records) == ("hf", "pairs", 6)
     assert result.added == {"prompts": 6, "responses": 12, "judgements": 6}
@@ -230,7 +305,10 @@ def test_reimport_of_every_shape_adds_nothing(store, tmp_path):
         write_jsonl(tmp_path / "b.jsonl", [{"prompt": "x", "completion": "y", "label": True}]),
         write_jsonl(tmp_path / "c.jsonl", [{"prompt": "x", "completions": [{"text": "y", "ratings": {"a": 1}}]}]),
         write_jsonl(tmp_path / "d.jsonl", [{"prompt": "x", "response1": "y", "response2": "z", "annotator1": 2}]),
-        write_jsonl(tmp_path / "e.jsonl", [{"chosen": "\n\nHuman: x\n\nAssistant: y", "rejected": "\n\nHuman: x\n\nAssistant: z"}]),
+        write_jsonl(
+            tmp_path / "e.jsonl",
+            [{"chosen": "\n\nHuman: x\n\nAssistant: y", "rejected": "\n\nHuman: x\n\nAssistant: z"}],
+        ),
         write_jsonl(tmp_path / "f.jsonl", [{"prompt": "fresh"}]),
     ]
     first = import_files(store, files)
@@ -263,9 +341,19 @@ def test_ranked_responses_make_one_ranking_judgement(tmp_path):
     from annotate.store import Store
 
     src = tmp_path / "ranked.jsonl"
-    src.write_text(_json.dumps({"messages": [{"role": "user", "content": "Q?"}], "responses": [
-        {"model": "a", "content": "good", "rank": 1}, {"model": "b", "content": "bad", "rank": 2},
-        {"model": "c", "content": "also bad", "rank": 2}]}) + "\n")
+    src.write_text(
+        _json.dumps(
+            {
+                "messages": [{"role": "user", "content": "Q?"}],
+                "responses": [
+                    {"model": "a", "content": "good", "rank": 1},
+                    {"model": "b", "content": "bad", "rank": 2},
+                    {"model": "c", "content": "also bad", "rank": 2},
+                ],
+            }
+        )
+        + "\n"
+    )
     store = Store(tmp_path / "s")
     result = import_files(store, [src])
     assert result.files[0].shape == "ratings"

@@ -47,7 +47,10 @@ def test_bad_batch_writes_nothing(tmp_path):
     with pytest.raises(ContractError):
         with store.batch() as b:
             b.append("prompts", [p])
-            b.append("responses", [dict(response_id="r", prompt_id="p", content="", model="m", origin="imported", generation="{}")])
+            b.append(
+                "responses",
+                [dict(response_id="r", prompt_id="p", content="", model="m", origin="imported", generation="{}")],
+            )
     assert store.count("prompts") == 0
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.tmp"))
 

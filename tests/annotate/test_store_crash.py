@@ -23,7 +23,10 @@ def test_sigkill_never_loses_an_acknowledged_write(tmp_path):
     for _ in range(25):
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tests/annotate/crash_writer.py"), str(tmp_path)],
-            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         # wait for the first ack so every round kills a writer that is mid-stream
         first = proc.stdout.readline().strip()

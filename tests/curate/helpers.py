@@ -21,15 +21,33 @@ def prompt(text: str, source: str = "test", minute: int = 0) -> Prompt:
     return Prompt(messages=[{"role": "user", "content": text}], source=source, created_at=at(minute))
 
 
-def response(p: Prompt, text: str, model: str = "m", origin: str = "imported", parent: Response | None = None) -> Response:
+def response(
+    p: Prompt, text: str, model: str = "m", origin: str = "imported", parent: Response | None = None
+) -> Response:
     # The contract lets an imported response be empty only when its generation says so (real data has them).
     generation = '{"empty_output": true}' if not text.strip() else "{}"
-    return Response(prompt_id=p.prompt_id, content=text, model=model, origin=origin, generation=generation,
-                    parent_id=parent.response_id if parent else None, created_at=T0)
+    return Response(
+        prompt_id=p.prompt_id,
+        content=text,
+        model=model,
+        origin=origin,
+        generation=generation,
+        parent_id=parent.response_id if parent else None,
+        created_at=T0,
+    )
 
 
-def judge(p: Prompt, shown: list[Response], scores: list[float], annotator: str = "alice", kind: str = "pairwise",
-          annotator_type: str = "human", minute: int | None = None, metadata: dict | None = None, **kw) -> Judgement:
+def judge(
+    p: Prompt,
+    shown: list[Response],
+    scores: list[float],
+    annotator: str = "alice",
+    kind: str = "pairwise",
+    annotator_type: str = "human",
+    minute: int | None = None,
+    metadata: dict | None = None,
+    **kw,
+) -> Judgement:
     n = next(_counter)
     return Judgement(
         judgement_id=kw.pop("judgement_id", f"j{n:06d}"),

@@ -25,7 +25,10 @@ def ratings():
 
 
 def test_best_vs_worst(tmp_path):
-    got = [(r["chosen"], r["rejected"], r["margin"]) for r in rows(run(tmp_path, ratings(), {"pairs": "best_vs_worst"}), "pairs")]
+    got = [
+        (r["chosen"], r["rejected"], r["margin"])
+        for r in rows(run(tmp_path, ratings(), {"pairs": "best_vs_worst"}), "pairs")
+    ]
     assert got == [("Sir Pounce", "Cat", 7.0)]
 
 
@@ -46,25 +49,38 @@ def test_all_pairs_above_a_margin(tmp_path):
 
 
 def test_single_response_ratings_pair_up_by_mean_rating(tmp_path):
-    js = [judge(P, [R[0]], [7], "x", kind="rating"), judge(P, [R[0]], [9], "y", kind="rating"),
-          judge(P, [R[1]], [3], "x", kind="rating")]
+    js = [
+        judge(P, [R[0]], [7], "x", kind="rating"),
+        judge(P, [R[0]], [9], "y", kind="rating"),
+        judge(P, [R[1]], [3], "x", kind="rating"),
+    ]
     got = rows(run(tmp_path, js, {"pairs": "best_vs_worst"}, responses=R[:2]), "pairs")
     assert [(r["chosen"], r["rejected"], r["score_chosen"], r["score_rejected"]) for r in got] == [
-        ("Whiskers", "Cat", 8.0, 3.0)]
+        ("Whiskers", "Cat", 8.0, 3.0)
+    ]
     assert got[0]["agreement"] is None and got[0]["n_votes"] == 3
 
 
 def test_unpaired_labels_from_pairs_binary_and_both_bad_with_balance_reported(tmp_path):
     q = prompt("Another prompt.")
     x, y = response(q, "fine"), response(q, "awful")
-    js = [vote(P, R[0], R[1], "a"),  # Whiskers ≻ Cat
-          judge(P, [R[3]], [1], "x", kind="binary"), judge(P, [R[3]], [0], "y", kind="binary"),  # 1:1, no label
-          judge(P, [R[2]], [1], "x", kind="binary"), judge(P, [R[2]], [1], "y", kind="binary"),
-          vote(q, x, y, "a", both_bad=True)]
+    js = [
+        vote(P, R[0], R[1], "a"),  # Whiskers ≻ Cat
+        judge(P, [R[3]], [1], "x", kind="binary"),
+        judge(P, [R[3]], [0], "y", kind="binary"),  # 1:1, no label
+        judge(P, [R[2]], [1], "x", kind="binary"),
+        judge(P, [R[2]], [1], "y", kind="binary"),
+        vote(q, x, y, "a", both_bad=True),
+    ]
     res = run(tmp_path, js, {"pairs": "comparisons"}, responses=[*R, x, y], prompts=(P, q))
     got = sorted((u["completion"], u["label"], u["derived_from"]) for u in rows(res, "unpaired"))
-    assert got == [("Cat", False, "pair_rejected"), ("Sir Pounce", True, "binary"), ("Whiskers", True, "pair_chosen"),
-                   ("awful", False, "both_bad"), ("fine", False, "both_bad")]
+    assert got == [
+        ("Cat", False, "pair_rejected"),
+        ("Sir Pounce", True, "binary"),
+        ("Whiskers", True, "pair_chosen"),
+        ("awful", False, "both_bad"),
+        ("fine", False, "both_bad"),
+    ]
     assert res.report["unpaired_balance"] == {"desirable": 2, "undesirable": 3, "desirable_share": 0.4}
     assert res.report["drops"]["unpaired"]["binary tie"]["count"] == 1
 
@@ -87,9 +103,11 @@ def test_sft_rows_from_accepted_revisions_only(tmp_path):
     edit = response(P, "Captain Whiskers", origin="human_edit", parent=draft, model="human:alice")
     clair = response(P, "Mr Cat", origin="clair_revision", parent=draft)
     rejected = response(P, "Kitty", origin="critique_revision", parent=draft)
-    js = [judge(P, [draft, edit], [0, 1], "alice", kind="revision"),
-          judge(P, [draft, clair], [0, 1], "ai:m:clair", kind="revision", annotator_type="ai"),
-          judge(P, [draft, rejected], [1, 0], "bob", kind="revision")]  # the revision was not accepted
+    js = [
+        judge(P, [draft, edit], [0, 1], "alice", kind="revision"),
+        judge(P, [draft, clair], [0, 1], "ai:m:clair", kind="revision", annotator_type="ai"),
+        judge(P, [draft, rejected], [1, 0], "bob", kind="revision"),
+    ]  # the revision was not accepted
     res = run(tmp_path, js, {}, responses=[draft, edit, clair, rejected])
     sft = rows(res, "sft")
     assert sorted(r["messages"][-1]["content"] for r in sft) == ["Captain Whiskers", "Mr Cat"]
@@ -101,8 +119,9 @@ def test_sft_rows_from_accepted_revisions_only(tmp_path):
 
 def test_step_labels_are_kept_for_prm_data(tmp_path):
     solution = response(P, "Step one. Step two.")
-    good = judge(P, [solution], [1], "alice", kind="steps", step_labels=[1, -1],
-                 metadata={"steps": ["Step one.", "Step two."]})
+    good = judge(
+        P, [solution], [1], "alice", kind="steps", step_labels=[1, -1], metadata={"steps": ["Step one.", "Step two."]}
+    )
     broken = response(P, "Only one step.")
     bad = judge(P, [broken], [1], "alice", kind="steps", step_labels=[1, 1], metadata={"steps": ["Only one step."]})
     untexted = response(P, "No step texts given.")

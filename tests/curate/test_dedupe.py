@@ -56,8 +56,10 @@ def test_curate_merges_exact_duplicate_prompts_and_responses_and_keeps_near_grou
     words = "tell me a story about a brave little lighthouse keeper who saves a ship during a winter storm"
     ps = [prompt(words, minute=0), prompt(words.upper() + "  ", minute=1)]
     ps += [prompt(words.replace("brave", "clever"), minute=2)]
-    ps += [prompt(f"unrelated question number {i} about the history of tea in {i} countries", minute=3 + i)
-           for i in range(30)]
+    ps += [
+        prompt(f"unrelated question number {i} about the history of tea in {i} countries", minute=3 + i)
+        for i in range(30)
+    ]
     js, rs = [], []
     for i, p in enumerate(ps):
         a, b = response(p, "A good answer."), response(p, "A bad answer.")
@@ -91,9 +93,11 @@ def test_duplicate_pairs_by_normalised_text_when_prompts_and_responses_are_not_m
 
 
 def test_char_shingles_catch_a_misspelt_word():
-    texts = ["the committee will reconvene on thursday afternoon",
-             "the comittee will reconvene on thursday afternoon",  # one letter dropped
-             "a completely different sentence about gardening tools"]
+    texts = [
+        "the committee will reconvene on thursday afternoon",
+        "the comittee will reconvene on thursday afternoon",  # one letter dropped
+        "a completely different sentence about gardening tools",
+    ]
     words_only = near_duplicate_groups(texts, NearDuplicates(ngram=2, threshold=0.7)).group.tolist()
     chars = near_duplicate_groups(texts, NearDuplicates(shingle="char", ngram=5, threshold=0.7)).group.tolist()
     assert words_only == [0, 1, 2]  # 2 of 6 word bigrams changed: Jaccard 0.5

@@ -31,16 +31,18 @@ def prompts_of(rows):
 
 
 def test_identical_chosen_and_rejected(tmp_path):
-    res, rows = build(tmp_path, [("p1", "Same text", "same  TEXT ", "s", 1, 0), ("p2", "yes", "no", "s", 1, 0)],
-                      "identical")
+    res, rows = build(
+        tmp_path, [("p1", "Same text", "same  TEXT ", "s", 1, 0), ("p2", "yes", "no", "s", 1, 0)], "identical"
+    )
     assert prompts_of(rows) == ["p2"]
     assert res.report["drops"]["pairs"]["identical chosen and rejected"]["count"] == 1
 
 
 def test_empty(tmp_path):
     # (The store itself refuses an empty prompt, so only responses can be empty here.)
-    res, rows = build(tmp_path, [("p1", "  ", "no", "s", 1, 0), ("p2", "yes", "", "s", 1, 0),
-                                 ("p3", "yes", "no", "s", 1, 0)], "empty")
+    res, rows = build(
+        tmp_path, [("p1", "  ", "no", "s", 1, 0), ("p2", "yes", "", "s", 1, 0), ("p3", "yes", "no", "s", 1, 0)], "empty"
+    )
     assert prompts_of(rows) == ["p3"]
     assert res.report["drops"]["pairs"]["empty prompt or response"]["count"] == 2
 
@@ -60,9 +62,11 @@ def test_min_margin_and_min_agreement(tmp_path):
 
 
 def test_length_limits_in_chars_and_words(tmp_path):
-    items = [("short prompt", "a fine answer", "no", "s", 1, 0),
-             ("a much longer prompt with many words in it", "ok", "no", "s", 1, 0),
-             ("p", "an answer that rambles on for far too many words to keep", "no", "s", 1, 0)]
+    items = [
+        ("short prompt", "a fine answer", "no", "s", 1, 0),
+        ("a much longer prompt with many words in it", "ok", "no", "s", 1, 0),
+        ("p", "an answer that rambles on for far too many words to keep", "no", "s", 1, 0),
+    ]
     res, rows = build(tmp_path, items, {"length": {"unit": "words", "max_prompt": 5, "max_response": 8}})
     assert prompts_of(rows) == ["short prompt"]
     res, rows = build(tmp_path, items, {"length": {"min_response": 2}}, name="g")  # chars: "ok" stays, "no" stays
@@ -84,7 +88,9 @@ def test_length_bias_is_reported_and_capped(tmp_path):
 
 
 def test_per_source_caps(tmp_path):
-    items = [(f"a{i}", "x", "y", "big", 1, 0) for i in range(5)] + [(f"b{i}", "x", "y", "small", 1, 0) for i in range(2)]
+    items = [(f"a{i}", "x", "y", "big", 1, 0) for i in range(5)] + [
+        (f"b{i}", "x", "y", "small", 1, 0) for i in range(2)
+    ]
     res, rows = build(tmp_path, items, {"source_cap": {"max_per_source": 3, "caps": {"small": 1}}})
     by_source = sorted(r["source"] for r in rows)
     assert by_source == ["big", "big", "big", "small"]
@@ -113,9 +119,13 @@ def test_decontamination_against_a_saved_hf_dataset(tmp_path):
     from datasets import Dataset, DatasetDict
 
     DatasetDict({"test": Dataset.from_list([{"prompt": [{"role": "user", "content": EVAL}], "n": 1}])}).save_to_disk(
-        str(tmp_path / "evalds"))
-    res, rows = build(tmp_path, [(EVAL, "x", "y", "s", 1, 0), ("fine", "x", "y", "s", 1, 0)],
-                      {"decontaminate": {"eval_sets": [str(tmp_path / "evalds")]}})
+        str(tmp_path / "evalds")
+    )
+    res, rows = build(
+        tmp_path,
+        [(EVAL, "x", "y", "s", 1, 0), ("fine", "x", "y", "s", 1, 0)],
+        {"decontaminate": {"eval_sets": [str(tmp_path / "evalds")]}},
+    )
     assert prompts_of(rows) == ["fine"]
 
 

@@ -66,9 +66,7 @@ def test_pairs_follow_the_majority_of_the_votes(curated):
 
 def test_ties_are_dropped_and_counted(curated):
     _, result = curated
-    expected_ties = sum(
-        1 for (_, pair), w in _expected_winners().items() if w is None and len(pair) == 2 and all(pair)
-    )
+    expected_ties = sum(1 for (_, pair), w in _expected_winners().items() if w is None and len(pair) == 2 and all(pair))
     drops = result.report["drops"]["pairs"]
     assert drops["tie"]["count"] == expected_ties > 50
     assert len(drops["tie"]["examples"]) == 3

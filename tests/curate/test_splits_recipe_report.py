@@ -57,9 +57,14 @@ def test_split_without_strata_and_by_count(tmp_path):
 
 
 def test_near_duplicate_groups_share_a_split(tmp_path):
-    topics = ["a forgetful wizard and his enchanted hat", "the tides of the northern sea in winter",
-              "baking sourdough bread with a stiff starter", "the migration of arctic terns each year",
-              "repairing an old bicycle with rusty gears", "counting stars from a mountain observatory"]
+    topics = [
+        "a forgetful wizard and his enchanted hat",
+        "the tides of the northern sea in winter",
+        "baking sourdough bread with a stiff starter",
+        "the migration of arctic terns each year",
+        "repairing an old bicycle with rusty gears",
+        "counting stars from a mountain observatory",
+    ]
     ps, rs, js = [], [], []
     for i in range(12):
         # Six families of two near-identical prompts each (one word changed).
@@ -70,8 +75,11 @@ def test_near_duplicate_groups_share_a_split(tmp_path):
         rs += [a, b]
         js.append(vote(p, a, b, "a"))
     store = make_store(tmp_path / "s", ps, rs, js)
-    res = curate(store, recipe({"dedupe": {"near_duplicates": {"threshold": 0.6}}}, "votes", "binarise",
-                               {"split": {"test_size": 0.5}}), "g")
+    res = curate(
+        store,
+        recipe({"dedupe": {"near_duplicates": {"threshold": 0.6}}}, "votes", "binarise", {"split": {"test_size": 0.5}}),
+        "g",
+    )
     rows = pq.read_table(res.tables["pairs"]).to_pylist()
     groups = defaultdict(set)
     for r in rows:
@@ -79,8 +87,9 @@ def test_near_duplicate_groups_share_a_split(tmp_path):
     assert len(groups) == 6 and all(len(s) == 1 for s in groups.values())
     assert {s for v in groups.values() for s in v} == {"train", "test"}
     # With action: drop only the first prompt of each group is kept, and the drop is counted.
-    res = curate(store, recipe({"dedupe": {"near_duplicates": {"threshold": 0.6, "action": "drop"}}}, "votes",
-                               "binarise"), "d")
+    res = curate(
+        store, recipe({"dedupe": {"near_duplicates": {"threshold": 0.6, "action": "drop"}}}, "votes", "binarise"), "d"
+    )
     assert res.rows["pairs"] == 6 and res.report["drops"]["pairs"]["near-duplicate prompt"]["count"] == 6
 
 
@@ -153,7 +162,7 @@ def test_report_html_is_self_contained_and_renders_model_text_inert(tmp_path):
     page = res.report_html.read_text()
     assert "<script>" not in page and "<img" not in page and "<b>mallory" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
-    assert "<svg" in page and "src=\"http" not in page and "<link" not in page
+    assert "<svg" in page and 'src="http' not in page and "<link" not in page
     assert res.report["drops"]["pairs"]["tie"]["examples"][0]["chosen"].startswith("<img")
 
 

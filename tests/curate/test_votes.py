@@ -24,8 +24,14 @@ def pairs(result):
 
 
 def test_majority_is_the_plurality_of_a_b_and_tie(tmp_path):
-    js = [vote(P, A, B, "a", "x"), vote(P, B, A, "b", "y"), vote(P, A, B, "tie", "z"),  # A: 2, tie: 1
-          vote(P, A, C, "a", "x"), vote(P, A, C, "tie", "y"), vote(P, C, A, "tie", "z")]  # tie: 2 of 3
+    js = [
+        vote(P, A, B, "a", "x"),
+        vote(P, B, A, "b", "y"),
+        vote(P, A, B, "tie", "z"),  # A: 2, tie: 1
+        vote(P, A, C, "a", "x"),
+        vote(P, A, C, "tie", "y"),
+        vote(P, C, A, "tie", "z"),
+    ]  # tie: 2 of 3
     res = run(tmp_path, js)
     got = pairs(res)
     assert list(got) == [("Paris", "Lyon")]
@@ -39,8 +45,11 @@ def test_majority_is_the_plurality_of_a_b_and_tie(tmp_path):
 def test_mean_method_follows_the_mean_score_difference(tmp_path):
     # Ratings of A and B shown together by three people: mean A - B = (3 - 1 - 1) / 3 > 0,
     # although two of the three preferred B.
-    js = [judge(P, [A, B], [5, 2], "x", kind="rating"), judge(P, [A, B], [3, 4], "y", kind="rating"),
-          judge(P, [A, B], [3, 4], "z", kind="rating")]
+    js = [
+        judge(P, [A, B], [5, 2], "x", kind="rating"),
+        judge(P, [A, B], [3, 4], "y", kind="rating"),
+        judge(P, [A, B], [3, 4], "z", kind="rating"),
+    ]
     got = pairs(run(tmp_path, js, {"votes": {"method": "mean"}}))
     row = got[("Paris", "Lyon")]
     assert row["margin"] == pytest.approx(1 / 3) and row["agreement"] == pytest.approx(1 / 3)
@@ -52,8 +61,13 @@ def test_mean_method_follows_the_mean_score_difference(tmp_path):
 def test_bradley_terry_ranks_by_all_comparisons_of_the_prompt(tmp_path):
     # A beats B twice, B beats C twice, C beats A once: A > B > C. The single C-vs-A vote says C,
     # but Bradley-Terry over every comparison of the prompt puts A above C.
-    js = [vote(P, A, B, "a", "x"), vote(P, A, B, "a", "y"), vote(P, B, C, "a", "x"), vote(P, B, C, "a", "y"),
-          vote(P, C, A, "a", "x")]
+    js = [
+        vote(P, A, B, "a", "x"),
+        vote(P, A, B, "a", "y"),
+        vote(P, B, C, "a", "x"),
+        vote(P, B, C, "a", "y"),
+        vote(P, C, A, "a", "x"),
+    ]
     got = pairs(run(tmp_path, js, {"votes": {"method": "bradley_terry"}}))
     assert set(got) == {("Paris", "Lyon"), ("Lyon", "Marseille"), ("Paris", "Marseille")}
     assert got[("Paris", "Marseille")]["margin"] > got[("Paris", "Lyon")]["margin"] > 0
@@ -61,8 +75,11 @@ def test_bradley_terry_ranks_by_all_comparisons_of_the_prompt(tmp_path):
 
 
 def test_human_votes_set_ai_votes_aside_by_default(tmp_path):
-    js = [vote(P, A, B, "a", "alice"), vote(P, A, B, "b", "ai:j1:t", annotator_type="ai"),
-          vote(P, A, B, "b", "ai:j2:t", annotator_type="ai")]
+    js = [
+        vote(P, A, B, "a", "alice"),
+        vote(P, A, B, "b", "ai:j1:t", annotator_type="ai"),
+        vote(P, A, B, "b", "ai:j2:t", annotator_type="ai"),
+    ]
     res = run(tmp_path, js)
     assert list(pairs(res)) == [("Paris", "Lyon")]
     assert res.report["votes"]["ai_votes_set_aside_for_human_votes"] == 2
@@ -72,8 +89,15 @@ def test_human_votes_set_ai_votes_aside_by_default(tmp_path):
 
 def test_adjudication_overrides_everything(tmp_path):
     first = [vote(P, A, B, "a", "x"), vote(P, A, B, "a", "y"), vote(P, A, B, "a", "z")]
-    ruling = vote(P, B, A, "a", "reviewer", annotator_type="adjudicator",
-                  metadata={"adjudicates": [j.judgement_id for j in first]})
+    ruling = vote(
+        P,
+        B,
+        A,
+        "a",
+        "reviewer",
+        annotator_type="adjudicator",
+        metadata={"adjudicates": [j.judgement_id for j in first]},
+    )
     res = run(tmp_path, [*first, ruling])
     row = pairs(res)[("Lyon", "Paris")]
     assert row["n_votes"] == 1 and row["annotators"] == ["reviewer"]
@@ -119,13 +143,14 @@ def test_a_persons_later_vote_replaces_the_earlier_one(tmp_path):
 
 
 def test_both_bad_comparisons_drop_their_pair_by_default_or_keep_it(tmp_path):
-    js = [vote(P, A, B, "a", "x", both_bad=True), vote(P, A, B, "a", "y", both_bad=True),
-          vote(P, A, B, "a", "z")]
+    js = [vote(P, A, B, "a", "x", both_bad=True), vote(P, A, B, "a", "y", both_bad=True), vote(P, A, B, "a", "z")]
     res = run(tmp_path, js)
     assert pairs(res) == {} and res.report["drops"]["pairs"]["both bad"]["count"] == 1
     unpaired = pq.read_table(res.tables["unpaired"]).to_pylist()
     assert sorted((u["completion"], u["label"], u["derived_from"]) for u in unpaired) == [
-        ("Lyon", False, "both_bad"), ("Paris", False, "both_bad")]
+        ("Lyon", False, "both_bad"),
+        ("Paris", False, "both_bad"),
+    ]
     kept = pairs(run(tmp_path / "keep", js, {"votes": {"both_bad": "keep"}}))
     assert list(kept) == [("Paris", "Lyon")]
 

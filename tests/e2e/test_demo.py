@@ -20,7 +20,10 @@ def test_demo_runs_the_whole_loop_without_a_server(tmp_path):
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "prefkit.cli", "demo", "--out", str(out), "--steps", "3"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert time.monotonic() - started < 300  # the bound for a 2-core machine
@@ -47,7 +50,9 @@ def test_demo_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     proc = subprocess.run(
         [sys.executable, "-m", "prefkit.cli", "demo", "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert proc.returncode == 1 and "is not a demo folder" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -53,12 +53,20 @@ def _press_until(page, key: str, done, tries: int = 15) -> None:
 
 def _label_in_browser(store: Store, tmp: Path) -> None:
     project = tmp / "project.yaml"
-    project.write_text(yaml.safe_dump({
-        "name": "loop", "min_seconds": 0, "strength": False,
-        "tasks": [{"kind": "pairwise", "overlap": 2}],
-        "users": [{"login": u, "role": "annotator", "password_hash": hash_password(p, rounds=2000)}
-                  for u, p in PEOPLE.items()],
-    }))
+    project.write_text(
+        yaml.safe_dump(
+            {
+                "name": "loop",
+                "min_seconds": 0,
+                "strength": False,
+                "tasks": [{"kind": "pairwise", "overlap": 2}],
+                "users": [
+                    {"login": u, "role": "annotator", "password_hash": hash_password(p, rounds=2000)}
+                    for u, p in PEOPLE.items()
+                ],
+            }
+        )
+    )
     with serve_app(store.root, project) as url, chromium() as browser:
         for login, password in PEOPLE.items():
             page = browser.new_context().new_page()  # a separate session per person
@@ -80,7 +88,10 @@ def test_import_label_ai_curate_export_train_score(tmp_path, monkeypatch):
     prefkit("import", *SOURCES, *s)
     n_prompts, n_responses, n_rankings = _source_counts()
     assert (store.count("prompts"), store.count("responses"), store.count("judgements")) == (
-        n_prompts, n_responses, n_rankings)
+        n_prompts,
+        n_responses,
+        n_rankings,
+    )
 
     # 2. two annotators label in the browser, each in their own session
     _label_in_browser(store, tmp_path)
@@ -148,16 +159,29 @@ def test_import_label_ai_curate_export_train_score(tmp_path, monkeypatch):
     tiny = save_tiny(tmp_path / "tiny", vocabulary_from(texts), hidden=32, layers=2, heads=4)
     for method, data in (("dpo", "preference"), ("kto", "unpaired")):
         run = tmp_path / "runs" / method
-        prefkit("train", method, "--data", tmp_path / "export" / data, "--model", tiny, "--out", run,
-                "--max-steps", "2", "--batch-size", "4", "--threads", "2")
+        prefkit(
+            "train",
+            method,
+            "--data",
+            tmp_path / "export" / data,
+            "--model",
+            tiny,
+            "--out",
+            run,
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--threads",
+            "2",
+        )
         steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         assert max(r.get("step", 0) for r in steps) == 2
         assert (run / "final" / "config.json").exists()
 
     # 7. score-pairs sends the pairs the policy disputes back to the store for review
     before = store.count("judgements")
-    prefkit("score-pairs", tmp_path / "runs" / "dpo", "--data", tmp_path / "export" / "preference",
-            "--top", "5", *s)
+    prefkit("score-pairs", tmp_path / "runs" / "dpo", "--data", tmp_path / "export" / "preference", "--top", "5", *s)
     disputed = store.count("judgements") - before
     total_pairs = sum(d.num_rows for d in pref.values())
     assert disputed == min(5, total_pairs)

@@ -222,8 +222,11 @@ class OpenAIServer:
                 length = int(headers.get("content-length", "0"))
                 raw = await reader.readexactly(length) if length else b""
                 status, extra, payload = await self._handle(method, path, headers, raw)
-                head = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
-                        "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+                head = [
+                    f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(payload)}",
+                ]
                 head += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
                 await writer.drain()

@@ -19,9 +19,14 @@ def pairs(n: int, seed: int, conversational: bool = False, min_len: int = 2, max
         chosen = " ".join(rng.choices(GOOD, k=rng.randint(min_len, max_len)))
         rejected = " ".join(rng.choices(BAD, k=rng.randint(min_len, max_len)))
         if conversational:
-            rows.append({"prompt": [{"role": "user", "content": prompt}],
-                         "chosen": [{"role": "assistant", "content": chosen}],
-                         "rejected": [{"role": "assistant", "content": rejected}], "prompt_id": f"p{i}"})
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "prompt_id": f"p{i}",
+                }
+            )
         else:
             rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "prompt_id": f"p{i}", "margin": 1.0})
     return rows
@@ -30,8 +35,10 @@ def pairs(n: int, seed: int, conversational: bool = False, min_len: int = 2, max
 def unpaired(n: int, seed: int) -> list[dict]:
     out = []
     for r in pairs(n, seed):
-        out += [{"prompt": r["prompt"], "completion": r["chosen"], "label": True},
-                {"prompt": r["prompt"], "completion": r["rejected"], "label": False}]
+        out += [
+            {"prompt": r["prompt"], "completion": r["chosen"], "label": True},
+            {"prompt": r["prompt"], "completion": r["rejected"], "label": False},
+        ]
     random.Random(seed).shuffle(out)
     return out
 

@@ -19,7 +19,9 @@ def _with_bos_everywhere(tok):
     """A tokenizer that adds BOS itself and a template that writes BOS too: the classic doubled-BOS trap."""
     from tokenizers import processors
 
-    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
+    )
     tok.chat_template = "{{ bos_token }}" + tok.chat_template
     return tok
 
@@ -69,12 +71,12 @@ def test_kto_unpairs_preference_rows_and_shuffles_so_batches_mix(tok):
     labels = [r["label"] for r in rows]
     assert sum(labels) == 40
     assert labels != [True, False] * 40  # shuffled after unpairing
-    batches = [labels[i:i + 8] for i in range(0, 80, 8)]
+    batches = [labels[i : i + 8] for i in range(0, 80, 8)]
     assert sum(1 for b in batches if 0 < sum(b) < 8) >= 8
     examples = build_examples(pairs(8, 0), "kto", Tokenise(tok), batch_size=4, seed=0)
     # the KL row of each example is its neighbour's completion within its batch of 4
     for start in (0, 4):
-        group = examples[start:start + 4]
+        group = examples[start : start + 4]
         for i, e in enumerate(group):
             assert e.rejected == group[(i + 1) % 4].chosen
 

@@ -60,7 +60,7 @@ def test_padded_logps_equal_the_plain_full_vocabulary_computation(model):
     logp = logits.log_softmax(-1)[:, :-1].gather(2, batch.input_ids[:, 1:, None]).squeeze(2)
     expected = []
     for s, (p, c) in enumerate([(e.prompt, e.chosen) for e in ex] + [(e.prompt, e.rejected) for e in ex]):
-        expected.append(logp[s, len(p) - 1: len(p) + len(c) - 1].sum())
+        expected.append(logp[s, len(p) - 1 : len(p) + len(c) - 1].sum())
     torch.testing.assert_close(ours, torch.stack(expected), atol=1e-5, rtol=0)
 
 
@@ -92,8 +92,14 @@ def test_compiled_step_equals_eager():
         v = run(mod, batch)
         loss = L.dpo(v[:n], v[n:], v[:n].detach() - 1, v[n:].detach()).losses.mean()
         loss.backward()
-        results.append((v.detach(), loss.detach(), model.lm_head.weight.grad.clone(),
-                        model.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+        results.append(
+            (
+                v.detach(),
+                loss.detach(),
+                model.lm_head.weight.grad.clone(),
+                model.model.layers[0].self_attn.q_proj.weight.grad.clone(),
+            )
+        )
     for a, b in zip(results[0], results[1], strict=True):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 

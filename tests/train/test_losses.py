@@ -17,15 +17,18 @@ def mean(out: L.LossOutput) -> float:
     return float(out.losses.mean())
 
 
-@pytest.mark.parametrize("name, extra, expected", [
-    ("dpo", {}, 0.723448),
-    ("hinge", {}, 1.05),
-    ("apo-zero", {}, 1.012466),
-    ("apo-down", {}, 1.012373),
-    ("robust", {"label_smoothing": 0.1}, 0.729698),
-    ("cdpo", {"label_smoothing": 0.1}, 0.718448),
-    ("ipo", {}, 25.102300),
-])
+@pytest.mark.parametrize(
+    "name, extra, expected",
+    [
+        ("dpo", {}, 0.723448),
+        ("hinge", {}, 1.05),
+        ("apo-zero", {}, 1.012466),
+        ("apo-down", {}, 1.012373),
+        ("robust", {"label_smoothing": 0.1}, 0.729698),
+        ("cdpo", {"label_smoothing": 0.1}, 0.718448),
+        ("ipo", {}, 25.102300),
+    ],
+)
 def test_paired_losses_with_reference_match_pinned_values(name, extra, expected):
     out = L.LOSSES[name](policy_chosen=PC, policy_rejected=PR, ref_chosen=RC, ref_rejected=RR, beta=0.1, **KW, **extra)
     assert mean(out) == pytest.approx(expected, rel=1e-6, abs=1e-6)  # the issue gives 6 decimals
@@ -66,7 +69,9 @@ def test_kto_pinned_and_reference_point_clamped_at_zero():
 def test_kto_reference_point_carries_no_gradient():
     policy = torch.tensor([-10.0, -12.0], requires_grad=True)
     kl_policy = torch.tensor([-5.0, -6.0], requires_grad=True)
-    out = L.kto(policy, torch.tensor([-11.0, -11.0]), torch.tensor([True, False]), kl_policy, torch.tensor([-6.0, -7.0]))
+    out = L.kto(
+        policy, torch.tensor([-11.0, -11.0]), torch.tensor([True, False]), kl_policy, torch.tensor([-6.0, -7.0])
+    )
     out.losses.sum().backward()
     assert kl_policy.grad is None and policy.grad is not None
 

@@ -32,11 +32,26 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("score")
     tiny_model(d / "model")
     clean = pairs(96, 0)
-    flipped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"], "prompt_id": f"f{i}"} for i, r in enumerate(pairs(6, 7))]
+    flipped = [
+        {**r, "chosen": r["rejected"], "rejected": r["chosen"], "prompt_id": f"f{i}"} for i, r in enumerate(pairs(6, 7))
+    ]
     rows = [{k: v for k, v in r.items() if k != "prompt_id"} for r in clean + flipped]  # ids come from content
     save_dataset(d / "data", rows, pairs(8, 1))
-    common = ["--data", str(d / "data"), "--model", str(d / "model"), "--lr", "5e-3", "--max-steps", "20",
-              "--ref-cache-dir", str(d / "cache"), "--no-progress", "--threads", "1"]
+    common = [
+        "--data",
+        str(d / "data"),
+        "--model",
+        str(d / "model"),
+        "--lr",
+        "5e-3",
+        "--max-steps",
+        "20",
+        "--ref-cache-dir",
+        str(d / "cache"),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main(["train", "dpo", *common, "--out", str(d / "dpo")]) == 0
     assert main(["train", "rm", *common, "--out", str(d / "rm")]) == 0
     return d, rows, flipped
@@ -45,26 +60,95 @@ def setup(tmp_path_factory):
 def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_path):
     d, rows, flipped = setup
     store = _store_with(rows, tmp_path / "store")
-    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "6",
-                 "--below", "0", "--store", str(tmp_path / "store")]) == 0
-    got = store.connect().execute(
-        "SELECT r.content, j.scores, j.annotator_type, j.kind, j.metadata FROM judgements j "
-        "JOIN responses r ON r.response_id = j.response_ids[1]").fetchall()
+    assert (
+        main(
+            [
+                "score-pairs",
+                str(d / "dpo"),
+                "--data",
+                str(d / "data"),
+                "--split",
+                "train",
+                "--top",
+                "6",
+                "--below",
+                "0",
+                "--store",
+                str(tmp_path / "store"),
+            ]
+        )
+        == 0
+    )
+    got = (
+        store.connect()
+        .execute(
+            "SELECT r.content, j.scores, j.annotator_type, j.kind, j.metadata FROM judgements j "
+            "JOIN responses r ON r.response_id = j.response_ids[1]"
+        )
+        .fetchall()
+    )
     assert len(got) == 6
     assert {c for c, *_ in got} == {r["chosen"] for r in flipped}  # exactly the flipped pairs
     assert all(s == [0.0, 1.0] and t == "ai" and k == "pairwise" for _, s, t, k, _ in got)
     assert all('"margin": -' in meta for *_, meta in got)
     # idempotent: running again adds no new judgement
-    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "6",
-                 "--store", str(tmp_path / "store")]) == 0
+    assert (
+        main(
+            [
+                "score-pairs",
+                str(d / "dpo"),
+                "--data",
+                str(d / "data"),
+                "--split",
+                "train",
+                "--top",
+                "6",
+                "--store",
+                str(tmp_path / "store"),
+            ]
+        )
+        == 0
+    )
     assert store.count("judgements") == 6
     # --below 0 keeps only real disagreements: asking for 20 still gives the 6 mislabelled pairs
-    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "20",
-                 "--below", "0", "--store", str(tmp_path / "store")]) == 0
+    assert (
+        main(
+            [
+                "score-pairs",
+                str(d / "dpo"),
+                "--data",
+                str(d / "data"),
+                "--split",
+                "train",
+                "--top",
+                "20",
+                "--below",
+                "0",
+                "--store",
+                str(tmp_path / "store"),
+            ]
+        )
+        == 0
+    )
     assert store.count("judgements") == 6
     # without it, --top K pairs with the lowest margins, agreements recorded as the model's preference
-    assert main(["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", "--top", "10",
-                 "--store", str(tmp_path / "store")]) == 0
+    assert (
+        main(
+            [
+                "score-pairs",
+                str(d / "dpo"),
+                "--data",
+                str(d / "data"),
+                "--split",
+                "train",
+                "--top",
+                "10",
+                "--store",
+                str(tmp_path / "store"),
+            ]
+        )
+        == 0
+    )
     rows = store.read("judgements").to_pylist()
     assert len(rows) == 10 and sum(r["scores"] == [1.0, 0.0] for r in rows) == 4
 
@@ -75,9 +159,14 @@ def test_score_rates_responses_with_the_reward_model(setup, tmp_path):
     store = _store_with(clean, tmp_path / "store")
     assert main(["score", "--model", str(d / "rm" / "final"), "--store", str(tmp_path / "store")]) == 0
     n_responses = store.count("responses")
-    scored = dict(store.connect().execute(
-        "SELECT r.content, j.scores[1] FROM judgements j JOIN responses r ON r.response_id = j.response_ids[1] "
-        "WHERE j.kind = 'rating' AND j.annotator_type = 'ai'").fetchall())
+    scored = dict(
+        store.connect()
+        .execute(
+            "SELECT r.content, j.scores[1] FROM judgements j JOIN responses r ON r.response_id = j.response_ids[1] "
+            "WHERE j.kind = 'rating' AND j.annotator_type = 'ai'"
+        )
+        .fetchall()
+    )
     assert store.count("judgements") == n_responses >= 36
     wins = sum(scored[r["chosen"]] > scored[r["rejected"]] for r in clean)
     assert wins >= 18

@@ -29,8 +29,17 @@ def world(tmp_path_factory):
 
 
 def cfg(world: Path, out: str, **kw) -> TrainConfig:
-    base = dict(data=str(world / "pairs"), model=str(world / "model"), out=str(world / out), lr=5e-3, max_steps=30,
-                batch_size=8, ref_cache_dir=str(world / "cache"), progress=False, threads=1)
+    base = dict(
+        data=str(world / "pairs"),
+        model=str(world / "model"),
+        out=str(world / out),
+        lr=5e-3,
+        max_steps=30,
+        batch_size=8,
+        ref_cache_dir=str(world / "cache"),
+        progress=False,
+        threads=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -106,12 +115,48 @@ def _env() -> dict:
 @pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
 def test_ddp_two_gloo_processes_equal_one_process(world):
     one = train(cfg(world, "ddp1", max_steps=2, lr=1e-3))
-    args = ["--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(world / "ddp2"),
-            "--lr", "1e-3", "--max-steps", "2", "--batch-size", "8", "--ref-cache-dir", str(world / "cache"),
-            "--device", "cpu", "--threads", "1", "--no-progress"]
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-port", "29533", "-m", "prefkit.cli", "train", "dpo", *args],
-                          env=_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    args = [
+        "--data",
+        str(world / "pairs"),
+        "--model",
+        str(world / "model"),
+        "--out",
+        str(world / "ddp2"),
+        "--lr",
+        "1e-3",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--ref-cache-dir",
+        str(world / "cache"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29533",
+            "-m",
+            "prefkit.cli",
+            "train",
+            "dpo",
+            *args,
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_weights_close(one, world / "ddp2" / "final", atol=1e-4)
     rows1, rows2 = read_metrics(world / "ddp1"), read_metrics(world / "ddp2")
@@ -152,12 +197,44 @@ def test_cli_yaml_equals_flags_and_flags_win(world, capsys):
     from prefkit.cli import main
 
     conf = world / "conf.yaml"
-    conf.write_text(yaml.safe_dump({"beta": 0.2, "lr": 2e-3, "max_steps": 2, "batch_size": 4, "progress": False,
-                                    "ref_cache_dir": str(world / "cache"), "threads": 1}))
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "beta": 0.2,
+                "lr": 2e-3,
+                "max_steps": 2,
+                "batch_size": 4,
+                "progress": False,
+                "ref_cache_dir": str(world / "cache"),
+                "threads": 1,
+            }
+        )
+    )
     common = ["train", "dpo", "--data", str(world / "pairs"), "--model", str(world / "model")]
     assert main([*common, "--out", str(world / "cli_yaml"), "--config", str(conf), "--max-steps", "3"]) == 0
-    assert main([*common, "--out", str(world / "cli_flags"), "--beta", "0.2", "--lr", "2e-3", "--max-steps", "3",
-                 "--batch-size", "4", "--no-progress", "--ref-cache-dir", str(world / "cache"), "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--out",
+                str(world / "cli_flags"),
+                "--beta",
+                "0.2",
+                "--lr",
+                "2e-3",
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--no-progress",
+                "--ref-cache-dir",
+                str(world / "cache"),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     a = yaml.safe_load((world / "cli_yaml" / "config.yaml").read_text())
     b = yaml.safe_load((world / "cli_flags" / "config.yaml").read_text())
     assert a["max_steps"] == 3 and a["beta"] == 0.2
@@ -168,8 +245,19 @@ def test_cli_yaml_equals_flags_and_flags_win(world, capsys):
 def test_cli_bad_input_is_one_line(world, tmp_path, capsys):
     from prefkit.cli import main
 
-    code = main(["train", "dpo", "--data", str(world / "kto"), "--model", str(world / "model"), "--out", str(tmp_path / "x"),
-                 "--no-progress"])
+    code = main(
+        [
+            "train",
+            "dpo",
+            "--data",
+            str(world / "kto"),
+            "--model",
+            str(world / "model"),
+            "--out",
+            str(tmp_path / "x"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("prefkit train: error:") and "use `kto`" in err[-1]
     bad = tmp_path / "bad.yaml"

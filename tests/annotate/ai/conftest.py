@@ -11,8 +11,10 @@ from tests.support.factories import prompt, response
 def fill(store: Store, prompts: int, responses: int) -> Store:
     ps = [prompt(f"Question number {i}: what is {i} + {i}?") for i in range(prompts)]
     store.append("prompts", ps)
-    store.append("responses", [response(p, f"Answer {k} to question {i}: {i + i + k}") for i, p in enumerate(ps)
-                               for k in range(responses)])
+    store.append(
+        "responses",
+        [response(p, f"Answer {k} to question {i}: {i + i + k}") for i, p in enumerate(ps) for k in range(responses)],
+    )
     return store
 
 

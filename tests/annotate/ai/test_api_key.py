@@ -20,8 +20,9 @@ def _run(args, logs: Path, name: str, env_name: str = "OPENAI_API_KEY"):
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     env[env_name] = SECRET
     with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
-        return subprocess.run([sys.executable, "-m", "annotate.ai.cli", *args], env=env, stdout=out, stderr=err,
-                              timeout=120).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "annotate.ai.cli", *args], env=env, stdout=out, stderr=err, timeout=120
+        ).returncode
 
 
 def _files_containing(folder: Path, needle: bytes) -> list[Path]:
@@ -42,7 +43,15 @@ def test_api_key_never_written(tmp_path):
 
     with OpenAIServer(answer) as server:
         common = ["--store", str(store_path), "--base-url", server.base_url, "--timeout", "5", "--max-retries", "1"]
-        assert _run(["generate", *common, "--model", "gen-m", "-n", "1", "--api-key-env", "MY_KEY"], logs, "generate", "MY_KEY") == 0
+        assert (
+            _run(
+                ["generate", *common, "--model", "gen-m", "-n", "1", "--api-key-env", "MY_KEY"],
+                logs,
+                "generate",
+                "MY_KEY",
+            )
+            == 0
+        )
         assert _run(["judge", *common, "--model", "judge-m", "--mode", "text"], logs, "judge") == 0
         seen = {e.auth for e in server.log}
     assert seen == {SECRET}, "the key was sent to the server (so the test below means something)"

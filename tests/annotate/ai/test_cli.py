@@ -29,8 +29,20 @@ def server():
 
 
 def _run(store, server, *args):
-    return main([*args, "--store", str(store.root), "--base-url", server.base_url, "--model", "cli-m",
-                 "--no-progress", "--timeout", "5"])
+    return main(
+        [
+            *args,
+            "--store",
+            str(store.root),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "cli-m",
+            "--no-progress",
+            "--timeout",
+            "5",
+        ]
+    )
 
 
 def test_commands_as_documented(store, server, capsys, monkeypatch):
@@ -81,8 +93,22 @@ def test_bad_input_is_one_line(store, capsys):
 def test_refused_key_stops_the_job_with_one_line(store, capsys, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-123456")
     with OpenAIServer(lambda r: Reply(status=401, message="Incorrect API key provided: sk-wrong-key-123456")) as s:
-        code = main(["judge", "--store", str(store.root), "--base-url", s.base_url, "--model", "m",
-                     "--mode", "text", "--no-progress", "--concurrency", "2"])
+        code = main(
+            [
+                "judge",
+                "--store",
+                str(store.root),
+                "--base-url",
+                s.base_url,
+                "--model",
+                "m",
+                "--mode",
+                "text",
+                "--no-progress",
+                "--concurrency",
+                "2",
+            ]
+        )
         sent = s.stats()["requests"]
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "HTTP 401" in err and "sk-wrong" not in err

@@ -15,8 +15,15 @@ ANNOTATOR = "ai:judge-m:pairwise"
 
 
 def _config(server, **kw):
-    values = dict(model="judge-m", base_url=server.base_url, concurrency=16, timeout=0.4, backoff=0.01,
-                  max_backoff=0.05, progress=False)
+    values = dict(
+        model="judge-m",
+        base_url=server.base_url,
+        concurrency=16,
+        timeout=0.4,
+        backoff=0.01,
+        max_backoff=0.05,
+        progress=False,
+    )
     values.update(kw)
     return EngineConfig(**values)
 
@@ -28,7 +35,8 @@ def _verdict(request):
 def _check_rows(store, logprobs=True):
     con = store.connect()
     rows = con.execute(
-        "SELECT status, scores, error, raw, confidence FROM judgements WHERE annotator = ?", [ANNOTATOR]).fetchall()
+        "SELECT status, scores, error, raw, confidence FROM judgements WHERE annotator = ?", [ANNOTATOR]
+    ).fetchall()
     for status, scores, error, raw, confidence in rows:
         if status == "submitted":
             assert len(scores) == 2 and sum(scores) == 1.0 and raw and error is None
@@ -72,9 +80,16 @@ def test_persistent_failures_become_error_rows_with_reasons(tmp_path):
     statuses, errors = _check_rows(store, logprobs=False)
     assert statuses == {"submitted": 4, "error": 16}
     reasons = Counter(e.split(" (")[0].split(":")[0] for e in errors)
-    assert reasons == {"empty content": 4, "output cut off at max_tokens": 4,
-                       "malformed JSON in the answer body": 4, "unreadable verdict, also after one repair request": 4}
-    raws = store.connect().execute(
-        "SELECT raw, metadata FROM judgements WHERE status = 'error' AND error LIKE 'unreadable%'").fetchall()
+    assert reasons == {
+        "empty content": 4,
+        "output cut off at max_tokens": 4,
+        "malformed JSON in the answer body": 4,
+        "unreadable verdict, also after one repair request": 4,
+    }
+    raws = (
+        store.connect()
+        .execute("SELECT raw, metadata FROM judgements WHERE status = 'error' AND error LIKE 'unreadable%'")
+        .fetchall()
+    )
     assert all(raw == "I really cannot decide between them." for raw, _ in raws), "the model's words are kept"
     assert all(json.loads(m)["order"] in ("ab", "ba") for _, m in raws)

@@ -13,8 +13,9 @@ from tests.support.openai_server import OpenAIServer, Reply
 
 
 def _config(server, **kw):
-    values = dict(model="judge-m", base_url=server.base_url, concurrency=8, timeout=5, progress=False,
-                  max_retries=1, backoff=0.01)
+    values = dict(
+        model="judge-m", base_url=server.base_url, concurrency=8, timeout=5, progress=False, max_retries=1, backoff=0.01
+    )
     values.update(kw)
     return EngineConfig(**values)
 
@@ -38,15 +39,19 @@ def test_both_orders_are_stored_with_confidence(store):
     con = store.connect()
     rows = con.execute(
         "SELECT response_ids, scores, confidence, metadata, guidelines, annotator, annotator_type FROM judgements "
-        "WHERE kind = 'pairwise'").fetchall()
+        "WHERE kind = 'pairwise'"
+    ).fetchall()
     by_key = {}
     for ids, scores, confidence, metadata, guidelines, annotator, kind in rows:
         meta = json.loads(metadata)
         by_key.setdefault(meta["order_key"], {})[meta["order"]] = (ids, scores, confidence)
         assert annotator == "ai:judge-m:pairwise" and kind == "ai" and guidelines.startswith("pairwise@")
         assert meta["fingerprint"] == "fp_loopback"
-        assert confidence == pytest.approx(0.9 / (0.9 + 0.082 + 0.0067), abs=0.01) if scores == [1.0, 0.0] \
+        assert (
+            confidence == pytest.approx(0.9 / (0.9 + 0.082 + 0.0067), abs=0.01)
+            if scores == [1.0, 0.0]
             else confidence < 0.1
+        )
     assert len(by_key) == 12
     for orders in by_key.values():
         (ab_ids, ab_scores, _), (ba_ids, ba_scores, _) = orders["ab"], orders["ba"]
@@ -90,8 +95,11 @@ def test_dry_run_sends_nothing_and_budget_stops(store):
     with OpenAIServer(_prefers_lower_answer) as server:
         dry = judge(store, _config(server, price_in=1000, price_out=1000), JudgeOptions(mode="logprobs", dry_run=True))
         assert server.stats()["requests"] == 0 and dry.summary.requests == 24 and dry.summary.cost > 0
-        capped = judge(store, _config(server, price_in=1000, price_out=1000, max_cost=0.5, concurrency=1),
-                       JudgeOptions(mode="logprobs"))
+        capped = judge(
+            store,
+            _config(server, price_in=1000, price_out=1000, max_cost=0.5, concurrency=1),
+            JudgeOptions(mode="logprobs"),
+        )
         assert capped.summary.stopped == "budget" and 0 < capped.written < 24
         assert server.stats()["requests"] == capped.summary.requests
         rest = judge(store, _config(server), JudgeOptions(mode="logprobs"))
@@ -103,8 +111,13 @@ def test_rubric_scores_with_samples_and_self_rewarding(store):
         return f"Reasonable.\nScore: {3 + request['seed'] % 2}"  # samples 0, 1 → 3, 4
 
     with OpenAIServer(answer) as server:
-        report = judge(store, _config(server), JudgeOptions(method="rubric", template="self_rewarding", samples=2,
-                                                            mode="text", sampling=Sampling(temperature=0.7)))
+        report = judge(
+            store,
+            _config(server),
+            JudgeOptions(
+                method="rubric", template="self_rewarding", samples=2, mode="text", sampling=Sampling(temperature=0.7)
+            ),
+        )
     assert report.written == 12 and report.errors == 0
     rows = store.read("judgements").to_pylist()
     assert {r["kind"] for r in rows} == {"rating"} and all(r["scores"] == [3.5] for r in rows)

@@ -59,8 +59,9 @@ def test_judge_eval_on_pandalm(pandalm, tmp_path, capsys):
         if lo == hi:
             continue
         for first, second in ((lo, hi), (hi, lo)):
-            user = template.text("user", question=render_conversation(prompts[pid]), response_a=texts[first],
-                                 response_b=texts[second])
+            user = template.text(
+                "user", question=render_conversation(prompts[pid]), response_a=texts[first], response_b=texts[second]
+            )
             shown[user] = ((pid, lo, hi), first)
 
     def answer(request):
@@ -78,16 +79,21 @@ def test_judge_eval_on_pandalm(pandalm, tmp_path, capsys):
 
     result = evaluate(store, "ai:scripted:pairwise")
     con = store.connect()
-    keys = {(pid, *sorted(ids)) for pid, ids in con.execute(
-        "SELECT prompt_id, response_ids FROM judgements WHERE annotator = 'ai:scripted:pairwise'").fetchall()}
+    keys = {
+        (pid, *sorted(ids))
+        for pid, ids in con.execute(
+            "SELECT prompt_id, response_ids FROM judgements WHERE annotator = 'ai:scripted:pairwise'"
+        ).fetchall()
+    }
     biased = [k for k in keys if _biased(k)]
     assert result.comparisons == result.both_orders == LIMIT
     assert result.position_consistency == pytest.approx(1 - len(biased) / LIMIT)
     expected_correct = (LIMIT - len(biased)) + sum(truth[k] == "tie" for k in biased)
     assert result.accuracy == pytest.approx(expected_correct / LIMIT)
     assert 0 < len(biased) < LIMIT and result.accuracy < 1
-    assert result.cohen_kappa == pytest.approx(cohen_kappa(
-        [("tie" if _biased(k) else truth[k]) for k in sorted(keys)], [truth[k] for k in sorted(keys)]))
+    assert result.cohen_kappa == pytest.approx(
+        cohen_kappa([("tie" if _biased(k) else truth[k]) for k in sorted(keys)], [truth[k] for k in sorted(keys)])
+    )
 
     assert ai_main(["judge-eval", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out

@@ -20,14 +20,33 @@ ANNOTATOR = "ai:judge-m:pairwise"
 
 def _answer(request):
     # The verdict depends on the request, so both orders of a pair can disagree as real judges do.
-    return Reply("A\nfirst" if len(request["messages"][-1]["content"]) % 3 else "B\nsecond",
-                 top_logprobs={"A": -0.3, "B": -1.5, "tie": -3.0})
+    return Reply(
+        "A\nfirst" if len(request["messages"][-1]["content"]) % 3 else "B\nsecond",
+        top_logprobs={"A": -0.3, "B": -1.5, "tie": -3.0},
+    )
 
 
 def _judge(store_path, base_url):
     env = dict(os.environ, OPENAI_API_KEY="sk-kill-test")
-    cmd = [sys.executable, "-m", "annotate.ai.cli", "judge", "--store", str(store_path), "--model", "judge-m",
-           "--base-url", base_url, "--concurrency", "8", "--timeout", "5", "--write-every", "5", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "annotate.ai.cli",
+        "judge",
+        "--store",
+        str(store_path),
+        "--model",
+        "judge-m",
+        "--base-url",
+        base_url,
+        "--concurrency",
+        "8",
+        "--timeout",
+        "5",
+        "--write-every",
+        "5",
+        "--no-progress",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -81,6 +100,8 @@ def test_killed_five_times_then_finished(tmp_path):
     assert rows == (total, total), "every judgement written exactly once"
     orders = con.execute(
         "SELECT json_extract_string(metadata, '$.order_key') k, list(json_extract_string(metadata, '$.order')) "
-        "FROM judgements WHERE annotator = ? GROUP BY k", [ANNOTATOR]).fetchall()
+        "FROM judgements WHERE annotator = ? GROUP BY k",
+        [ANNOTATOR],
+    ).fetchall()
     assert len(orders) == total // 2 and all(sorted(o) == ["ab", "ba"] for _, o in orders)
     assert con.execute("SELECT count(*) FROM judgements WHERE status <> 'submitted'").fetchone()[0] == 0

@@ -8,8 +8,9 @@ from tests.support.openai_server import OpenAIServer
 
 
 def _config(server):
-    return EngineConfig(model="rev-m", base_url=server.base_url, concurrency=4, timeout=5, progress=False,
-                        max_retries=1, backoff=0.01)
+    return EngineConfig(
+        model="rev-m", base_url=server.base_url, concurrency=4, timeout=5, progress=False, max_retries=1, backoff=0.01
+    )
 
 
 def test_critique_two_rounds_writes_chained_revisions(store):
@@ -30,7 +31,8 @@ def test_critique_two_rounds_writes_chained_revisions(store):
     rows = con.execute(
         "SELECT r.content, r.parent_id, j.response_ids, j.scores, j.principle, j.rationale, j.metadata "
         "FROM responses r JOIN judgements j ON j.response_ids[2] = r.response_id "
-        "WHERE r.origin = 'critique_revision' AND j.kind = 'revision'").fetchall()
+        "WHERE r.origin = 'critique_revision' AND j.kind = 'revision'"
+    ).fetchall()
     assert len(rows) == 24
     names = {"helpful", "honest", "harmless", "respectful", "concise"}
     for content, parent, ids, scores, principle, rationale, metadata in rows:
@@ -57,15 +59,17 @@ def test_clair_accepts_minimal_rejects_rewrites_and_identical(store):
     con = store.connect()
     errors = [e for (e,) in con.execute("SELECT error FROM judgements WHERE status = 'error'").fetchall()]
     assert sorted({e.split(":")[0] for e in errors}) == [
-        "no revision field in the answer, also after one repair request", "not minimal", "revision identical to the original"]
+        "no revision field in the answer, also after one repair request",
+        "not minimal",
+        "revision identical to the original",
+    ]
     (meta, ids, rationale), *_ = con.execute(
         "SELECT metadata, response_ids, rationale FROM judgements WHERE kind = 'revision' AND status = 'submitted'"
     ).fetchall()
     metrics = json.loads(meta)
     assert metrics["edit_distance"] == 1 and 0.5 < metrics["similarity"] < 1 and 0 < metrics["jaccard"] < 1
     assert rationale == "Fix the number."
-    origin, parent = con.execute(
-        "SELECT origin, parent_id FROM responses WHERE response_id = ?", [ids[1]]).fetchone()
+    origin, parent = con.execute("SELECT origin, parent_id FROM responses WHERE response_id = ?", [ids[1]]).fetchone()
     assert origin == "clair_revision" and parent == ids[0]
 
 

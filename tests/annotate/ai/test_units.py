@@ -16,25 +16,37 @@ from annotate.ai.ranking import bradley_terry
 from tests.support.openai_server import OpenAIServer
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("A\nbecause", ("first", "because")),
-    ("**B**", ("second", "")),
-    ("tie", ("tie", "")),
-    ("Both are fine. [[B]]", ("second", "Both are fine. [[B]]")),
-    ("Verdict: A", ("first", "Verdict: A")),
-    ('```json\n{"verdict": "tie", "reason": "same"}\n```', ("tie", "same")),
-    ("Response A is better than B, but [[B]]", None),  # contradictory: no guess
-    ("I cannot tell.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("A\nbecause", ("first", "because")),
+        ("**B**", ("second", "")),
+        ("tie", ("tie", "")),
+        ("Both are fine. [[B]]", ("second", "Both are fine. [[B]]")),
+        ("Verdict: A", ("first", "Verdict: A")),
+        ('```json\n{"verdict": "tie", "reason": "same"}\n```', ("tie", "same")),
+        ("Response A is better than B, but [[B]]", None),  # contradictory: no guess
+        ("I cannot tell.", None),
+        ("", None),
+    ],
+)
 def test_verdict_from_text(text, expected):
     assert verdicts.verdict_from_text(text) == expected
 
 
 def test_verdict_from_logprobs_renormalises_over_labels():
-    lp = [{"token": "A", "logprob": math.log(0.6), "top_logprobs": [
-        {"token": "A", "logprob": math.log(0.6)}, {"token": " B", "logprob": math.log(0.2)},
-        {"token": "Tie", "logprob": math.log(0.1)}, {"token": "The", "logprob": math.log(0.1)}]}]
+    lp = [
+        {
+            "token": "A",
+            "logprob": math.log(0.6),
+            "top_logprobs": [
+                {"token": "A", "logprob": math.log(0.6)},
+                {"token": " B", "logprob": math.log(0.2)},
+                {"token": "Tie", "logprob": math.log(0.1)},
+                {"token": "The", "logprob": math.log(0.1)},
+            ],
+        }
+    ]
     verdict, p_first = verdicts.verdict_from_logprobs(lp)
     assert verdict == "first" and p_first == pytest.approx(0.6 / 0.9)
     assert verdicts.verdict_from_logprobs([{"token": "The", "logprob": 0.0, "top_logprobs": []}]) is None
@@ -59,8 +71,18 @@ def test_edit_metrics_and_rejections():
 
 def test_bradley_terry_orders_by_strength():
     # 0 beats 1 three times of four, 1 beats 2 three times of four, 0 beats 2 always.
-    outcomes = [(0, 1, 1), (0, 1, 1), (0, 1, 1), (0, 1, 0), (1, 2, 1), (1, 2, 1), (1, 2, 1), (1, 2, 0),
-                (0, 2, 1), (0, 2, 1)]
+    outcomes = [
+        (0, 1, 1),
+        (0, 1, 1),
+        (0, 1, 1),
+        (0, 1, 0),
+        (1, 2, 1),
+        (1, 2, 1),
+        (1, 2, 1),
+        (1, 2, 0),
+        (0, 2, 1),
+        (0, 2, 1),
+    ]
     p = bradley_terry(3, outcomes)
     assert p[0] > p[1] > p[2] and np.isclose(p.sum(), 3)
     assert np.allclose(bradley_terry(2, [(0, 1, 0.5)]), [1, 1])  # a tie: equal strengths
