@@ -275,8 +275,24 @@ async def clair_one(
     messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
     b = body(model, messages, options.sampling, **extra)
     answer = await engine.complete(b)
+
+    def failed(reason: str, **kw: Any) -> list[Any]:
+        """This target's attempt as one error row, the model's words kept for audit."""
+        return [
+            _error(
+                target,
+                target.response_id,
+                answer.key,
+                annotator,
+                template.guidelines,
+                reason,
+                answer.content if answer.ok else None,
+                **kw,
+            )
+        ]
+
     if not answer.ok:
-        return [_error(target, target.response_id, answer.key, annotator, template.guidelines, answer.error, None)]
+        return failed(answer.error)
     revised = verdicts.tagged(answer.content, "revision")
     if revised is None:
         repair = b["messages"] + [
@@ -286,35 +302,14 @@ async def clair_one(
         fixed = await engine.complete({**{k: v for k, v in b.items() if k != "response_format"}, "messages": repair})
         revised = verdicts.tagged(fixed.content or "", "revision") if fixed.ok else None
         if revised is None:
-            return [
-                _error(
-                    target,
-                    target.response_id,
-                    answer.key,
-                    annotator,
-                    template.guidelines,
-                    "no revision field in the answer, also after one repair request",
-                    answer.content,
-                )
-            ]
+            return failed("no revision field in the answer, also after one repair request")
     problem, metrics = check_revision(target.content, revised, options.min_similarity)
     reasoning = verdicts.tagged(answer.content, "reasoning") or answer.content.split("<revision>")[0].strip()
     metadata: dict[str, Any] = {**metrics, "fingerprint": answer.fingerprint, "mode": mode}
     if problem is None and judge_template is not None:
         problem, metadata["verification"] = await _verify(engine, target, revised, judge_template, mode, options)
     if problem:
-        return [
-            _error(
-                target,
-                target.response_id,
-                answer.key,
-                annotator,
-                template.guidelines,
-                problem,
-                answer.content,
-                metadata=metadata,
-            )
-        ]
+        return failed(problem, metadata=metadata)
     response, judgement = _revision_rows(
         target,
         target.response_id,

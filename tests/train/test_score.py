@@ -27,6 +27,12 @@ def _store_with(rows: list[dict], path: Path) -> Store:
     return store
 
 
+def _score_pairs(d: Path, tmp_path: Path, *flags: str) -> int:
+    """`prefkit score-pairs` on the fixture's DPO run over its training split."""
+    argv = ["score-pairs", str(d / "dpo"), "--data", str(d / "data"), "--split", "train", *flags]
+    return main([*argv, "--store", str(tmp_path / "store")])
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("score")
@@ -60,25 +66,7 @@ def setup(tmp_path_factory):
 def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_path):
     d, rows, flipped = setup
     store = _store_with(rows, tmp_path / "store")
-    assert (
-        main(
-            [
-                "score-pairs",
-                str(d / "dpo"),
-                "--data",
-                str(d / "data"),
-                "--split",
-                "train",
-                "--top",
-                "6",
-                "--below",
-                "0",
-                "--store",
-                str(tmp_path / "store"),
-            ]
-        )
-        == 0
-    )
+    assert _score_pairs(d, tmp_path, "--top", "6", "--below", "0") == 0
     got = (
         store.connect()
         .execute(
@@ -92,63 +80,13 @@ def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_pa
     assert all(s == [0.0, 1.0] and t == "ai" and k == "pairwise" for _, s, t, k, _ in got)
     assert all('"margin": -' in meta for *_, meta in got)
     # idempotent: running again adds no new judgement
-    assert (
-        main(
-            [
-                "score-pairs",
-                str(d / "dpo"),
-                "--data",
-                str(d / "data"),
-                "--split",
-                "train",
-                "--top",
-                "6",
-                "--store",
-                str(tmp_path / "store"),
-            ]
-        )
-        == 0
-    )
+    assert _score_pairs(d, tmp_path, "--top", "6") == 0
     assert store.count("judgements") == 6
     # --below 0 keeps only real disagreements: asking for 20 still gives the 6 mislabelled pairs
-    assert (
-        main(
-            [
-                "score-pairs",
-                str(d / "dpo"),
-                "--data",
-                str(d / "data"),
-                "--split",
-                "train",
-                "--top",
-                "20",
-                "--below",
-                "0",
-                "--store",
-                str(tmp_path / "store"),
-            ]
-        )
-        == 0
-    )
+    assert _score_pairs(d, tmp_path, "--top", "20", "--below", "0") == 0
     assert store.count("judgements") == 6
     # without it, --top K pairs with the lowest margins, agreements recorded as the model's preference
-    assert (
-        main(
-            [
-                "score-pairs",
-                str(d / "dpo"),
-                "--data",
-                str(d / "data"),
-                "--split",
-                "train",
-                "--top",
-                "10",
-                "--store",
-                str(tmp_path / "store"),
-            ]
-        )
-        == 0
-    )
+    assert _score_pairs(d, tmp_path, "--top", "10") == 0
     rows = store.read("judgements").to_pylist()
     assert len(rows) == 10 and sum(r["scores"] == [1.0, 0.0] for r in rows) == 4
 
