@@ -94,6 +94,12 @@ class TrainConfig:
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
     head_chunk: int = _f(1024, "completion positions per LM-head chunk")
     threads: int | None = _f(None, "torch CPU threads (None = torch's default)")
+    sharding: str = _f(
+        "ddp",
+        "under torchrun: ddp keeps a whole model copy per GPU (fastest when it fits one); fsdp shards weights, "
+        "gradients and AdamW state across the processes (FSDP2), for a model whose training does not fit one GPU",
+        choices=["ddp", "fsdp"],
+    )
     # ---- bookkeeping
     logging_steps: int = _f(1, "write metrics every N steps")
     eval_steps: int = _f(0, "evaluate on the test split every N steps (0 = at the end only)")
@@ -152,6 +158,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("micro_batch_size: must be at least 1")
     if cfg.ref not in ("cached", "on-the-fly"):
         raise ConfigError(f"ref: `{cfg.ref}` is not cached or on-the-fly")
+    if cfg.sharding not in ("ddp", "fsdp"):
+        raise ConfigError(f"sharding: `{cfg.sharding}` is not ddp or fsdp")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"dtype: `{cfg.dtype}` is not auto, float32 or bfloat16")
 

@@ -119,10 +119,11 @@ def mfu(n_params: int, tokens_per_s: float, device: torch.device, ref_forward: b
     return (6 + (2 if ref_forward else 0)) * n_params * tokens_per_s / peak
 
 
-def memory_estimate(model, cfg, packed: bool) -> float:
-    """Rough peak bytes before training: weights + grads + AdamW moments for trainable weights,
-    frozen weights, and activations ≈ 34·hidden + 5·heads·tokens bytes per token per layer (Korthikanti
-    et al. 2022), halved-ish with bf16, for one micro-batch."""
+def memory_estimate(model, cfg, packed: bool, shards: int = 1) -> float:
+    """Rough peak bytes per process before training: weights + grads + AdamW moments for trainable
+    weights, frozen weights (both split over `shards` FSDP processes), and activations ≈ 34·hidden +
+    5·heads·tokens bytes per token per layer (Korthikanti et al. 2022), halved-ish with bf16, for one
+    micro-batch."""
     # weights + gradient + two AdamW moments, all in the weights' dtype
     trainable = sum(p.numel() * p.element_size() * 4 for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
@@ -131,4 +132,4 @@ def memory_estimate(model, cfg, packed: bool) -> float:
     layers = getattr(config, "num_hidden_layers", 0) or 0
     tokens = cfg.max_tokens or 2 * (cfg.micro_batch_size or cfg.batch_size) * cfg.max_length
     act = 0.0 if cfg.gradient_checkpointing else tokens * layers * 34 * hidden
-    return float(trainable + frozen + act)
+    return float((trainable + frozen) / shards + act)

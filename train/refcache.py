@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,7 +39,10 @@ def model_fingerprint(model: torch.nn.Module, name: str = "", adapter_disabled: 
         if "lora_" in pname:  # the adapter is disabled for the reference: not part of it
             continue
         h.update(pname.encode())
-        flat = p.detach().reshape(-1)
+        t = p.detach()
+        if hasattr(t, "full_tensor"):  # an FSDP shard: gather it (every rank calls this), so the key is unchanged
+            t = t.full_tensor()
+        flat = t.reshape(-1)
         # a strided sample of each tensor: cheap for big models, still changes when weights do
         h.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
     return h.hexdigest()[:24]
@@ -72,10 +76,16 @@ def compute(
     return out
 
 
-def cached(key: str, cache_dir: Path | None, make) -> tuple[torch.Tensor, bool]:
-    """`make()` once per key; returns (tensor, came_from_cache). Written atomically (tmp + rename)."""
+def cached(
+    key: str, cache_dir: Path | None, make, agree: Callable[[bool], bool] | None = None
+) -> tuple[torch.Tensor, bool]:
+    """`make()` once per key; returns (tensor, came_from_cache). Written atomically (tmp + rename).
+    `agree(hit)` makes every process take the same branch: a sharded `make()` needs all of them."""
     path = Path(cache_dir or default_cache_dir()) / f"{key}.pt"
-    if path.exists():
+    hit = path.exists()
+    if agree is not None:
+        hit = agree(hit)
+    if hit:
         return torch.load(path), True
     value = make()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
     setup → load model and data → reference log-probs (cached) → for each step:
         the step's examples → micro-batches (pairs never split) → forward/backward, loss / n_step
-        → all-reduce gradients (several processes) → clip → AdamW → warmup-cosine schedule
+        → all-reduce gradients (several processes; FSDP reduce-scatters in backward) → clip → AdamW
+        → warmup-cosine schedule
         → metrics.jsonl, eval every N steps, checkpoint every M steps
     → final model in Hugging Face format, config.yaml
 
@@ -33,6 +34,14 @@ from train.data import Example, Tokenise, build_examples, check_kto_weights, dat
 from train.forward import SequenceLogps, SequenceScores, count_params, run
 from train.losses import LOSSES, needs_reference
 from train.refcache import cached, compute, data_fingerprint, model_fingerprint
+from train.sharding import (
+    full_state_dict,
+    full_training_state,
+    grad_norm_value,
+    load_full_training_state,
+    reshard,
+    shard,
+)
 
 REF_PASS_TOKENS = 8192  # tokens per forward in the reference pass (no activations kept, so it can be large)
 
@@ -60,8 +69,12 @@ def _device(cfg: TrainConfig, rank: int) -> torch.device:
     return torch.device("cuda", local)
 
 
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> str:
+    return cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+
+
 def _autocast(cfg: TrainConfig, device: torch.device) -> Callable:
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    dtype = _autocast_dtype(cfg, device)
     if dtype == "float32":
         return nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
@@ -220,6 +233,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     log = (lambda msg: print(f"prefkit train: {msg}", file=sys.stderr)) if main else (lambda msg: None)
     if main:
         out.mkdir(parents=True, exist_ok=True)
+    # One process has nothing to shard across: it trains the whole model as usual rather than on a
+    # one-rank mesh, which would add a process group and FSDP hooks for the same memory.
+    fsdp = cfg.sharding == "fsdp" and world > 1
+    if cfg.sharding == "fsdp" and world == 1:
+        log("--sharding fsdp needs several processes (torchrun --nproc-per-node N); training unsharded")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
@@ -237,10 +255,22 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         model.gradient_checkpointing_enable()
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
-    model.to(device)
     autocast = _autocast(cfg, device)
     wrap = (lambda m: SequenceScores(m)) if cfg.method == "rm" else (lambda m: SequenceLogps(m, cfg.head_chunk))
-    policy = wrap(model)
+    # FSDP: all-gather and compute in bf16 where autocast would anyway, the sharded fp32 weights stay fp32
+    bf16 = (
+        fsdp and device.type == "cuda" and _autocast_dtype(cfg, device) == "bfloat16" and cfg.model_dtype == "float32"
+    )
+
+    def place(root, inner, frozen=False):  # on the device whole, or sharded (before the optimizer exists)
+        if not fsdp:
+            return root.to(device)
+        layers = shard(root, inner, device, bf16, frozen)
+        if not frozen:
+            log(f"FSDP2 over {world} processes: {layers} decoder layers sharded one by one, the rest as one unit")
+        return root
+
+    policy = place(wrap(model), model)
     use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
     fwd = torch.compile(policy, dynamic=True) if use_compile else policy
 
@@ -255,18 +285,19 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             ref_module = lambda: nullcontext(policy)  # noqa: E731
         else:
             _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
-            ref_model.to(device).eval().requires_grad_(False)  # frozen, dropout off
-            frozen = wrap(ref_model)
+            ref_model.eval().requires_grad_(False)  # frozen, dropout off
+            frozen = place(wrap(ref_model), ref_model, frozen=True)  # sharded too: it is as big as the policy
             ref_module = lambda: nullcontext(frozen)  # noqa: E731
         if cfg.ref == "cached":
             t_ref = time.perf_counter()
             mkey = model_fingerprint(ref_model, cfg.ref_model or cfg.model, adapter_disabled=cfg.lora)
             ref_train, ref_eval = _cached_reference(
-                cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log
+                cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log, fsdp
             )
             ref_module = ref_model = None  # not needed any more: the reference can leave memory
             ref_seconds = time.perf_counter() - t_ref
     model.train()
+    reshard(policy)  # the optimizer below must get the shards
 
     # ---- optimiser and schedule
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
@@ -277,12 +308,12 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     start = 0
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "state.pt").exists():
-        start = _load_checkpoint(ckpt, model, opt, sched)
+        start = _load_checkpoint(ckpt, model, opt, sched, fsdp)
         M.truncate(out / "metrics.jsonl", start)
         log(f"resumed from step {start}")
     elif main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    est = M.memory_estimate(model, cfg, packed)
+    est = M.memory_estimate(model, cfg, packed, shards=world if fsdp else 1)
     if main:
         cfg.save(out / "config.yaml")
         log(
@@ -298,14 +329,21 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         mine = idx[rank::world]
         ex = [train_ex[i] for i in mine]
         acc = M.Accumulator()
-        for plan in plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens):
-            mex = [ex[i] for i in plan]
+        plans = plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens)
+        # FSDP reduce-scatters after every micro-batch rather than skipping the sync until the last
+        # (`set_requires_gradient_sync(False)`): skipping would keep a whole unsharded gradient per
+        # process, the memory sharding is there to save.
+        for plan in _lockstep(plans, fsdp, device):
+            rows = [mine[i] for i in plan] if plan is not None else idx[:1]  # None: a stand-in that counts 0
+            mex = [train_ex[i] for i in rows]
             batch = collate(mex, packed=packed, pad_id=tok.pad_token_id).to(device)
-            rl = ref_train[[mine[i] for i in plan]] if ref_train is not None else None
+            rl = ref_train[rows] if ref_train is not None else None
             o, values, ref = micro_outputs(cfg.method, cfg, fwd, batch, mex, rl, ref_module, autocast)
-            (o.losses.sum() / len(idx)).backward()
-            acc.add(cfg.method, o, values, ref, len(mex), batch.tokens)
-        _all_reduce_grads(params, world)
+            (o.losses.sum() * (1.0 if plan is not None else 0.0) / len(idx)).backward()
+            if plan is not None:
+                acc.add(cfg.method, o, values, ref, len(mex), batch.tokens)
+        if not fsdp:
+            _all_reduce_grads(params, world)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
         opt.step()
         sched.step()
@@ -317,7 +355,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             lr=sched.get_last_lr()[0],
             tokens_per_s=row["tokens"] / seconds,
             seconds=seconds,
-            grad_norm=float(grad_norm) if grad_norm is not None else None,
+            grad_norm=grad_norm_value(grad_norm) if grad_norm is not None else None,
         )
         if step == start:
             row["memory/estimated_gib"] = est / 2**30
@@ -348,12 +386,14 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
                 autocast,
                 rank,
                 world,
+                fsdp,
             )
+            reshard(policy)  # a forward without backward leaves the root gathered: free it
             if main:
                 writer.write({"step": step + 1, **erow})
             row.update(erow)
-        if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and not last and main:
-            _save_checkpoint(ckpt, model, opt, sched, step + 1)
+        if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and not last:
+            _save_checkpoint(ckpt, model, opt, sched, step + 1, main, fsdp)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         if on_step:
@@ -361,8 +401,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     bar.close()
 
     final = out / "final"
+    _save_final(model, tok, final, cfg.lora, main, fsdp)
     if main:
-        _save_final(model, tok, final, cfg.lora)
         shutil.rmtree(ckpt, ignore_errors=True)
         log(f"saved {final}")
     if world > 1:
@@ -384,7 +424,7 @@ class _AdapterDisabled:
         return self.ctx.__exit__(*exc)
 
 
-def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log):
+def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, tok, device, autocast, log, fsdp):
     result = []
     for examples in (train_ex, eval_ex):
         if not examples:
@@ -408,7 +448,9 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
                 )
 
         key = f"{data_fingerprint(examples)}-{mkey}"
-        value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make)
+        # sharded, every process runs the reference pass (its forwards are collectives): all or none read the file
+        agree = (lambda hit: _all_ranks(hit, min, device)) if fsdp else None
+        value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make, agree)
         model.train(was)
         log(f"reference log-probs for {len(examples)} examples {'read from cache' if hit else 'computed and cached'}")
         result.append(value)
@@ -417,18 +459,21 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
 
 @torch.no_grad()
 def evaluate(
-    cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world
+    cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world, fsdp=False
 ) -> dict:
     mine = list(range(len(examples)))[rank::world]
     acc = M.Accumulator()
     ex = [examples[i] for i in mine]
     size = cfg.micro_batch_size or cfg.batch_size
-    for plan in plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens):
-        mex = [ex[i] for i in plan]
+    plans = plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens)
+    for plan in _lockstep(plans, fsdp, device):
+        rows = [mine[i] for i in plan] if plan is not None else [0]  # None: a stand-in, not counted
+        mex = [examples[i] for i in rows]
         batch = collate(mex, packed=packed, pad_id=pad_id).to(device)
-        rl = ref_lp[[mine[i] for i in plan]] if ref_lp is not None else None
+        rl = ref_lp[rows] if ref_lp is not None else None
         o, values, ref = micro_outputs(eval_method, cfg, fwd, batch, mex, rl, ref_module, autocast)
-        acc.add(eval_method, o, values, ref, len(mex), batch.tokens)
+        if plan is not None:
+            acc.add(eval_method, o, values, ref, len(mex), batch.tokens)
     row = acc.row(world)
     row.pop("tokens")
     if eval_method == "pairs":
@@ -444,6 +489,22 @@ def _step_indices(step: int, steps_per_epoch: int, n: int, batch_size: int, seed
     return order[k * batch_size : (k + 1) * batch_size]
 
 
+def _all_ranks(value: int, op: Callable, device: torch.device) -> int:
+    """`op` (min or max) of an int over all processes."""
+    t = torch.tensor([int(value)], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN if op is min else torch.distributed.ReduceOp.MAX)
+    return int(t)
+
+
+def _lockstep(plans: list[list[int]], fsdp: bool, device: torch.device) -> list[list[int] | None]:
+    """Sharded, every forward all-gathers weights with the other processes, so all must run as many; a
+    process with fewer micro-batches (an uneven split, a token budget) pads with None: a forward and
+    backward on a stand-in example whose loss is multiplied by 0."""
+    if not fsdp:
+        return plans
+    return plans + [None] * (_all_ranks(len(plans), max, device) - len(plans))
+
+
 def _all_reduce_grads(params, world: int) -> None:
     if world == 1:
         return
@@ -456,31 +517,50 @@ def _all_reduce_grads(params, world: int) -> None:
         p.grad = g
 
 
-def _save_checkpoint(path: Path, model, opt, sched, step: int) -> None:
+def _save_checkpoint(path: Path, model, opt, sched, step: int, main: bool, fsdp: bool) -> None:
+    """Rank 0 writes. Sharded, the whole model and optimizer state are gathered to it first (every
+    process calls this), keyed by parameter name, so the checkpoint resumes on any number of processes."""
+    if fsdp:
+        model_sd, optim_sd = full_training_state(model, opt)
+    elif main:
+        model_sd, optim_sd = model.state_dict(), opt.state_dict()
+    if not main:
+        return
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step},
-        tmp / "state.pt",
-    )
+    state = {"model": model_sd, "optimizer": optim_sd, "scheduler": sched.state_dict(), "step": step}
+    torch.save({**state, "sharding": "fsdp" if fsdp else "ddp"}, tmp / "state.pt")
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path, model, opt, sched) -> int:
-    state = torch.load(path / "state.pt", weights_only=False)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+def _load_checkpoint(path: Path, model, opt, sched, fsdp: bool) -> int:
+    state = torch.load(path / "state.pt", weights_only=False, mmap=True)
+    written = state.get("sharding", "ddp")
+    if written != ("fsdp" if fsdp else "ddp"):  # the optimizer state is keyed differently
+        here = "--sharding fsdp under torchrun" if fsdp else "--sharding ddp or one process"
+        raise TrainError(f"{path} was written by a --sharding {written} run; resume it with that, not {here}")
+    if fsdp:
+        load_full_training_state(model, opt, state["model"], state["optimizer"])  # each process keeps its shard
+    else:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     return int(state["step"])
 
 
-def _save_final(model, tok, final: Path, lora: bool) -> None:
+def _save_final(model, tok, final: Path, lora: bool, main: bool, fsdp: bool) -> None:
+    """Rank 0 writes a plain Hugging Face model; sharded, every process merges its LoRA shards and
+    takes part in gathering the whole weights to rank 0 first."""
+    if not (main or fsdp):
+        return
     if lora:
         model = model.merge_and_unload()  # a plain HF model that from_pretrained loads
-    model.save_pretrained(final)
-    tok.save_pretrained(final)
+    state = full_state_dict(model) if fsdp else None
+    if main:
+        model.save_pretrained(final, state_dict=state)
+        tok.save_pretrained(final)
 
 
 def _progress(total: int, start: int, show: bool):

@@ -163,6 +163,44 @@ def test_ddp_two_gloo_processes_equal_one_process(world):
     assert rows2[0]["loss"] == pytest.approx(rows1[0]["loss"], abs=1e-4)
 
 
+@pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
+def test_fsdp_two_gloo_processes_equal_one_process(world, tmp_path):
+    # Batch 5 in micro-batches of 2: one process gets 3 examples (2 forwards), the other 2 (1 forward
+    # plus a zero-weighted stand-in, since sharded forwards are collectives). A fresh reference cache
+    # makes the sharded policy compute it, and evaluating every step puts no-gradient forwards between
+    # training steps: both once left the optimizer holding gathered copies instead of the shards.
+    one = train(cfg(world, "fsdp1", max_steps=2, lr=1e-3, batch_size=5, eval_steps=1))
+    args = [
+        *("--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(world / "fsdp2")),
+        *("--lr", "1e-3", "--max-steps", "2", "--batch-size", "5", "--micro-batch-size", "2", "--eval-steps", "1"),
+        *("--ref-cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--threads", "1", "--no-progress"),
+        *("--sharding", "fsdp"),
+    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534"]
+    proc = subprocess.run(
+        [*torchrun, "-m", "prefkit.cli", "train", "dpo", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FSDP2 over 2 processes: 2 decoder layers sharded" in proc.stderr
+    assert "reference log-probs for 128 examples computed" in proc.stderr
+    assert_weights_close(one, world / "fsdp2" / "final", atol=1e-4)
+    rows1, rows2 = read_metrics(world / "fsdp1"), read_metrics(world / "fsdp2")
+    assert [r["step"] for r in rows2] == [r["step"] for r in rows1] == [1, 1, 2, 2]  # train, eval, train, eval
+    # (not accuracies: at step 1 policy = reference, and the margins' signs are rounding noise)
+    keys = ("loss", "rewards/margins", "logps/chosen", "grad_norm", "tokens", "eval/loss", "eval/rewards/margins")
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        for k in keys:
+            if k in r1:
+                assert r2[k] == pytest.approx(r1[k], abs=1e-4), (r1["step"], k)
+    assert rows2[2]["loss"] != pytest.approx(rows2[0]["loss"], abs=1e-6)  # it learned between the steps
+    assert rows2[0]["memory/estimated_gib"] < rows1[0]["memory/estimated_gib"]  # weights and AdamW state halved
+
+
 @pytest.mark.slow  # a subprocess that imports torch/transformers and is SIGKILLed: ~20-40 s on 2 busy cores
 def test_killed_and_resumed_equals_uninterrupted(world):
     whole = train(cfg(world, "whole", max_steps=6, lr=1e-3))
