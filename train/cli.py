@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         gets metrics.jsonl (one JSON object per step, read by the app's training page), config.yaml,
         checkpoint/ (with --save-steps; continue with --resume) and final/ (Hugging Face format).
         Reference log-probs are computed once and cached (--ref on-the-fly recomputes them each step).
-        Several GPUs: torchrun --nproc-per-node N -m prefkit.cli train ...
+        Several GPUs: torchrun --nproc-per-node N -m prefkit.cli train ... (add --sharding fsdp when
+        the model's weights, gradients and optimizer state do not fit one GPU).
 
         Example:
           prefkit train dpo --data exports/helpful --model Qwen/Qwen2.5-0.5B-Instruct --out runs/dpo1

@@ -201,6 +201,36 @@ def test_fsdp_two_gloo_processes_equal_one_process(world, tmp_path):
     assert rows2[0]["memory/estimated_gib"] < rows1[0]["memory/estimated_gib"]  # weights and AdamW state halved
 
 
+@pytest.mark.slow  # torchrun + 2 processes importing torch/transformers/peft: ~25 s on 2 busy cores
+def test_fsdp_lora_with_on_the_fly_reference_equals_one_process(world):
+    # The reference is the sharded policy with its adapter off, run again before each backward; the
+    # saved model is merged from sharded LoRA weights, then gathered.
+    flags = dict(max_steps=2, lr=1e-2, lora=True, lora_r=4, ref="on-the-fly")
+    one = train(cfg(world, "fsdp_lora1", **flags))
+    args = [
+        *("--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(world / "fsdp_lora2")),
+        *("--lr", "1e-2", "--max-steps", "2", "--lora", "--lora-r", "4", "--ref", "on-the-fly"),
+        *("--device", "cpu", "--threads", "1", "--no-progress", "--sharding", "fsdp"),
+    ]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29535"]
+    proc = subprocess.run(
+        [*torchrun, "-m", "prefkit.cli", "train", "dpo", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FSDP2 over 2 processes" in proc.stderr
+    assert_weights_close(one, world / "fsdp_lora2" / "final", atol=1e-4)
+    assert weights(world / "fsdp_lora2" / "final").keys() == weights(world / "model").keys()  # merged, plain
+    rows1, rows2 = train_rows(world / "fsdp_lora1"), train_rows(world / "fsdp_lora2")
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        assert r2["loss"] == pytest.approx(r1["loss"], abs=1e-4)
+    assert rows2[1]["rewards/margins"] > 1e-3  # the adapter moved the policy away from its reference
+
+
 @pytest.mark.slow  # a subprocess that imports torch/transformers and is SIGKILLed: ~20-40 s on 2 busy cores
 def test_killed_and_resumed_equals_uninterrupted(world):
     whole = train(cfg(world, "whole", max_steps=6, lr=1e-3))
