@@ -44,7 +44,7 @@ def shard(root: nn.Module, model: nn.Module, device: torch.device, bf16: bool = 
         MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     )
     layers = decoder_layers(model)
-    for layer in layers:
+    for layer in reversed(layers):  # inner before outer, should one listed class nest in another
         fully_shard(layer, mesh=mesh, mp_policy=mp)
     fully_shard(root, mesh=mesh, mp_policy=mp, reshard_after_forward=True if frozen else None)
     for m in root.modules():
