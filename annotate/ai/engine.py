@@ -32,9 +32,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from annotate.ai.cache import Cache
+from annotate.ai.transport import LeanTransport, lean_transport_applies
 from annotate.ids import request_id
 
-PER_CLIENT = 16  # connections per client (see Engine.session)
+PER_CLIENT = 16  # connections per client on the stock transport (see Engine._make_clients)
 _RAW = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
@@ -93,9 +94,10 @@ class Answer:
         return self.error is None
 
 
-def read_answer(answer: Answer, text: str) -> Answer:
-    """Fill `answer` from a response body and classify what the client would have let through."""
-    data = json.loads(text)
+def read_answer(answer: Answer, text: str, data: dict[str, Any] | None = None) -> Answer:
+    """Fill `answer` from a response body (`data`: the body already parsed) and classify what the
+    client would have let through."""
+    data = json.loads(text) if data is None else data
     answer.text = text
     answer.choices = data.get("choices") or []
     answer.usage = data.get("usage") or {}
@@ -210,12 +212,7 @@ class Engine:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Engine]:
-        """Clients and the concurrency limiter for one job; nested sessions share the outer one.
-
-        Several clients, each holding at most ~16 connections, instead of one holding all of them:
-        the HTTP pool scans every connection it holds for each request it places, so at 64 in flight
-        one big pool costs more CPU than the requests themselves.
-        """
+        """Clients and the concurrency limiter for one job; nested sessions share the outer one."""
         if self._clients:
             yield self
             return
@@ -223,7 +220,7 @@ class Engine:
         if self._given is not None:
             self._clients = [self._given]
         else:
-            self._clients = [self._make_client() for _ in range(max(1, -(-self.config.concurrency // PER_CLIENT)))]
+            self._clients = self._make_clients()
         try:
             yield self
         finally:
@@ -234,7 +231,11 @@ class Engine:
 
     # -- the client ------------------------------------------------------------------------------
 
-    def _make_client(self) -> Any:
+    def _make_clients(self) -> list[Any]:
+        """One client on the lean transport (annotate/ai/transport.py), or, where a proxy from the
+        environment applies, clients on the stock transport holding at most ~16 connections each:
+        its pool scans every connection it holds for each request it places, so at 64 in flight one
+        big pool costs more CPU than the requests themselves."""
         import openai
 
         key = os.environ.get(self.config.api_key_env)
@@ -245,9 +246,19 @@ class Engine:
                 )
             key = "none"  # local servers (vLLM, llama.cpp, Ollama) accept any key
         self._secret = key
-        return openai.AsyncOpenAI(
-            api_key=key, base_url=self.config.base_url, max_retries=0, timeout=self.config.timeout
-        )
+
+        def client(http_client: Any = None) -> Any:
+            return openai.AsyncOpenAI(
+                api_key=key,
+                base_url=self.config.base_url,
+                max_retries=0,
+                timeout=self.config.timeout,
+                http_client=http_client,
+            )
+
+        if lean_transport_applies(self.config.base_url):
+            return [client(openai.DefaultAsyncHttpxClient(transport=LeanTransport()))]
+        return [client() for _ in range(max(1, -(-self.config.concurrency // PER_CLIENT)))]
 
     def scrub(self, text: str) -> str:
         """Error texts go into rows and logs: make sure the key can never be among them."""
@@ -277,10 +288,10 @@ class Engine:
             else:
                 if self.config.max_cost is not None and self.summary.cost >= self.config.max_cost:
                     raise BudgetReached()
-                text, latency_ms = await self._send(body, answer)
+                text, data, latency_ms = await self._send(body, answer)
                 if text is None:
                     return answer  # transport failure after retries, or a non-retryable HTTP error
-                read_answer(answer, text)
+                read_answer(answer, text, data)
                 cost = self.price(answer.usage)
                 if self.cache:
                     # Written before anything else looks at the answer: a kill after this line never pays again.
@@ -294,7 +305,8 @@ class Engine:
         answer.error = f"{answer.error} ({self.config.content_attempts} answers tried)"
         return answer
 
-    async def _send(self, body: dict[str, Any], answer: Answer) -> tuple[str | None, int]:
+    async def _send(self, body: dict[str, Any], answer: Answer) -> tuple[str | None, Any, int]:
+        """(body text, parsed body, latency ms) of the first usable answer, or (None, None, 0)."""
         import openai
 
         reason = "no attempt made"
@@ -313,9 +325,9 @@ class Engine:
                 # classes are the client's as usual; the raw-response header gives us the exact bytes.
                 raw = await client.post("/chat/completions", body=body, cast_to=object, options=_RAW)
                 text = raw.text
-                json.loads(text)
+                data = json.loads(text)
                 ok = True
-                return text, int((time.perf_counter() - start) * 1000)
+                return text, data, int((time.perf_counter() - start) * 1000)
             except json.JSONDecodeError:
                 reason = "malformed JSON in the answer body (cut off?)"
             except openai.RateLimitError as exc:
@@ -334,7 +346,7 @@ class Engine:
                     ) from None
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
                     answer.error, answer.status = self.scrub(reason), exc.status_code
-                    return None, 0
+                    return None, None, 0
             except openai.APITimeoutError:
                 reason = f"timed out after {self.config.timeout:g} s"
             except openai.APIConnectionError as exc:
@@ -344,7 +356,7 @@ class Engine:
             if attempt < self.config.max_retries:
                 await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
         answer.error = self.scrub(f"{reason} (gave up after {self.config.max_retries + 1} attempts)")
-        return None, 0
+        return None, None, 0
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.config.max_backoff, self.config.backoff * 2**attempt)
