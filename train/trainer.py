@@ -236,6 +236,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     # One process has nothing to shard across: it trains the whole model as usual rather than on a
     # one-rank mesh, which would add a process group and FSDP hooks for the same memory.
     fsdp = cfg.sharding == "fsdp" and world > 1
+    if fsdp and not _has_fsdp2():
+        raise TrainError(
+            f"--sharding fsdp needs the FSDP2 of a recent torch (tested with 2.13); this is torch "
+            f"{torch.__version__}: upgrade torch, or use --sharding ddp"
+        )
     if cfg.sharding == "fsdp" and world == 1:
         log("--sharding fsdp needs several processes (torchrun --nproc-per-node N); training unsharded")
     random.seed(cfg.seed)
@@ -487,6 +492,14 @@ def _step_indices(step: int, steps_per_epoch: int, n: int, batch_size: int, seed
     order = list(range(n))
     random.Random(seed * 100_003 + epoch).shuffle(order)
     return order[k * batch_size : (k + 1) * batch_size]
+
+
+def _has_fsdp2() -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule, fully_shard  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(FSDPModule, "set_force_sum_reduction_for_comms")
 
 
 def _all_ranks(value: int, op: Callable, device: torch.device) -> int:
