@@ -144,6 +144,7 @@ def test_requests_reuse_one_keep_alive_connection_and_send_what_the_client_built
     method, path, headers, body = server.requests[0]
     assert (method, path) == ("POST", "/v1/chat/completions")
     assert headers["authorization"] == "Bearer sk-transport-test"
+    assert headers["host"] == server.base_url.split("/")[2]
     assert json.loads(body)["messages"] == [{"role": "user", "content": "one"}]
 
 
