@@ -257,7 +257,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     if cfg.lora:
         model = _add_lora(model, cfg)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # newer transformers renamed it (the old name warns); older releases have only the old name
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     autocast = _autocast(cfg, device)
