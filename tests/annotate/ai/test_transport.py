@@ -253,3 +253,26 @@ def test_the_stock_transport_is_kept_where_a_proxy_applies(monkeypatch):
     assert not lean_transport_applies("http://10.0.0.5:8000/v1")
     monkeypatch.setenv("NO_PROXY", "10.0.0.5")
     assert lean_transport_applies("http://10.0.0.5:8000/v1")
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_a_judge_job_runs_on_either_transport(tmp_path, monkeypatch, proxied):
+    """The engine picks the lean transport (one client) or, where a proxy applies, the stock one (clients
+    of 16 connections); both complete the same job against the loopback server."""
+    import annotate.ai.engine as engine_module
+    from annotate.ai.engine import Engine, EngineConfig
+    from annotate.ai.judge import JudgeOptions, judge
+    from annotate.store import Store
+    from tests.annotate.ai.conftest import fill
+    from tests.support.openai_server import OpenAIServer
+
+    monkeypatch.setattr(engine_module, "lean_transport_applies", lambda url: not proxied)
+    store = fill(Store(tmp_path / "s"), prompts=2, responses=3)  # 12 requests
+    with OpenAIServer(lambda request: "A\nthe first", logprobs=False, response_format=False) as server:
+        config = EngineConfig(model="m", base_url=server.base_url, concurrency=40, progress=False)
+        clients = Engine(config)._make_clients()
+        transports = {type(c._client._transport).__name__ for c in clients}
+        assert (len(clients), transports) == ((3, {"AsyncHTTPTransport"}) if proxied else (1, {"LeanTransport"}))
+        report = judge(store, config, JudgeOptions(mode="text"))
+        assert server.stats()["requests"] == 12
+    assert (report.written, report.errors) == (12, 0)
