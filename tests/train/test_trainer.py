@@ -112,6 +112,21 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PREFKIT_DIST_BACKEND": "gloo"}
 
 
+def torchrun_train(port: int, *args: str) -> subprocess.CompletedProcess:
+    """`prefkit train dpo ARGS` under torchrun, 2 gloo processes on CPU; fails the test if it fails."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    proc = subprocess.run(
+        [*launch, "-m", "prefkit.cli", "train", "dpo", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
 def test_ddp_two_gloo_processes_equal_one_process(world):
     one = train(cfg(world, "ddp1", max_steps=2, lr=1e-3))
@@ -136,28 +151,7 @@ def test_ddp_two_gloo_processes_equal_one_process(world):
         "1",
         "--no-progress",
     ]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29533",
-            "-m",
-            "prefkit.cli",
-            "train",
-            "dpo",
-            *args,
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train(29533, *args)
     assert_weights_close(one, world / "ddp2" / "final", atol=1e-4)
     rows1, rows2 = read_metrics(world / "ddp1"), read_metrics(world / "ddp2")
     assert rows2[0]["loss"] == pytest.approx(rows1[0]["loss"], abs=1e-4)
@@ -176,16 +170,7 @@ def test_fsdp_two_gloo_processes_equal_one_process(world, tmp_path):
         *("--ref-cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--threads", "1", "--no-progress"),
         *("--sharding", "fsdp"),
     ]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534"]
-    proc = subprocess.run(
-        [*torchrun, "-m", "prefkit.cli", "train", "dpo", *args],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_train(29534, *args)
     assert "FSDP2 over 2 processes: 2 decoder layers sharded" in proc.stderr
     assert "reference log-probs for 128 examples computed" in proc.stderr
     assert_weights_close(one, world / "fsdp2" / "final", atol=1e-4)
@@ -212,16 +197,7 @@ def test_fsdp_lora_with_on_the_fly_reference_equals_one_process(world):
         *("--lr", "1e-2", "--max-steps", "2", "--lora", "--lora-r", "4", "--ref", "on-the-fly"),
         *("--device", "cpu", "--threads", "1", "--no-progress", "--sharding", "fsdp"),
     ]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29535"]
-    proc = subprocess.run(
-        [*torchrun, "-m", "prefkit.cli", "train", "dpo", *args],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_train(29535, *args)
     assert "FSDP2 over 2 processes" in proc.stderr
     assert_weights_close(one, world / "fsdp_lora2" / "final", atol=1e-4)
     assert weights(world / "fsdp_lora2" / "final").keys() == weights(world / "model").keys()  # merged, plain
