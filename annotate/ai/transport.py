@@ -12,7 +12,8 @@ What it does: one pool of idle connections per (scheme, host, port), TLS through
 bodies framed by Content-Length, chunked encoding or connection close, content decoding (gzip…) by
 httpx as usual. A connection goes back to the pool only after a whole answer was read from it; any
 error, timeout or cancellation closes it, so a late answer can never be read as the next one's. A
-reused connection the server had already closed (the keep-alive race) is retried once on a new one.
+request sent on a reused connection the server had already closed (the keep-alive race) goes again
+on another connection, a new one at the latest.
 It does no proxies, HTTP/2 or streaming: `lean_transport_applies` says when the engine should use it.
 """
 
@@ -80,8 +81,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 conn[1].close()  # never reuse a connection whose answer was not read whole
                 raise
-            if keep and len(self._idle.setdefault(key, [])) < MAX_IDLE:
-                self._idle[key].append(conn)
+            idle = self._idle.setdefault(key, [])
+            if keep and len(idle) < MAX_IDLE:
+                idle.append(conn)
             else:
                 conn[1].close()
             return httpx.Response(
