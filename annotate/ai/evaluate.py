@@ -3,12 +3,17 @@
 Every pairwise judgement is turned into a label for its comparison in one fixed orientation (the pair's
 response ids sorted: `lo`, `hi`): `lo` won, `hi` won, or `tie`. For the judge, the two orders of one
 comparison are combined as FastChat's MT-bench does: the same label in both orders is the verdict, a
-disagreement counts as a tie. People's labels are combined by majority (an even split is a tie).
+disagreement counts as a tie. People's labels are combined by majority (an even split is a tie). The
+judge is never among the people, whatever its annotator type (imported judge verdicts are `import`
+rows), and each person counts once per comparison: a re-vote replaces the earlier vote, as curation's
+`latest_human_vote` does. Only the `overall` aspect is compared (the app stores per-aspect answers as
+extra rows by the same person).
 
 Reported: accuracy against the human majority (all comparisons, and those people did not call a tie),
-Cohen's κ over the three labels, position consistency (share of comparisons judged the same in both
-orders) and which position the judge favours when it is inconsistent, and length bias (how often the
-longer response wins a decisive verdict, for the judge and for people).
+Cohen's κ over the three labels (`annotate.agreement`; None when undefined), position consistency
+(share of comparisons judged the same in both orders) and which position the judge favours when it is
+inconsistent, and length bias (how often the longer response wins a decisive verdict, for the judge
+and for people).
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from annotate.agreement import ONE_LABEL, cohen_kappa, latest_vote_sql
 from annotate.ai.engine import AIError
 from annotate.store import Store
 
 LABELS = ("lo", "hi", "tie")
 REFERENCE_TYPES = ("human", "import", "adjudicator")
 
-_LABELLED = """
+_LABELLED = f"""
 SELECT j.prompt_id, list_sort(j.response_ids) AS pair, j.annotator, j.annotator_type,
        coalesce(json_extract_string(j.metadata, '$.order'), 'ab') AS ord,
        coalesce(json_extract_string(j.metadata, '$.sample'), '0') AS sample,
@@ -32,7 +38,9 @@ SELECT j.prompt_id, list_sort(j.response_ids) AS pair, j.annotator, j.annotator_
             ELSE 'hi' END AS label,
        j.response_ids[1] = list_sort(j.response_ids)[1] AS lo_first
 FROM judgements j
-WHERE j.kind = 'pairwise' AND j.status = 'submitted' AND len(j.response_ids) = 2 AND len(j.scores) = 2
+WHERE j.kind = 'pairwise' AND j.status = 'submitted' AND j.aspect = 'overall'
+  AND len(j.response_ids) = 2 AND len(j.scores) = 2
+QUALIFY {latest_vote_sql("j.prompt_id, list_sort(j.response_ids)")}
 """
 
 
@@ -67,17 +75,6 @@ def combine_orders(by_order: dict[str, str]) -> str:
     return labels.pop() if len(labels) == 1 else "tie"
 
 
-def cohen_kappa(a: list[str], b: list[str]) -> float | None:
-    """Cohen's κ = (p_o − p_e) / (1 − p_e) for two raters' labels of the same items."""
-    n = len(a)
-    if n == 0:
-        return None
-    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
-
-
 def judges(store: Store) -> list[str]:
     con = store.connect()
     try:
@@ -100,8 +97,10 @@ def evaluate(store: Store, judge: str, reference: tuple[str, ...] = REFERENCE_TY
             "SELECT prompt_id, pair, sample, ord, label, lo_first FROM labelled WHERE annotator = ?", [judge]
         ).fetchall()
         people = con.execute(
-            f"SELECT prompt_id, pair, label FROM labelled WHERE annotator_type IN ({', '.join('?' * len(reference))})",
-            list(reference),
+            # The judge is not its own reference, even when its verdicts were imported as people's are.
+            f"SELECT prompt_id, pair, label FROM labelled WHERE annotator <> ? "
+            f"AND annotator_type IN ({', '.join('?' * len(reference))})",
+            [judge, *reference],
         ).fetchall()
         lengths = dict(con.execute("SELECT response_id, length(content) FROM responses").fetchall())
     finally:
@@ -155,7 +154,10 @@ def format_eval(result: JudgeEval) -> str:
     def pct(x: float | None) -> str:
         return "—" if x is None else f"{100 * x:.1f}%"
 
-    kappa = "—" if result.cohen_kappa is None else f"{result.cohen_kappa:.3f}"
+    if result.cohen_kappa is not None:
+        kappa = f"{result.cohen_kappa:.3f}"
+    else:  # undefined: say why rather than print a number (docs/annotating.md)
+        kappa = f"— ({ONE_LABEL})" if result.comparisons else "— (no comparison judged by both)"
     return "\n".join(
         [
             f"judge: {result.judge}",

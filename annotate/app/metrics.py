@@ -2,11 +2,11 @@
 
 Pairwise labels are put in a canonical frame first: for an item with responses sorted by id, a
 judgement's label is `first`, `second` (which of the two won) or `tie`, whatever order it was shown
-in. Agreement is computed on those labels:
+in. Each person counts once per item: a re-vote replaces the earlier vote (latest created_at, then
+judgement_id), as curation's `latest_human_vote` does. Agreement is computed on those labels:
 
-- percent agreement: the share of agreeing pairs of annotators on the same item;
-- Cohen's κ (two annotators), Fleiss' κ (any number per item, Fleiss 1971 with varying n),
-  Krippendorff's α (nominal, from the coincidence matrix; Krippendorff 2011);
+- percent agreement, Cohen's κ (two annotators), Fleiss' κ (any number per item) and Krippendorff's
+  α (nominal), all from `annotate.agreement` (None where undefined; `undefined_reason` says why);
 - position bias: among non-tied human judgements, how often the left (first shown) response won;
 - length bias: how often the longer response won.
 """
@@ -14,10 +14,12 @@ in. Agreement is computed on those labels:
 from __future__ import annotations
 
 from collections import Counter
-from itertools import combinations
 
 import duckdb
 import pandas as pd
+
+from annotate import agreement
+from annotate.agreement import cohen_kappa
 
 # People's labels: those made in the app and those imported from human-labelled datasets.
 HUMAN = ("human", "import")
@@ -43,68 +45,30 @@ WHERE j.kind = 'pairwise' AND j.status IN ('submitted', 'flagged') AND j.aspect 
 
 
 def load_pairwise(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per pairwise judgement (any annotator type), with its canonical label."""
-    return con.execute(PAIRWISE_SQL).df()
+    """One row per counted pairwise judgement (any annotator type), with its canonical label: a
+    person's superseded votes are left out."""
+    return con.execute(f"SELECT * FROM ({PAIRWISE_SQL}) QUALIFY {agreement.latest_vote_sql('item')}").df()
 
 
-def _by_item(df: pd.DataFrame) -> dict[str, list[str]]:
-    return {item: list(g) for item, g in df.groupby("item")["label"] if len(g) >= 2}
+def _units(df: pd.DataFrame) -> list[list[str]]:
+    return [list(g) for _, g in df.groupby("item")["label"]]
 
 
 def percent_agreement(df: pd.DataFrame) -> float | None:
-    agree = total = 0
-    for labels in _by_item(df).values():
-        for a, b in combinations(labels, 2):
-            agree += a == b
-            total += 1
-    return agree / total if total else None
-
-
-def cohen_kappa(a: list[str], b: list[str]) -> float | None:
-    """κ = (p_o − p_e) / (1 − p_e) for two annotators' labels on the same items."""
-    if len(a) != len(b) or not a:
-        return None
-    n = len(a)
-    p_o = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    ca, cb = Counter(a), Counter(b)
-    p_e = sum(ca[c] * cb[c] for c in set(ca) | set(cb)) / (n * n)
-    return None if p_e == 1 else (p_o - p_e) / (1 - p_e)
+    return agreement.percent_agreement(_units(df))
 
 
 def fleiss_kappa(df: pd.DataFrame) -> float | None:
-    """Fleiss' κ with a varying number of raters per item (items with at least two)."""
-    items = _by_item(df)
-    if not items:
-        return None
-    per_item, totals, n_labels = [], Counter(), 0
-    for labels in items.values():
-        counts, n = Counter(labels), len(labels)
-        per_item.append((sum(c * c for c in counts.values()) - n) / (n * (n - 1)))
-        totals.update(counts)
-        n_labels += n
-    p_bar = sum(per_item) / len(per_item)
-    p_e = sum((c / n_labels) ** 2 for c in totals.values())
-    return None if p_e == 1 else (p_bar - p_e) / (1 - p_e)
+    return agreement.fleiss_kappa(_units(df))
 
 
 def krippendorff_alpha(df: pd.DataFrame) -> float | None:
-    """Nominal α = 1 − D_o / D_e from the coincidence matrix of pairable values."""
-    coincidences: Counter = Counter()
-    for labels in _by_item(df).values():
-        m = len(labels)
-        for i, a in enumerate(labels):
-            for j, b in enumerate(labels):
-                if i != j:
-                    coincidences[(a, b)] += 1 / (m - 1)
-    n = sum(coincidences.values())
-    if n <= 1:
-        return None
-    marg = Counter()
-    for (a, _), v in coincidences.items():
-        marg[a] += v
-    d_o = sum(v for (a, b), v in coincidences.items() if a != b) / n
-    d_e = sum(marg[a] * marg[b] for a in marg for b in marg if a != b) / (n * (n - 1))
-    return None if d_e == 0 else 1 - d_o / d_e
+    return agreement.krippendorff_alpha(_units(df))
+
+
+def undefined_reason(df: pd.DataFrame, chance_corrected: bool = True) -> str | None:
+    """Why the agreement figures of `df` are None (shown beside the "—")."""
+    return agreement.undefined_reason(_units(df), chance_corrected)
 
 
 def per_annotator(df: pd.DataFrame) -> pd.DataFrame:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from annotate.agreement import cohen_kappa
 from annotate.ai.cli import main as ai_main
 from annotate.ai.engine import EngineConfig
-from annotate.ai.evaluate import cohen_kappa, evaluate
+from annotate.ai.evaluate import evaluate
 from annotate.ai.judge import JudgeOptions, judge
 from annotate.ai.templates import load, render_conversation
 from annotate.ids import content_hash

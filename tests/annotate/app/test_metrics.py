@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from annotate import agreement
 from annotate.app import metrics
 from annotate.store import Store
 from tests.annotate.app.conftest import make_store
@@ -33,8 +34,8 @@ def _df(labels: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
 
 def test_cohen_kappa_by_hand():
     # p_o = 3/4, p_e = (2·1 + 2·3)/16 = 1/2 → κ = 1/2
-    assert metrics.cohen_kappa(["x", "x", "y", "y"], ["x", "y", "y", "y"]) == pytest.approx(0.5)
-    assert metrics.cohen_kappa(["x", "y"], ["x", "y"]) == pytest.approx(1.0)
+    assert agreement.cohen_kappa(["x", "x", "y", "y"], ["x", "y", "y", "y"]) == pytest.approx(0.5)
+    assert agreement.cohen_kappa(["x", "y"], ["x", "y"]) == pytest.approx(1.0)
 
 
 def test_fleiss_and_krippendorff_by_hand():
