@@ -1,9 +1,16 @@
 """Rankings from pairwise AI judgements: Bradley–Terry strengths per prompt.
 
-Bradley & Terry (1952): P(i ≻ j) = p_i / (p_i + p_j). The strengths are fitted with Hunter's (2004)
-minorise–maximise update p_i ← W_i / Σ_j n_ij / (p_i + p_j), a tie counting half a win each way. A
-small prior (one virtual tie of every item against a reference of strength 1) keeps an item that won or
-lost everything at a finite strength, so every prompt gets a full ranking.
+Bradley & Terry (1952): P(i ≻ j) = p_i / (p_i + p_j), a tie counting half a win each way. The fit is
+the maximum of the log-likelihood plus a small prior: one virtual tie of every item against a reference
+of strength 1, so an item that won or lost everything stays finite and every prompt gets a full
+ranking. With θ = log p the objective
+
+    Σ_(i,j,s) [s·log σ(θ_i − θ_j) + (1 − s)·log σ(θ_j − θ_i)] + Σ_i ½·[log σ(θ_i) + log σ(−θ_i)]
+
+is strictly concave (the prior's terms see to that), so it has one maximum; Newton's method with a
+step-halving line search reaches it to `tol` in a few steps. The reference fixes the scale, so the
+strengths are never rescaled while fitting (doing so moves the fit off the maximum); the result is
+scaled to sum to n only at the end, which keeps every ratio p_i / p_j and so the ranking.
 """
 
 from __future__ import annotations
@@ -12,35 +19,68 @@ import json
 
 import numpy as np
 
+from annotate.ai.engine import AIError
 from annotate.contract import Judgement
 from annotate.ids import content_hash
 from annotate.store import Store
 
 
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(_log_sigmoid(x))
+
+
+def log_likelihood(theta: np.ndarray, outcomes: list[tuple[int, int, float]]) -> float:
+    """The objective the fit maximises (prior included), at log-strengths `theta`."""
+    i, j, s = _arrays(outcomes)
+    d = theta[i] - theta[j]
+    games = float(np.sum(s * _log_sigmoid(d) + (1 - s) * _log_sigmoid(-d)))
+    return games + float(np.sum(0.5 * _log_sigmoid(theta) + 0.5 * _log_sigmoid(-theta)))
+
+
+def _arrays(outcomes: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not outcomes:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    i, j, s = zip(*outcomes, strict=True)
+    return np.asarray(i, int), np.asarray(j, int), np.asarray(s, float)
+
+
 def bradley_terry(
-    n: int, outcomes: list[tuple[int, int, float]], iterations: int = 200, tol: float = 1e-9
+    n: int, outcomes: list[tuple[int, int, float]], iterations: int = 100, tol: float = 1e-10
 ) -> np.ndarray:
     """Strengths (summing to n) from outcomes (i, j, s): item i scored s ∈ [0, 1] against item j.
 
-    Shape: returns (n,). Pure; deterministic.
+    The maximum of `log_likelihood` (see the module docstring), found to a gradient below `tol`.
+    Shape: returns (n,). Pure; deterministic. Raises AIError if it has not converged (which the
+    strict concavity rules out for any real input: never a silent half-fit).
     """
-    wins = np.full(n, 0.5)  # the prior's half win against the reference
-    games = np.zeros((n, n))
-    for i, j, s in outcomes:
-        wins[i] += s
-        wins[j] += 1.0 - s
-        games[i, j] += 1
-        games[j, i] += 1
-    p = np.ones(n)
+    if n == 0:
+        return np.zeros(0)
+    i, j, s = _arrays(outcomes)
+    theta = np.zeros(n)
     for _ in range(iterations):
-        denom = (games / (p[:, None] + p[None, :])).sum(axis=1) + 1.0 / (p + 1.0)  # + the reference game
-        new = wins / denom
-        new *= n / new.sum()
-        if np.max(np.abs(new - p)) < tol:
-            p = new
-            break
-        p = new
-    return p
+        d = theta[i] - theta[j]
+        won = s - _sigmoid(d)  # observed minus expected score of i in each game
+        grad = np.bincount(i, won, n) - np.bincount(j, won, n) + 0.5 - _sigmoid(theta)
+        if np.max(np.abs(grad), initial=0.0) < tol:
+            p = np.exp(theta - theta.max())
+            return p * n / p.sum()
+        w = _sigmoid(d) * _sigmoid(-d)
+        hess = np.zeros((n, n))  # the negative Hessian: a weighted graph Laplacian plus the prior's diagonal
+        np.add.at(hess, (i, i), w)
+        np.add.at(hess, (j, j), w)
+        np.add.at(hess, (i, j), -w)
+        np.add.at(hess, (j, i), -w)
+        hess[np.diag_indices(n)] += _sigmoid(theta) * _sigmoid(-theta)
+        step = np.linalg.solve(hess, grad)
+        now, t = log_likelihood(theta, outcomes), 1.0
+        while t > 1e-8 and log_likelihood(theta + t * step, outcomes) < now - 1e-12:
+            t /= 2  # far from the maximum a full Newton step can overshoot
+        theta = theta + t * step
+    raise AIError(f"Bradley–Terry fit did not converge in {iterations} steps (gradient {np.max(np.abs(grad)):.3g})")
 
 
 def write_rankings(store: Store, annotator: str, guidelines: str) -> int:
