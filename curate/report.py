@@ -13,6 +13,8 @@ from typing import Any
 
 import duckdb
 
+from annotate.agreement import krippendorff_alpha_from_sums
+
 KEPT_PAIRS = "SELECT * FROM pairs_w WHERE drop_reason IS NULL"
 
 
@@ -29,10 +31,8 @@ def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         """
     ).fetchall()[0]
     units, unanimous, mean_agreement, observed, total, ca, cb, ct = row
-    alpha = None
-    if units and total and total > 1:
-        expected = total * total - ca * ca - cb * cb - ct * ct
-        alpha = 1.0 if expected == 0 else 1.0 - (total - 1) * observed / expected
+    # annotate.agreement's α and its convention (None when undefined, e.g. every vote one outcome)
+    alpha = krippendorff_alpha_from_sums(observed or 0.0, {"a": ca or 0, "b": cb or 0, "tie": ct or 0})
     single = con.execute("SELECT count(*) FROM comparisons WHERE n_votes = 1").fetchall()[0][0]
     return {
         "comparisons_with_2plus_votes": int(units or 0),
