@@ -8,6 +8,7 @@ import sys
 
 from annotate.importers import SHAPES, ImportFailed
 from annotate.store import Store, StoreError
+from annotate.text import printable
 from annotate.validate import ContractError
 from prefkit.cli import add_command, add_store_option, store_path
 
@@ -35,7 +36,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         source=args.source,
         progress=sys.stderr.isatty(),
     )
-    print(result.summary())
+    print(printable(result.summary()))  # paths, field names and warnings come from the input
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from annotate.store import TABLES, Store
+from annotate.text import printable
 
 _BREAKDOWNS = {
     "judgements by kind and status": "SELECT kind, status, count(*) AS n FROM judgements GROUP BY ALL ORDER BY n DESC, kind",
@@ -34,7 +35,8 @@ def format_stats(stats: dict, limit: int = 20) -> str:
         lines.append(f"\n{title}:")
         for row in rows[:limit]:
             *keys, n = row.values()
-            lines.append(f"  {n:>9,}  " + "  ".join(str(k) for k in keys))
+            # sources, annotators and models come from imported data: print them inert
+            lines.append(f"  {n:>9,}  " + "  ".join(printable(k, newlines=False) for k in keys))
         if len(rows) > limit:
             lines.append(f"  … {len(rows) - limit} more")
     return "\n".join(lines)

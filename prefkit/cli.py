@@ -111,7 +111,9 @@ def run(parser: argparse.ArgumentParser, errors: tuple[type[BaseException], ...]
     try:
         return int(args.func(args) or 0)
     except errors as exc:
-        print(f"prefkit {args.command}: error: {exc}", file=sys.stderr)
+        from annotate.text import printable  # messages quote input text: no escapes reach the terminal
+
+        print(f"prefkit {args.command}: error: {printable(exc, newlines=False)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"prefkit {args.command}: interrupted", file=sys.stderr)
