@@ -38,7 +38,8 @@ parameter, as vLLM and OpenAI do for unsupported options) or "ignore" (accepted,
 some llama.cpp/Ollama builds do).
 
 Every request is logged with the hash of its canonical JSON body (`annotate.ids.request_id`), its outcome
-and the bearer token it carried; `repeats_of_ok` counts requests identical to one already answered "ok".
+and the bearer token it carried; `repeats_of_ok` counts requests identical to one already answered "ok",
+and `counts(since=mark())` gives the requests per body from a point in the log on (e.g. a second run).
 """
 
 from __future__ import annotations
@@ -193,6 +194,17 @@ class OpenAIServer:
     def ok_keys(self) -> set[str]:
         with self._lock:
             return set(self._ok)
+
+    def mark(self) -> int:
+        """A position in the request log, for `counts(since=...)`: e.g. where a second run starts."""
+        with self._lock:
+            return len(self.log)
+
+    def counts(self, since: int = 0, outcome: str | None = None) -> Counter[str]:
+        """Requests per canonical body (`request_id`) from log position `since` on, optionally only
+        those that ended in `outcome` ("ok", "503", "500", …): what a job really sent, counted here."""
+        with self._lock:
+            return Counter(e.key for e in self.log[since:] if outcome is None or e.outcome == outcome)
 
     def _record(self, body: dict[str, Any], outcome: str, auth: str) -> None:
         key = request_id(body)
