@@ -19,6 +19,7 @@ import torch
 from train.batching import collate, plan_micro_batches
 from train.data import Example
 from train.forward import run
+from train.safeload import UnsafeFileError, load_tensors
 
 
 def data_fingerprint(examples: list[Example]) -> str:
@@ -86,7 +87,10 @@ def cached(
     if agree is not None:
         hit = agree(hit)
     if hit:
-        return torch.load(path), True
+        value = load_tensors(path)  # a cache file may be planted by someone else: tensors only, no code
+        if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.shape[1] != 2:
+            raise UnsafeFileError(f"{path}: not a reference log-prob cache (expected an (n, 2) tensor)")
+        return value, True
     value = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

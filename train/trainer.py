@@ -34,6 +34,7 @@ from train.data import Example, Tokenise, build_examples, check_kto_weights, dat
 from train.forward import SequenceLogps, SequenceScores, count_params, run
 from train.losses import LOSSES, needs_reference
 from train.refcache import cached, compute, data_fingerprint, model_fingerprint
+from train.safeload import UnsafeFileError, load_tensors
 from train.sharding import (
     full_state_dict,
     full_training_state,
@@ -313,7 +314,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, int(cfg.warmup_ratio * total)))
     start = 0
     ckpt = out / "checkpoint"
-    if cfg.resume and (ckpt / "state.pt").exists():
+    if cfg.resume and ckpt.exists():
         start = _load_checkpoint(ckpt, model, opt, sched, fsdp)
         M.truncate(out / "metrics.jsonl", start)
         log(f"resumed from step {start}")
@@ -456,7 +457,12 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
         key = f"{data_fingerprint(examples)}-{mkey}"
         # sharded, every process runs the reference pass (its forwards are collectives): all or none read the file
         agree = (lambda hit: _all_ranks(hit, min, device)) if fsdp else None
-        value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make, agree)
+        try:
+            value, hit = cached(key, Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else None, make, agree)
+        except UnsafeFileError as exc:
+            raise TrainError(f"{exc}; delete the file and the reference log-probs are computed again") from exc
+        if len(value) != len(examples):
+            raise TrainError(f"reference cache {key}.pt has {len(value)} rows for {len(examples)} examples; delete it")
         model.train(was)
         log(f"reference log-probs for {len(examples)} examples {'read from cache' if hit else 'computed and cached'}")
         result.append(value)
@@ -533,7 +539,9 @@ def _all_reduce_grads(params, world: int) -> None:
 
 def _save_checkpoint(path: Path, model, opt, sched, step: int, main: bool, fsdp: bool) -> None:
     """Rank 0 writes. Sharded, the whole model and optimizer state are gathered to it first (every
-    process calls this), keyed by parameter name, so the checkpoint resumes on any number of processes."""
+    process calls this), keyed by parameter name, so the checkpoint resumes on any number of processes.
+    Tensors go to `state.pt` (read back with `weights_only=True`: no code runs on load), the step,
+    schedule and sharding to `state.json`."""
     if fsdp:
         model_sd, optim_sd = full_training_state(model, opt)
     elif main:
@@ -543,15 +551,42 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, main: bool, fsdp:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {"model": model_sd, "optimizer": optim_sd, "scheduler": sched.state_dict(), "step": step}
-    torch.save({**state, "sharding": "fsdp" if fsdp else "ddp"}, tmp / "state.pt")
+    torch.save({"model": model_sd, "optimizer": optim_sd}, tmp / "state.pt")
+    meta = {"step": step, "sharding": "fsdp" if fsdp else "ddp", "scheduler": sched.state_dict()}
+    (tmp / "state.json").write_text(json.dumps(meta))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
 
 
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(tensors, meta) of a checkpoint folder; a file holding anything but tensors and plain containers
+    is refused before any of it runs (a pickle can carry code: a checkpoint from someone else must not)."""
+    try:
+        meta = json.loads((path / "state.json").read_text())
+    except FileNotFoundError as exc:
+        raise TrainError(
+            f"{path}: no state.json (not a checkpoint of this prefkit); remove it or resume without --resume"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{path / 'state.json'}: unreadable ({exc}); remove the checkpoint to start over") from exc
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("step"), int)
+        or not isinstance(meta.get("scheduler"), dict)
+    ):
+        raise TrainError(f"{path / 'state.json'}: needs an integer `step` and a `scheduler` mapping")
+    try:
+        tensors = load_tensors(path / "state.pt", mmap=True)
+    except UnsafeFileError as exc:
+        raise TrainError(f"{exc}; prefkit never unpickles a checkpoint: remove it to start over") from exc
+    if not isinstance(tensors, dict) or not {"model", "optimizer"} <= set(tensors):
+        raise TrainError(f"{path / 'state.pt'}: expected the `model` and `optimizer` states")
+    return tensors, meta
+
+
 def _load_checkpoint(path: Path, model, opt, sched, fsdp: bool) -> int:
-    state = torch.load(path / "state.pt", weights_only=False, mmap=True)
-    written = state.get("sharding", "ddp")
+    state, meta = _read_checkpoint(path)
+    written = meta.get("sharding", "ddp")
     if written != ("fsdp" if fsdp else "ddp"):  # the optimizer state is keyed differently
         here = "--sharding fsdp under torchrun" if fsdp else "--sharding ddp or one process"
         raise TrainError(f"{path} was written by a --sharding {written} run; resume it with that, not {here}")
@@ -560,8 +595,8 @@ def _load_checkpoint(path: Path, model, opt, sched, fsdp: bool) -> int:
     else:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    return int(state["step"])
+    sched.load_state_dict(meta["scheduler"])
+    return meta["step"]
 
 
 def _save_final(model, tok, final: Path, lora: bool, main: bool, fsdp: bool) -> None:

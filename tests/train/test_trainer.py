@@ -338,7 +338,7 @@ def test_reference_log_probs_come_from_the_model_in_eval_mode(world, tmp_path):
     (model_dir / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.5}))  # noisy in train mode
     c = cfg(world, "dropout", model=str(model_dir), max_steps=1, ref_cache_dir=str(tmp_path / "cache"))
     train(c)
-    cached = [torch.load(p) for p in (tmp_path / "cache").glob("*.pt")]
+    cached = [torch.load(p, weights_only=True) for p in (tmp_path / "cache").glob("*.pt")]
     cached = next(t for t in cached if len(t) == 128)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
