@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate.ai.cache import Cache, cache_dir
-from annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
+from annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
 from annotate.contract import ID_COLUMN, to_row
 from annotate.ids import content_hash
 from annotate.store import Store
@@ -79,7 +79,15 @@ _PROBE_SCHEMA = json_schema_format("probe", {"ok": {"type": "boolean"}})
 
 async def detect(engine: Engine, cache: Cache) -> dict[str, bool]:
     """Whether the server returns logprobs and honours a JSON-schema response_format. Two tiny probe
-    requests, remembered in the cache per (server, model) so later runs send none."""
+    requests, remembered in the cache per (server, model) so later runs send none.
+
+    An answer is an answer, whatever its finish reason: one cut off at `max_tokens` (a verbose or
+    reasoning model) still shows whether logprobs came back, and a cut-off JSON object still shows
+    the schema was followed. A 4xx refusing the option means "not supported". Probes are retried by
+    the engine like any request; one that still got no answer counts as "not supported" for this run
+    only (nothing is remembered, so the next run asks again). Only when no request at all, a plain
+    third one included, gets an answer does the job stop: then the server really cannot be reached.
+    """
     server = f"{engine.config.base_url or 'https://api.openai.com/v1'}|{engine.config.model}"
     known = cache.capability(server)
     if known:
@@ -87,15 +95,36 @@ async def detect(engine: Engine, cache: Cache) -> dict[str, bool]:
     base = {"model": engine.config.model, "messages": _PROBE, "temperature": 0.0, "max_tokens": 16}
     lp = await engine.complete({**base, "logprobs": True, "top_logprobs": 5})
     js = await engine.complete({**base, "response_format": _PROBE_SCHEMA})
-    for probe in (lp, js):
-        if not probe.ok and probe.status is None:  # transport trouble, not an answer about support
-            raise AIError(f"cannot reach the server to detect its capabilities: {probe.error}")
-    found = {
-        "logprobs": lp.ok and bool(lp.logprobs) and bool(lp.logprobs[0].get("top_logprobs")),
-        "json_schema": js.ok and isinstance(_json(js.content), dict),
-    }
-    cache.set_capability(server, json.dumps(found))
+    unanswered = [probe for probe in (lp, js) if _unanswered(probe)]
+    if len(unanswered) == 2:
+        plain = await engine.complete(base)  # is it the options, or the server?
+        if _unanswered(plain):
+            raise AIError(
+                f"cannot reach the server: {plain.error} (also for both capability probes; "
+                "check --base-url, or pass --mode to skip detection)"
+            )
+    found = {"logprobs": _has_logprobs(lp), "json_schema": _follows_schema(js)}
+    if not unanswered:
+        cache.set_capability(server, json.dumps(found))
     return found
+
+
+def _unanswered(answer: Answer) -> bool:
+    """No answer arrived (transport failure after every retry); a 4xx status is an answer about support."""
+    return answer.text is None and answer.status is None
+
+
+def _has_logprobs(answer: Answer) -> bool:
+    return bool(answer.text is not None and answer.logprobs and answer.logprobs[0].get("top_logprobs"))
+
+
+def _follows_schema(answer: Answer) -> bool:
+    if answer.text is None:
+        return False
+    if isinstance(_json(answer.content), dict):
+        return True
+    # Cut off at max_tokens: the start of a JSON object is as far as the schema can be seen to hold.
+    return answer.finish_reason == "length" and (answer.content or "").lstrip().startswith("{")
 
 
 def _json(text: str | None) -> Any:
