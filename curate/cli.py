@@ -28,6 +28,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
     for table, reasons in rep["drops"].items():
         for reason, d in reasons.items():
             print(f"  dropped from {table}: {d['count']} ({reason})")
+    for warning in rep.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"report: {result.report_html}")
     return 0
 

@@ -115,7 +115,7 @@ def _swap(tmp: Path, final: Path) -> None:
 
 def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
     seed = recipe.seed
-    rep: dict = {"recipe": recipe.name, "seed": seed, "steps": [], "drops": {}, "timings": {}}
+    rep: dict = {"recipe": recipe.name, "seed": seed, "warnings": [], "steps": [], "drops": {}, "timings": {}}
     steps = rep["steps"]
     clock = [time.perf_counter()]
 
@@ -164,7 +164,14 @@ def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
 
     vcfg = recipe.stage("votes")
     rep["votes"] = votes.expand(con, vcfg)
-    votes.aggregate(con, vcfg)
+    rep["votes"].update(votes.aggregate(con, vcfg))
+    fit = rep["votes"].get("bradley_terry")
+    if fit and not fit["converged"]:
+        rep["warnings"].append(
+            f"Bradley–Terry did not converge for {fit['tournaments_not_converged']} of {fit['tournaments']} "
+            f"(prompt, aspect) tournaments in {fit['iterations']} iterations (largest gradient left "
+            f"{fit['max_gradient']}): their strengths, margins and min_margin decisions are approximate"
+        )
     step("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
     rep["agreement"] = report.agreement(con)
     lap("votes")

@@ -165,6 +165,8 @@ def html(rep: dict, recipe_yaml: str) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Curation <code>{_e(rep.get('name'))}</code></h1>",
     ]
+    for warning in rep.get("warnings", []):
+        out.append(f"<p><strong>Warning:</strong> {_e(warning)}</p>")
     outputs = rep.get("outputs", {})
     out.append("<h2>Outputs</h2>" + _table(outputs, ("table", "rows")) + bar_chart(outputs, "rows written"))
     out.append("<h2>Splits</h2>" + _table([{"table": t, **v} for t, v in rep.get("splits", {}).items()]))

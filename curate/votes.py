@@ -13,7 +13,7 @@ Policies, in the order they apply (each counted in the report):
    imported votes set AI votes aside.
 
 Aggregation (`method`): `majority` (the plurality of a/b/tie; no plurality is a tie), `mean` (sign of
-the mean score difference), `bradley_terry` (strengths fitted per prompt over all its comparisons).
+the mean score difference), `bradley_terry` (strengths fitted per prompt over all its comparisons, see `curate.bradley_terry`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from curate import bradley_terry
 from curate.recipe import Votes
 
 TIER = """CASE annotator_type WHEN 'adjudicator' THEN 3 WHEN 'ai' THEN {ai_tier} ELSE 2 END"""
@@ -129,8 +130,9 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
     }
 
 
-def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> None:
-    """Create `comparisons`: per comparison the outcome, its margin, agreement and soft scores.
+def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
+    """Create `comparisons`: per comparison the outcome, its margin, agreement and soft scores; return
+    what the report needs to know about the aggregation (with Bradley–Terry: how its fit went).
 
     Columns: prompt_id, a, b, aspect, n_votes, wins_a, wins_b, ties, winner (+1 a, −1 b, 0 tie),
     score_a, score_b, margin (≥ 0), agreement, both_bad, judgement_ids, annotators.
@@ -147,6 +149,7 @@ def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> None:
         FROM votes GROUP BY prompt_id, a, b, aspect
         """
     )
+    fit_report: dict = {}
     if cfg.method == "majority":
         winner = "CASE WHEN wins_a > wins_b AND wins_a > ties THEN 1 WHEN wins_b > wins_a AND wins_b > ties THEN -1 ELSE 0 END"
         scores = "(wins_a + 0.5 * ties) / n_votes, (wins_b + 0.5 * ties) / n_votes"
@@ -156,7 +159,7 @@ def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> None:
         scores = "mean_a, mean_b"
         margin = "abs(mean_diff)"
     else:
-        _bradley_terry(con)
+        fit_report = _bradley_terry(con)
         winner = "CASE WHEN abs(s.sa - s.sb) < 1e-9 THEN 0 WHEN s.sa > s.sb THEN 1 ELSE -1 END"
         scores = "s.sa, s.sb"
         margin = "abs(s.sa - s.sb)"
@@ -184,16 +187,18 @@ def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> None:
            (CASE winner WHEN 1 THEN wins_a WHEN -1 THEN wins_b ELSE ties END) / n_votes::DOUBLE AS agreement
            FROM comparisons"""
     )
+    return {"bradley_terry": fit_report} if fit_report else {}
 
 
-def _bradley_terry(con: duckdb.DuckDBPyConnection, iterations: int = 200) -> None:
-    """Create `bt(prompt_id, aspect, response_id, strength)`: log-strengths fitted by Hunter's MM
-    algorithm, all prompts at once (responses of different prompts never meet, so one global fit is
-    one fit per prompt). Each response also plays one virtual tie against a fixed opponent of strength
-    1, which keeps an unbeaten response finite and anchors each prompt's scale."""
+def _bradley_terry(con: duckdb.DuckDBPyConnection) -> dict:
+    """Create `bt(prompt_id, aspect, response_id, strength)`: log-strengths fitted per (prompt, aspect) by
+    `curate.bradley_terry.fit` (regularised by one virtual tie per response, iterated to a tolerance);
+    return how the fit went, for the report."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE bt_players AS
-           SELECT prompt_id, aspect, response_id, (row_number() OVER (ORDER BY prompt_id, aspect, response_id) - 1)::BIGINT AS idx
+           SELECT prompt_id, aspect, response_id,
+                  (row_number() OVER (ORDER BY prompt_id, aspect, response_id) - 1)::BIGINT AS idx,
+                  (dense_rank() OVER (ORDER BY prompt_id, aspect) - 1)::BIGINT AS tournament
            FROM (SELECT prompt_id, aspect, a AS response_id FROM votes UNION SELECT prompt_id, aspect, b FROM votes)"""
     )
     games = con.execute(
@@ -201,24 +206,17 @@ def _bradley_terry(con: duckdb.DuckDBPyConnection, iterations: int = 200) -> Non
            JOIN bt_players x ON x.prompt_id = v.prompt_id AND x.aspect = v.aspect AND x.response_id = v.a
            JOIN bt_players y ON y.prompt_id = v.prompt_id AND y.aspect = v.aspect AND y.response_id = v.b"""
     ).fetchnumpy()
-    ia, ib, out = games["ia"].astype(np.int64), games["ib"].astype(np.int64), games["outcome"]
-    n = con.execute("SELECT count(*) FROM bt_players").fetchall()[0][0]
-    wins = np.full(n, 0.5)  # the virtual tie
-    np.add.at(wins, ia, np.where(out > 0, 1.0, np.where(out == 0, 0.5, 0.0)))
-    np.add.at(wins, ib, np.where(out < 0, 1.0, np.where(out == 0, 0.5, 0.0)))
-    p = np.ones(n)
-    for _ in range(iterations):
-        inv = 1.0 / (p[ia] + p[ib])
-        denom = 1.0 / (p + 1.0)
-        denom += np.bincount(ia, weights=inv, minlength=n) + np.bincount(ib, weights=inv, minlength=n)
-        new = wins / denom
-        if np.max(np.abs(np.log(new) - np.log(p))) < 1e-10:
-            p = new
-            break
-        p = new
-    con.register("_bt", pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "strength": pa.array(np.log(p))}))
+    players = con.execute("SELECT tournament FROM bt_players ORDER BY idx").fetchnumpy()["tournament"]
+    out = np.asarray(games["outcome"])
+    wins_a = np.where(out > 0, 1.0, np.where(out == 0, 0.5, 0.0))
+    theta, how = bradley_terry.fit(
+        players, games["ia"], games["ib"], wins_a, 1.0 - wins_a, max_iterations=bradley_terry.MAX_ITERATIONS
+    )
+    n = len(theta)
+    con.register("_bt", pa.table({"idx": pa.array(np.arange(n, dtype=np.int64)), "strength": pa.array(theta)}))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE bt AS SELECT p.prompt_id, p.aspect, p.response_id, s.strength "
         "FROM bt_players p JOIN _bt s USING (idx)"
     )
     con.unregister("_bt")
+    return how.as_report()
