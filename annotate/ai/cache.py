@@ -9,7 +9,8 @@ unusable answer (empty, cut off) is kept too and the retry is attempt 1.
 A sharded job writes its own file (`shard-K-of-N.sqlite`) so N machines never write one SQLite file;
 lookups also read every other file in the folder, so a later unsharded run finds their answers.
 Failed transport attempts (5xx, 429, timeouts, cut-off bodies) are not cached: nothing was paid for
-and a re-run should try again.
+and a re-run should try again. Capabilities are kept per server without the `user:password@` its URL
+may carry (`transport.redact_url`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+
+from annotate.ai.transport import redact_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -105,8 +108,9 @@ class Cache:
         return {"answers": n, "prompt_tokens": p, "completion_tokens": c, "cost": cost}
 
     def capability(self, server: str) -> str | None:
-        row = self.db.execute("SELECT value FROM capabilities WHERE server = ?", (server,)).fetchone()
+        row = self.db.execute("SELECT value FROM capabilities WHERE server = ?", (redact_url(server),)).fetchone()
         return row[0] if row else None
 
     def set_capability(self, server: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO capabilities VALUES (?, ?, ?)", (server, value, time.time()))
+        row = (redact_url(server), value, time.time())
+        self.db.execute("INSERT OR REPLACE INTO capabilities VALUES (?, ?, ?)", row)

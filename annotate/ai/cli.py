@@ -30,6 +30,13 @@ def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_token
     g.add_argument("--concurrency", type=int, default=16, help="requests in flight at most (default 16)")
     g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     g.add_argument("--max-retries", type=int, default=6, help="retries on 5xx, 429, timeouts (default 6)")
+    g.add_argument(
+        "--max-answer-mib",
+        type=float,
+        default=16.0,
+        metavar="MIB",
+        help="largest answer taken, before and after decompression; larger ones are error rows (default 16)",
+    )
     g.add_argument("--price-in", type=float, default=0.0, help="dollars per million prompt tokens (for the ledger)")
     g.add_argument("--price-out", type=float, default=0.0, help="dollars per million completion tokens")
     g.add_argument("--max-cost", type=float, help="stop sending requests once this many dollars are spent")
@@ -50,6 +57,7 @@ def _config(args: argparse.Namespace) -> EngineConfig:
         concurrency=args.concurrency,
         timeout=args.timeout,
         max_retries=args.max_retries,
+        max_answer_mib=args.max_answer_mib,
         price_in=args.price_in,
         price_out=args.price_out,
         max_cost=args.max_cost,

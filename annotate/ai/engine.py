@@ -30,12 +30,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from annotate.ai.cache import Cache
-from annotate.ai.transport import LeanTransport, lean_transport_applies
+from annotate.ai.transport import AnswerRefused, lean_transport_applies, make_http_client, redact_url
 from annotate.ids import request_id
 
 PER_CLIENT = 16  # connections per client on the stock transport (see Engine._make_clients)
+MAX_ANSWER_MIB = 512  # the cap's own upper bound: SQLite stores strings up to 1e9 bytes
+ERROR_CHARS = 300  # a server's error message is kept to this many characters
 _RAW = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
@@ -64,10 +67,21 @@ class EngineConfig:
     price_out: float = 0.0  # dollars per million completion tokens
     max_cost: float | None = None  # stop sending new requests once this many dollars are spent
     progress: bool = True  # a tqdm bar with rate and ETA on stderr
+    max_answer_mib: float = 16.0  # the largest answer taken, on the wire and decoded (transport.py)
 
     def public(self) -> dict[str, Any]:
-        """The config as saved beside outputs: it names the key's variable, never the key."""
-        return {k: v for k, v in self.__dict__.items()}
+        """The config as saved beside outputs: it names the key's variable, never the key, and the
+        server without the `user:password@` a --base-url may carry."""
+        found = dict(self.__dict__)
+        if found["base_url"]:
+            found["base_url"] = redact_url(found["base_url"])
+        return found
+
+    @property
+    def max_answer_bytes(self) -> int:
+        if not 0 < self.max_answer_mib <= MAX_ANSWER_MIB:
+            raise AIError(f"--max-answer-mib {self.max_answer_mib:g}: choose a size above 0 and up to {MAX_ANSWER_MIB}")
+        return int(self.max_answer_mib * 2**20)
 
 
 @dataclass
@@ -235,9 +249,10 @@ class Engine:
         """One client on the lean transport (annotate/ai/transport.py), or, where a proxy from the
         environment applies, clients on the stock transport holding at most ~16 connections each:
         its pool scans every connection it holds for each request it places, so at 64 in flight one
-        big pool costs more CPU than the requests themselves."""
+        big pool costs more CPU than the requests themselves. Both cap the size of answers."""
         import openai
 
+        max_bytes = self.config.max_answer_bytes
         key = os.environ.get(self.config.api_key_env)
         if not key:
             if self.config.base_url is None:
@@ -247,7 +262,7 @@ class Engine:
             key = "none"  # local servers (vLLM, llama.cpp, Ollama) accept any key
         self._secret = key
 
-        def client(http_client: Any = None) -> Any:
+        def client(http_client: Any) -> Any:
             return openai.AsyncOpenAI(
                 api_key=key,
                 base_url=self.config.base_url,
@@ -257,13 +272,20 @@ class Engine:
             )
 
         if lean_transport_applies(self.config.base_url):
-            return [client(openai.DefaultAsyncHttpxClient(transport=LeanTransport()))]
-        return [client() for _ in range(max(1, -(-self.config.concurrency // PER_CLIENT)))]
+            return [client(make_http_client(max_bytes, lean=True))]
+        n = max(1, -(-self.config.concurrency // PER_CLIENT))
+        return [client(make_http_client(max_bytes, lean=False)) for _ in range(n)]
 
     def scrub(self, text: str) -> str:
-        """Error texts go into rows and logs: make sure the key can never be among them."""
+        """Error texts go into rows and logs: make sure neither the key nor the password of a
+        `user:password@` in --base-url can ever be among them."""
         if self._secret and len(self._secret) > 4:
-            return text.replace(self._secret, "***")
+            text = text.replace(self._secret, "***")
+        text = redact_url(text)
+        password = _password(self.config.base_url)
+        if password and len(password) > 3:
+            for form in {password, unquote(password)}:
+                text = text.replace(form, "***")
         return text
 
     # -- one request -----------------------------------------------------------------------------
@@ -350,7 +372,11 @@ class Engine:
             except openai.APITimeoutError:
                 reason = f"timed out after {self.config.timeout:g} s"
             except openai.APIConnectionError as exc:
-                reason = f"connection failed: {exc}"
+                cause = exc.__cause__
+                if isinstance(cause, AnswerRefused):  # too large or mis-framed: asking again gets the same
+                    answer.error = self.scrub(f"answer refused: {_short(str(cause))}")
+                    return None, None, 0
+                reason = f"connection failed: {_short(str(cause or exc))}"
             finally:
                 self.limiter.release(ok)
             if attempt < self.config.max_retries:
@@ -416,11 +442,22 @@ class Engine:
 
 
 def _message(exc: Any) -> str:
+    """The server's own words about an error, cut to ERROR_CHARS (the body is the server's to fill)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
+            return _short(str(inner["message"]))
         if body.get("message"):
-            return str(body["message"])
-    return str(getattr(exc, "message", exc))[:300]
+            return _short(str(body["message"]))
+    return _short(str(getattr(exc, "message", exc)))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
+
+
+def _password(url: str | None) -> str | None:
+    if not url or "@" not in url:
+        return None
+    return urlsplit(url).password

@@ -15,14 +15,25 @@ error, timeout or cancellation closes it, so a late answer can never be read as 
 request sent on a reused connection the server had already closed (the keep-alive race) goes again
 on another connection, a new one at the latest.
 It does no proxies, HTTP/2 or streaming: `lean_transport_applies` says when the engine should use it.
+
+Answers are taken up to a size (`max_bytes`, 16 MiB unless the job says otherwise), on the wire and
+after content decoding, on this transport and on the stock one: a server that sends a 1 GiB body, a
+gzip bomb or a body without end costs at most that much memory. The lean transport stops reading at
+the cap; on both transports a response hook (`make_http_client`) counts the body as httpx reads it and
+undoes gzip/deflate itself with zlib's output limit, so no decoder inflates more than the cap. An
+answer over the cap, or framed in a way HTTP/1.1 forbids (a Content-Length that is not a number, two
+that differ, Content-Length beside chunked encoding, a bad chunk size), raises `AnswerRefused`: the
+engine records it as the request's error and does not ask again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import ssl
 import urllib.request
+import zlib
 from typing import Any
 
 import openai
@@ -39,11 +50,129 @@ def _httpx_module() -> Any:
 httpx = _httpx_module()
 
 MAX_IDLE = 256  # idle connections kept per server; the engine's limiter bounds those in use
+DEFAULT_MAX_BYTES = 16 * 2**20  # the largest answer taken, on the wire and decoded
 _HEAD_END = b"\r\n\r\n"
+_READ = 65536  # bytes per read of a body that runs to the connection's close
+_DIGITS = re.compile(rb"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+_CODINGS = ("gzip", "x-gzip", "deflate")  # what the response hook decodes (and so all we accept)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
 
 
 class _StaleConnection(Exception):
     """A reused keep-alive connection closed before any byte of the answer came back."""
+
+
+class AnswerRefused(httpx.RemoteProtocolError):
+    """An answer not taken: larger than the cap, or framed against HTTP/1.1. The same request would
+    get the same answer, so this is the request's error, not a reason to retry."""
+
+
+def redact_url(text: str) -> str:
+    """`text` with the `user:password@` of every URL in it replaced by `***@`: what is saved or
+    printed about a server (run logs, the cache, error texts) never holds its credentials."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB"
+
+
+def make_http_client(max_bytes: int = DEFAULT_MAX_BYTES, lean: bool = True) -> Any:
+    """The httpx client under one `openai` client: on the lean transport, or (`lean=False`) on the
+    stock one, which keeps honouring proxies from the environment (httpx drops them when a transport
+    is given, so the stock path gets none). Both take answers up to `max_bytes` (module docstring)."""
+    transport = LeanTransport(max_bytes=max_bytes) if lean else None
+    return openai.DefaultAsyncHttpxClient(
+        transport=transport,
+        event_hooks={"response": [_size_cap(max_bytes)]},
+        headers={"Accept-Encoding": "gzip, deflate"},  # only codings the hook can cap
+    )
+
+
+def _size_cap(max_bytes: int) -> Any:
+    async def hook(response: Any) -> None:
+        # Runs before httpx reads the body: from here on it reads through the capped stream, and
+        # finds no Content-Encoding left to decode (an unbounded decoder) itself.
+        codings = [
+            c.strip().lower() for c in response.headers.get_list("content-encoding", split_commas=True) if c.strip()
+        ]
+        codings = [c for c in codings if c != "identity"]
+        unknown = [c for c in codings if c not in _CODINGS]
+        if unknown or len(codings) > 2:
+            raise AnswerRefused(
+                f"the answer's Content-Encoding {', '.join(codings)!r} is not one prefkit asked for",
+                request=response.request,
+            )
+        if codings:
+            del response.headers["content-encoding"]
+        response.stream = _CappedBody(response.stream, codings, max_bytes, response.request)
+
+    return hook
+
+
+class _CappedBody(httpx.AsyncByteStream):
+    """A response body read through a size cap, its content codings undone with zlib's output limit."""
+
+    def __init__(self, inner: Any, codings: list[str], max_bytes: int, request: Any):
+        self.inner, self.codings, self.max, self.request = inner, codings, max_bytes, request
+
+    async def __aiter__(self) -> Any:
+        stages = [_Inflate(c, self.max, self.request) for c in reversed(self.codings)]
+        wire = 0
+        async for chunk in self.inner:
+            wire += len(chunk)
+            if wire > self.max:
+                raise AnswerRefused(f"the answer is larger than {mib(self.max)}", request=self.request)
+            for stage in stages:
+                chunk = stage.feed(chunk)
+            if chunk:
+                yield chunk
+        for stage in stages:
+            stage.finish()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Inflate:
+    """One gzip or deflate coding undone, producing at most `cap` bytes in all."""
+
+    def __init__(self, coding: str, cap: int, request: Any):
+        self.coding, self.cap, self.request, self.made, self.fed = coding, cap, request, 0, False
+        self.wbits = zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS
+        self.d = zlib.decompressobj(self.wbits)
+
+    def feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self.d.eof:  # a gzip file may hold several members; zero padding after the last is allowed
+                if self.coding == "deflate" or not data.strip(b"\0"):
+                    return b"".join(out)
+                self.d = zlib.decompressobj(self.wbits)
+            try:
+                piece = self.d.decompress(data, self.cap - self.made + 1)
+            except zlib.error as exc:
+                if self.coding == "deflate" and not self.fed:  # "deflate" sent raw, without zlib's header
+                    self.wbits, self.d, self.fed = -zlib.MAX_WBITS, zlib.decompressobj(-zlib.MAX_WBITS), True
+                    continue
+                raise httpx.DecodingError(
+                    f"the answer's {self.coding} body is corrupt: {exc}", request=self.request
+                ) from None
+            self.fed = True
+            self.made += len(piece)
+            if self.made > self.cap:
+                raise AnswerRefused(
+                    f"the answer decodes ({self.coding}) to more than {mib(self.cap)}", request=self.request
+                )
+            out.append(piece)
+            # Under the output limit zlib took all input, or stopped at the end of a member.
+            data = self.d.unused_data if self.d.eof else b""
+        return b"".join(out)
+
+    def finish(self) -> None:
+        if self.fed and not self.d.eof:
+            raise httpx.DecodingError(f"the answer's {self.coding} body ends early", request=self.request)
 
 
 def lean_transport_applies(base_url: str | None) -> bool:
@@ -59,7 +188,8 @@ def lean_transport_applies(base_url: str | None) -> bool:
 class LeanTransport(httpx.AsyncBaseTransport):
     """See the module docstring. One instance per client; safe for many concurrent requests."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes  # the longest body read from the wire (decoding is capped by the hook)
         self._ssl = ssl_context  # made on the first https connection, as httpx makes it (certifi's roots)
         self._idle: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
@@ -74,7 +204,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             if conn is None:
                 conn = await self._connect(request, key, timeouts.get("connect"))
             try:
-                status, headers, content, keep = await _exchange(request, conn, head + body, timeouts, reused)
+                status, headers, content, keep = await _exchange(
+                    request, conn, head + body, timeouts, reused, self.max_bytes
+                )
             except _StaleConnection:
                 conn[1].close()
                 continue  # the server had closed this idle connection: take another, or a new one
@@ -131,7 +263,7 @@ def _request_head(request: Any) -> bytes:
 
 
 async def _exchange(
-    request: Any, conn: Any, data: bytes, timeouts: dict[str, float | None], reused: bool
+    request: Any, conn: Any, data: bytes, timeouts: dict[str, float | None], reused: bool, max_bytes: int
 ) -> tuple[int, list[tuple[str, str]], bytes, bool]:
     """Send one request and read its whole answer: (status, headers, body, keep the connection)."""
     reader, writer = conn
@@ -145,14 +277,14 @@ async def _exchange(
             raise _StaleConnection() from None
         raise httpx.WriteError(f"sending the request failed: {exc}", request=request) from None
     try:
-        return await asyncio.wait_for(_read_answer(request, reader, reused), timeouts.get("read"))
+        return await asyncio.wait_for(_read_answer(request, reader, reused, max_bytes), timeouts.get("read"))
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("the server did not answer in time", request=request) from None
     except OSError as exc:
         raise httpx.ReadError(f"reading the answer failed: {exc}", request=request) from None
 
 
-async def _read_answer(request: Any, reader: asyncio.StreamReader, reused: bool) -> Any:
+async def _read_answer(request: Any, reader: asyncio.StreamReader, reused: bool, max_bytes: int) -> Any:
     try:
         head = await reader.readuntil(_HEAD_END)
     except asyncio.IncompleteReadError as exc:
@@ -170,7 +302,7 @@ async def _read_answer(request: Any, reader: asyncio.StreamReader, reused: bool)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise httpx.RemoteProtocolError(f"not an HTTP/1.1 status line: {status_line[:80]!r}", request=request)
     status = int(parts[1])
-    headers, length, chunked, keep = [], None, False, parts[0] == b"HTTP/1.1"
+    headers, lengths, codings, keep = [], [], [], parts[0] == b"HTTP/1.1"
     for line in header_lines:
         name, sep, value = line.partition(b":")
         if not sep:
@@ -178,32 +310,78 @@ async def _read_answer(request: Any, reader: asyncio.StreamReader, reused: bool)
         name, value = name.strip().lower(), value.strip()
         headers.append((name.decode("latin-1"), value.decode("latin-1")))
         if name == b"content-length":
-            length = int(value)
+            lengths += [v.strip() for v in value.split(b",")]
         elif name == b"transfer-encoding":
-            chunked = value.lower().endswith(b"chunked")
+            codings += [v.strip().lower() for v in value.split(b",") if v.strip()]
         elif name == b"connection":
             keep = value.lower() == b"keep-alive" or (keep and value.lower() != b"close")
+    chunked, length = _framing(request, lengths, codings, max_bytes)
     try:
         if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             content = b""
         elif chunked:
-            content = await _read_chunked(reader)
+            content = await _read_chunked(request, reader, max_bytes)
         elif length is not None:
             content = await reader.readexactly(length)
         else:
-            content, keep = await reader.read(), False  # the body runs to the connection's close
+            content, keep = await _read_to_close(request, reader, max_bytes), False
     except asyncio.IncompleteReadError:
         raise httpx.RemoteProtocolError("the connection closed in the middle of the answer", request=request) from None
+    except asyncio.LimitOverrunError:
+        raise AnswerRefused("a chunk-size line of the answer is too long", request=request) from None
     return status, headers, content, keep
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
+def _framing(request: Any, lengths: list[bytes], codings: list[bytes], max_bytes: int) -> tuple[bool, int | None]:
+    """(chunked, Content-Length) of an answer, refusing what RFC 9112 forbids or lets a reader
+    misread (section 6: a response with both is a smuggling attempt "ought to be handled as an error")."""
+    if codings and lengths:
+        raise AnswerRefused("the answer has both Transfer-Encoding and Content-Length", request=request)
+    if codings:
+        if codings != [b"chunked"]:
+            raise AnswerRefused(f"unsupported Transfer-Encoding {b', '.join(codings)[:80]!r}", request=request)
+        return True, None
+    if not lengths:
+        return False, None
+    bad = [v for v in lengths if not _DIGITS.fullmatch(v)]
+    if bad:
+        raise AnswerRefused(f"the answer's Content-Length {bad[0][:40]!r} is not a number", request=request)
+    if len({int(v) for v in lengths}) > 1:
+        raise AnswerRefused(f"the answer has conflicting Content-Lengths {b', '.join(lengths)[:80]!r}", request=request)
+    length = int(lengths[0])
+    if length > max_bytes:
+        raise AnswerRefused(f"the answer is larger than {mib(max_bytes)} (Content-Length {length})", request=request)
+    return False, length
+
+
+async def _read_to_close(request: Any, reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    parts, size = [], 0
+    while data := await reader.read(_READ):
+        size += len(data)
+        if size > max_bytes:
+            raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
+        parts.append(data)
+    return b"".join(parts)
+
+
+async def _read_chunked(request: Any, reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    chunks, total = [], 0
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        line = await reader.readuntil(b"\r\n")
+        total += len(line)  # size lines and trailers count too: an endless run of them is a body without end
+        digits = line.split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(digits):
+            raise AnswerRefused(f"bad chunk size {digits[:40]!r} in the answer", request=request)
+        size = int(digits, 16)
+        if total + size > max_bytes:
+            raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
         if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, then the blank line
-                pass
+            while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, then the blank line
+                total += len(line)
+                if total > max_bytes:
+                    raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
             return b"".join(chunks)
         chunks.append(await reader.readexactly(size))
-        await reader.readexactly(2)  # the CRLF after each chunk
+        total += size
+        if await reader.readexactly(2) != b"\r\n":  # the CRLF after each chunk
+            raise AnswerRefused("a chunk of the answer is longer than its size says", request=request)
