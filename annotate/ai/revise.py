@@ -4,7 +4,8 @@ Both write, per accepted revision, a new response (`origin = critique_revision |
 `parent_id` = the response it revises) and a `revision` judgement with `response_ids = [original,
 revised]`, `scores = [0, 1]`, `principle` and `rationale` (the critique or the reviser's reasoning); its id
 is the hash of the request that produced the revision, so a re-run writes nothing twice. A failed or
-rejected revision is a `revision` row with `status = error`, the reason, and no scores.
+rejected revision is a `revision` row with `status = error`, the reason, and no scores; it does not
+make its response "done", so the next run tries it again (what had succeeded replays from the cache).
 
 Constitutional AI (Bai et al. 2022): for each round, sample a principle, ask for a critique of the
 current response under it, then for a revision in the light of the critique; the next round starts from
@@ -78,7 +79,35 @@ class Target:
     content: str
 
 
-def _targets(store: Store, annotator: str, options: ReviseOptions) -> tuple[list[Target], int]:
+def _finished(store: Store, annotator: str, rounds: int) -> set[str]:
+    """Responses whose revision chain is complete: `rounds` accepted revisions one after the other.
+
+    Error rows do not count: a target whose critique, revision or CLAIR request failed (or whose
+    revision was rejected) is tried again on the next run. What had succeeded is replayed from the
+    cache without a request, so only the failed requests are sent again.
+    """
+    con = store.connect()
+    try:
+        edges = con.execute(
+            "SELECT response_ids[1], response_ids[2] FROM judgements "
+            "WHERE kind = 'revision' AND annotator = ? AND status <> 'error' AND len(response_ids) = 2",
+            [annotator],
+        ).fetchall()
+    finally:
+        con.close()
+    children: dict[str, list[str]] = {}
+    for parent, child in edges:
+        children.setdefault(parent, []).append(child)
+
+    def depth(node: str, left: int) -> int:
+        if left == 0:
+            return 0
+        return max((1 + depth(c, left - 1) for c in children.get(node, [])), default=0)
+
+    return {parent for parent in children if depth(parent, rounds) >= rounds}
+
+
+def _targets(store: Store, annotator: str, options: ReviseOptions, rounds: int) -> tuple[list[Target], int]:
     con = store.connect()
     try:
         rows = con.execute(
@@ -99,9 +128,7 @@ def _targets(store: Store, annotator: str, options: ReviseOptions) -> tuple[list
         )
     finally:
         con.close()
-    done = existing(
-        store, "SELECT response_ids[1] FROM judgements WHERE kind = 'revision' AND annotator = ?", [annotator]
-    )
+    done = _finished(store, annotator, rounds)
     shard = parse_shard(options.shard)
     targets = [
         Target(pid, list(msgs), rid, text)
@@ -365,7 +392,7 @@ def critique(store: Store, config: EngineConfig, options: ReviseOptions, *, clie
     async def one(engine: Engine, target: Target) -> list[Any]:
         return await critique_one(engine, target, constitution, annotator, options)
 
-    return _run(store, config, options, annotator, one, "critique", client)
+    return _run(store, config, options, annotator, one, "critique", client, rounds=options.rounds)
 
 
 def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
@@ -392,8 +419,9 @@ def _run(
     command: str,
     client: Any,
     prepare=None,
+    rounds: int = 1,
 ) -> ReviseReport:
-    todo, skipped = _targets(store, annotator, options)
+    todo, skipped = _targets(store, annotator, options, rounds)
     cache = open_cache(store, parse_shard(options.shard))
     known = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
     report = ReviseReport(RunSummary(), planned=len(todo) + skipped, skipped=skipped, revisions=0, errors=0)
@@ -401,16 +429,16 @@ def _run(
     engine = Engine(config, cache, client=client)
 
     def on_result(target: Target, rows: list[Any]) -> None:
-        fresh = [r for r in rows if not isinstance(r, Judgement) or r.judgement_id not in known]
-        for row in fresh:
-            if isinstance(row, Judgement):
-                known.add(row.judgement_id)
-                if row.status == "error":
-                    report.errors += 1
-                else:
-                    report.revisions += 1
-        sink.add("responses", [r for r in fresh if isinstance(r, Response)])
-        sink.add("judgements", [r for r in fresh if isinstance(r, Judgement)])
+        judgements = [r for r in rows if isinstance(r, Judgement)]
+        # A failure counts whenever it happens (a re-run that fails again says so); a row already in
+        # the store (a replayed success or the same failure again) is not written twice.
+        report.errors += sum(1 for j in judgements if j.status == "error")
+        fresh = [j for j in judgements if j.judgement_id not in known]
+        report.revisions += sum(1 for j in fresh if j.status != "error")
+        old = {j.response_ids[1] for j in judgements if j.status != "error" and j.judgement_id in known}
+        known.update(j.judgement_id for j in fresh)
+        sink.add("responses", [r for r in rows if isinstance(r, Response) and r.response_id not in old])
+        sink.add("judgements", fresh)
 
     try:
         report.summary = asyncio.run(_in_session(engine, prepare, todo, one, on_result))

@@ -4,7 +4,7 @@ import json
 
 from annotate.ai.engine import EngineConfig
 from annotate.ai.revise import ReviseOptions, clair, critique
-from tests.support.openai_server import OpenAIServer
+from tests.support.openai_server import OpenAIServer, Reply
 
 
 def _config(server):
@@ -97,3 +97,43 @@ def _sampling():
     from annotate.ai.jobs import Sampling
 
     return Sampling(temperature=0.0, max_tokens=64)
+
+
+def test_failed_critiques_and_revisions_are_tried_again_after_the_server_recovers(store):
+    """The server answers 503 to every request about question 1 and 2, then recovers: the re-run
+    revises exactly those responses, and asks for nothing it had an answer to."""
+    state = {"down": True}
+
+    def answer(request):
+        text = " ".join(m["content"] for m in request["messages"])
+        if state["down"] and ("question 1" in text or "question 2" in text):
+            return Reply(status=503, message="overloaded")
+        if "[Response to improve]" in text:
+            original = text.split("[Response to improve]\n")[1].split("\n\nFirst explain")[0]
+            return f"<revision>{original.replace(': ', ': about ')}</revision>"
+        last = request["messages"][-1]["content"]
+        if "Rewrite" in last:
+            return request["messages"][-4]["content"] + " [revised]"
+        return "It could be clearer."
+
+    jobs = ((critique, ReviseOptions(rounds=2)), (clair, ReviseOptions(mode="text")))
+    for n, (job, options) in enumerate(jobs, start=1):
+        options.sampling = _sampling()
+        state["down"] = True
+        with OpenAIServer(answer) as server:
+            first = job(store, _config(server), options)
+            ok_before = server.counts(outcome="ok")
+            state["down"] = False
+            mark = server.mark()
+            second = job(store, _config(server), options)
+            resent = server.counts(since=mark)
+            third = job(store, _config(server), options)
+            last = server.counts(since=mark) - resent
+        per_target = 2 * options.rounds
+        assert (first.revisions, first.errors, first.skipped) == (6 * options.rounds, 6, 0), job.__name__
+        assert (second.revisions, second.errors, second.skipped) == (6 * options.rounds, 0, 6), job.__name__
+        assert not set(resent) & set(ok_before), "nothing that had an answer is sent again"
+        assert sum(resent.values()) == 6 * (per_target if job is critique else 1) and set(resent.values()) == {1}
+        assert (third.revisions, third.errors, third.skipped, sum(last.values())) == (0, 0, 12, 0)
+        (errors,) = store.connect().execute("SELECT count(*) FROM judgements WHERE status = 'error'").fetchall()
+        assert errors == (6 * n,), "the first run's failures stay on record, once each"
