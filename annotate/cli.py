@@ -1,4 +1,4 @@
-"""Commands over the store itself: `import`, `compact`, `stats`."""
+"""Commands over the store itself: `import`, `compact`, `stats`, `check`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     stats = store_stats(Store(store_path(args), create=False))
     print(json.dumps(stats, default=str, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    store = Store(store_path(args), create=False)
+    found = store.problems(deep=True)
+    if not found:
+        print(f"{store.root}: every part is readable")
+        return 0
+    for problem in found:
+        print(printable(problem, newlines=False))
+    if not args.repair:
+        print(f"{len(found)} problem(s); run again with --repair to move them into {store.root / 'quarantine'}")
+        return 1
+    for old, new in store.quarantine(found):
+        print(printable(f"moved {old} → {new}", newlines=False))
     return 0
 
 
@@ -116,3 +132,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_store_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = add_command(
+        subparsers,
+        "check",
+        cmd_check,
+        """Check that every part of the store is readable; --repair moves bad ones aside.
+
+        A zero-byte, truncated or foreign .parquet file in a table folder stops every read of the
+        store (stats, curate, compact) with a message naming it. `check` reads every part whole and
+        lists those that fail (and folders that link out of the store); with --repair it moves them
+        into <store>/quarantine/, keeping their paths, so nothing is deleted. Exit status 1 when
+        problems remain.
+
+        Example:
+          prefkit check --store my-store
+          prefkit check --store my-store --repair""",
+    )
+    add_store_option(p)
+    p.add_argument("--repair", action="store_true", help="move unreadable parts into <store>/quarantine/")

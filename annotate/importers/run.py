@@ -53,6 +53,7 @@ class FileResult:
 @dataclass
 class ImportResult:
     files: list[FileResult]
+    notes: list[str] = field(default_factory=list)  # about the store (parts skipped by the dedupe check)
 
     @property
     def added(self) -> dict[str, int]:
@@ -61,7 +62,7 @@ class ImportResult:
 
     def summary(self) -> str:
         total = ", ".join(f"{n:,} {t}" for t, n in self.added.items())
-        return "\n".join([*(f.summary() for f in self.files), f"added: {total}"])
+        return "\n".join([*(f.summary() for f in self.files), *self.notes, f"added: {total}"])
 
 
 def import_files(
@@ -84,19 +85,28 @@ def import_files(
     if fmt is not None and fmt not in SHAPES:
         raise ImportFailed("--format", None, f"unknown shape {fmt!r}", f"use one of {', '.join(SHAPES)}")
     created_at = created_at or utcnow()
+    store._writable()
+    # A part readers cannot use must not block an import: its ids are left out of the dedupe check
+    # (readers dedupe on id anyway, so at worst a row is stored twice) and the summary says so.
+    notes = [
+        f"warning: skipped {p.path} when checking for rows already in the store ({p.problem}); "
+        "run `prefkit check --repair`"
+        for p in store.problems()
+        if p.path.suffix == ".parquet"
+    ]
     seen = Seen(_existing_ids(store))
     results = []
     with store.batch() as batch:
         for path in paths:
             results.append(_import_one(batch, seen, Path(path), fmt, mapping or {}, source, progress, created_at))
-    return ImportResult(results)
+    return ImportResult(results, notes)
 
 
 def _existing_ids(store: Store) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     if all(store.is_empty(t) for t in TABLE_ORDER):
         return out
-    con = store.connect()
+    con = store.connect(skip_unreadable=True)
     try:
         for table in TABLE_ORDER:
             if not store.is_empty(table):
