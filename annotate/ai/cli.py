@@ -111,8 +111,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
             f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}"
         )
         return 0
+    partial = f", {report.failed_samples} failed samples left out of averaged rows" if report.failed_samples else ""
     print(
-        f"judged ({report.mode}): {report.written} rows written ({report.errors} errors), "
+        f"judged ({report.mode}): {report.written} rows written ({report.errors} errors{partial}), "
         f"{report.skipped} already in the store; " + _summary(report.summary)
     )
     if report.rankings:

@@ -70,8 +70,9 @@ class JudgeReport:
     planned: int  # requests the job consists of (this shard)
     skipped: int  # already in the store
     written: int  # judgement rows written
-    errors: int  # of which error rows
+    errors: int  # of which error rows (counted whenever a request fails, also again on a re-run)
     rankings: int = 0
+    failed_samples: int = 0  # rubric: samples left out of a written row's mean (metadata.failed_samples)
     log: str | None = None
 
 
@@ -374,9 +375,17 @@ async def judge_listwise(engine: Engine, task: Task, template: Template, annotat
 
 
 async def judge_rubric(engine: Engine, task: Task, template: Template, annotator: str) -> Judgement:
+    """One `rating` row: the mean over the k samples that gave a readable score.
+
+    A sample that got no answer at all (transport failure, refused request) leaves the row unfinished:
+    an error row, so the next run asks again (the other samples replay from the cache). A sample that
+    was answered but unreadable, also after its repair request, would only be replayed the same way:
+    the row averages the others and lists the failures in `metadata.failed_samples`, and the job's
+    report counts them. `raw`, `rationale` and `duration_ms` come from the first sample that scored.
+    """
     low, high = task.metadata["low"], task.metadata["high"]
     answers = await asyncio.gather(*(engine.complete(b) for b in task.bodies))
-    scores, reasons, problems = [], [], []
+    scores, reasons, problems, scored = [], [], [], []
     for answer, b in zip(answers, task.bodies, strict=True):
         parsed = verdicts.score_from_text(answer.content or "", low, high) if answer.ok else None
         if answer.ok and parsed is None:
@@ -391,8 +400,14 @@ async def judge_rubric(engine: Engine, task: Task, template: Template, annotator
         else:
             scores.append(parsed[0])
             reasons.append(parsed[1])
-    if not scores:
-        return error_row(task, annotator, template.guidelines, "rating", "; ".join(problems), answers[0])
+            scored.append(answer)
+    unanswered = sum(1 for a in answers if a.text is None)
+    if not scores or unanswered:
+        reason = "; ".join(problems)
+        if scores:
+            reason = f"{unanswered} of {len(answers)} samples got no answer (asked again on the next run): {reason}"
+        return error_row(task, annotator, template.guidelines, "rating", reason, (scored or answers)[0])
+    first = scored[0]
     return _row(
         task,
         annotator,
@@ -400,9 +415,9 @@ async def judge_rubric(engine: Engine, task: Task, template: Template, annotator
         "rating",
         scores=[sum(scores) / len(scores)],
         rationale=reasons[0],
-        duration_ms=answers[0].latency_ms,
-        raw=answers[0].content,
-        metadata={"fingerprint": answers[0].fingerprint, "sample_scores": scores, "failed_samples": problems},
+        duration_ms=first.latency_ms,
+        raw=first.content,
+        metadata={"fingerprint": first.fingerprint, "sample_scores": scores, "failed_samples": problems},
     )
 
 
@@ -469,9 +484,11 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
 
     def on_result(task: Task, row: Judgement) -> None:
         if row.status == "error":
+            report.errors += 1  # a failure counts each time: a re-run that fails again says so
             if row.judgement_id in done:
                 return  # the same failure, replayed from the cache, is already recorded
-            report.errors += 1
+        elif row.kind == "rating":
+            report.failed_samples += len(json.loads(row.metadata).get("failed_samples") or [])
         done.add(row.judgement_id)
         sink.add("judgements", [row])
         report.written += 1
@@ -498,6 +515,7 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
                 "mode": mode,
                 "written": report.written,
                 "errors": report.errors,
+                "failed_samples": report.failed_samples,
                 "skipped": report.skipped,
             },
         )

@@ -172,3 +172,50 @@ def test_listwise_rankings_in_shuffled_orders(store):
         assert ranked == ["0", "1", "2"] and sorted(scores) == [-3.0, -2.0, -1.0]
         orders.setdefault(json.loads(metadata)["order_key"], set()).add(tuple(ids))
     assert len(orders) == 4 and all(len(shown) == 3 for shown in orders.values()), "three different orders"
+
+
+def test_rubric_samples_that_fail_are_counted_and_raw_comes_from_one_that_scored(store, capsys):
+    def answer(request):
+        if request["seed"] == 0:
+            return "I would rather not put a number on it."  # sample 0: unreadable, its repair too
+        return f"Fine work.\nScore: {3 + request['seed'] % 2}"  # samples 1, 2 → 4, 3
+
+    options = JudgeOptions(
+        method="rubric", template="self_rewarding", samples=3, mode="text", sampling=Sampling(temperature=0.7)
+    )
+    with OpenAIServer(answer) as server:
+        report = judge(store, _config(server), options)
+    assert (report.written, report.errors, report.failed_samples) == (12, 0, 12)
+    rows = store.read("judgements").to_pylist()
+    for row in rows:
+        meta = json.loads(row["metadata"])
+        assert row["scores"] == [3.5] and meta["sample_scores"] == [4.0, 3.0]
+        assert row["raw"] == "Fine work.\nScore: 4" and row["rationale"] == "Fine work.\nScore: 4"
+        assert len(meta["failed_samples"]) == 1 and meta["failed_samples"][0].startswith("unreadable score")
+    log = json.loads(open(report.log, encoding="utf-8").read())
+    assert log["failed_samples"] == 12
+
+
+def test_rubric_sample_without_an_answer_is_asked_again_on_the_next_run(store):
+    state = {"down": True}
+
+    def answer(request):
+        if state["down"] and request["seed"] == 2:
+            return Reply(status=503, message="overloaded")
+        return f"Fine work.\nScore: {3 + request['seed'] % 2}"
+
+    options = JudgeOptions(
+        method="rubric", template="self_rewarding", samples=3, mode="text", sampling=Sampling(temperature=0.7)
+    )
+    with OpenAIServer(answer) as server:
+        first = judge(store, _config(server), options)
+        answered = server.counts(outcome="ok")
+        state["down"] = False
+        mark = server.mark()
+        second = judge(store, _config(server), options)
+        resent = server.counts(since=mark)
+    assert (first.written, first.errors) == (12, 12), "an unfinished mean is an error row, never a 2-sample mean"
+    assert (second.written, second.errors, second.skipped) == (12, 0, 0)
+    assert not set(resent) & set(answered) and sum(resent.values()) == 12, "only the failed samples are sent"
+    ratings = [r for r in store.read("judgements").to_pylist() if r["status"] == "submitted"]
+    assert len(ratings) == 12 and all(r["scores"] == [(3 + 4 + 3) / 3] for r in ratings)
