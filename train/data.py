@@ -14,7 +14,10 @@ when the template already wrote it) and EOS is appended once (not when the templ
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,24 +144,33 @@ def _strip_trailing(ids: list[int], pad: int | None, eos: int | None) -> list[in
     return ids
 
 
-def build_examples(rows: list[dict], method: str, tokenise: Tokenise, *, batch_size: int, seed: int) -> list[Example]:
-    """Tokenise rows for `method`. KTO: preference rows are unpaired first; each example's KL
-    completion is its neighbour's within the same batch (fixed here, so cached reference log-probs
-    stay valid)."""
+def build_examples(
+    rows: list[dict],
+    method: str,
+    tokenise: Tokenise,
+    *,
+    batch_size: int,
+    seed: int,
+    warn: Callable[[str], None] | None = None,
+) -> list[Example]:
+    """Tokenise rows for `method`. KTO: preference rows are unpaired, and all rows shuffled with `seed`;
+    each example gets its KL row from `kl_partners` (fixed here, so cached reference log-probs stay
+    valid). `warn` gets one line where batches hold a single prompt."""
     if not rows:
         return []
     kind = dataset_kind(list(rows[0]))
     if method == "kto":
         if kind == "preference":
             rows = unpair(rows, seed)
-        examples = []
-        for start in range(0, len(rows), batch_size):
-            group = rows[start : start + batch_size]
-            toks = [tokenise(r["prompt"], r["completion"]) for r in group]
-            for i, (r, (p, c)) in enumerate(zip(group, toks, strict=True)):
-                kl_c = toks[(i + 1) % len(toks)][1] if len(toks) > 1 else c
-                examples.append(Example(p, c, kl_c, bool(r["label"])))
-        return examples
+        else:
+            rows = list(rows)
+            # an export keeps the curated order, sorted by prompt: shuffled, a batch mixes prompts and labels
+            random.Random(seed).shuffle(rows)
+        toks = [tokenise(r["prompt"], r["completion"]) for r in rows]
+        partner, note = kl_partners([tuple(p) for p, _ in toks], batch_size)
+        if note and warn:
+            warn(note)
+        return [Example(p, c, toks[j][1], bool(r["label"])) for r, (p, c), j in zip(rows, toks, partner, strict=True)]
     if kind != "preference":
         raise DataError(
             f"`{method}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
@@ -172,6 +184,50 @@ def build_examples(rows: list[dict], method: str, tokenise: Tokenise, *, batch_s
             raise DataError("prompt tokenised differently with chosen and rejected; check the chat template")
         examples.append(Example(p, c, rj, True, float(r.get("margin") or 0.0) if method == "rm" else 0.0))
     return examples
+
+
+def kl_partners(prompts: list[Hashable], batch_size: int) -> tuple[list[int], str | None]:
+    """For each row, the row whose completion becomes its KL row, and a warning or None.
+
+    KTO estimates its reference point z0 from completions y' of *other* prompts (Ethayarajh et al.
+    2024, §4: x paired with a mismatched y'). Rows are taken in groups of `batch_size`, and within a
+    group the completions are permuted so that none stays with its own prompt: the group's KL rows are
+    its own completions moved to other prompts (TRL rotates them the same way, within a batch). A
+    row left without one (its group holds one prompt only, a final group of one, or a prompt with more
+    than half the group) takes the nearest later row with another prompt, cyclically over all rows.
+    Only when every row answers the same prompt is a same-prompt completion used (the next row's),
+    and the warning says so."""
+    n = len(prompts)
+    partner = list(range(n))
+    single_prompt = len(set(prompts)) <= 1
+    lonely = 0
+    for start in range(0, n, batch_size):
+        group = list(range(start, min(start + batch_size, n)))
+        first = {}
+        for i in group:
+            first.setdefault(prompts[i], len(first))
+        lonely += len(first) == 1
+        # same prompts side by side, then shifted by the largest block: no row lands in its own block
+        # unless one prompt fills more than half the group
+        group.sort(key=lambda i: first[prompts[i]])
+        shift = max(Counter(prompts[i] for i in group).values())
+        for k, i in enumerate(group):
+            j = group[(k + shift) % len(group)]
+            if prompts[j] == prompts[i] and not single_prompt:
+                j = next((i + d) % n for d in range(1, n) if prompts[(i + d) % n] != prompts[i])
+            partner[i] = j if j != i else (i + 1) % n
+    if single_prompt and n:
+        return partner, (
+            "KTO: every completion answers the same prompt, so the KL rows (which need completions of other "
+            "prompts) are completions of that prompt and the reference point z0 is biased; add other prompts"
+        )
+    if lonely and not single_prompt:
+        groups = math.ceil(n / batch_size)
+        return partner, (
+            f"KTO: {lonely} of {groups} batches of {batch_size} hold completions of one prompt only; "
+            "their KL rows are completions of other prompts from other batches"
+        )
+    return partner, None
 
 
 def check_kto_weights(examples: list[Example], desirable_weight: float, undesirable_weight: float) -> str | None:

@@ -132,14 +132,22 @@ def _rows(split) -> list[dict]:
     return split.to_list() if split is not None else []
 
 
-def prepare_data(cfg: TrainConfig, tok) -> tuple[list[Example], list[Example], str]:
+def prepare_data(
+    cfg: TrainConfig, tok, log: Callable[[str], None] | None = None
+) -> tuple[list[Example], list[Example], str]:
     """Train and eval examples; eval is paired (accuracies) when the test split is preference data."""
     splits = load_splits(cfg.data)
     if "train" not in splits:
         raise TrainError(f"{cfg.data}: no `train` split (found {', '.join(splits)})")
     tokenise = Tokenise(tok, cfg.max_length, cfg.max_prompt_length)
     train_rows = _rows(splits["train"])
-    train = build_examples(train_rows, cfg.method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed)
+
+    def warn(split: str) -> Callable[[str], None] | None:
+        return (lambda msg: log(f"{split} split: {msg}")) if log else None
+
+    train = build_examples(
+        train_rows, cfg.method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed, warn=warn("train")
+    )
     test_rows = _rows(splits["test"]) if "test" in splits else []
     eval_method = cfg.method
     if cfg.method == "kto" and test_rows and dataset_kind(list(test_rows[0])) == "preference":
@@ -151,6 +159,7 @@ def prepare_data(cfg: TrainConfig, tok) -> tuple[list[Example], list[Example], s
             tokenise,
             batch_size=cfg.batch_size,
             seed=cfg.seed,
+            warn=warn("test"),
         )
         if test_rows
         else []
@@ -249,7 +258,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
 
     # ---- model, data
     tok, model = load_model(cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
-    train_ex, eval_ex, eval_method = prepare_data(cfg, tok)
+    train_ex, eval_ex, eval_method = prepare_data(cfg, tok, log)
     if cfg.method == "kto" and (warning := check_kto_weights(train_ex, cfg.desirable_weight, cfg.undesirable_weight)):
         log(warning)
     packed = cfg.packing and cfg.method != "rm" and packing_supported()

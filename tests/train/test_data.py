@@ -1,13 +1,24 @@
 """Reading exported datasets, the prompt/completion boundary, KTO unpairing, micro-batch planning."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from tests.support.tiny_model import make_tokenizer
+from tests.support.tiny_model import make_tokenizer, vocabulary_from
 from tests.train.synth import BAD, GOOD, TOPIC, pairs, save_dataset, unpaired
 from train.batching import collate, example_tokens, plan_micro_batches
-from train.data import DataError, Example, Tokenise, build_examples, check_kto_weights, load_splits, unpair
+from train.data import (
+    DataError,
+    Example,
+    Tokenise,
+    build_examples,
+    check_kto_weights,
+    kl_partners,
+    load_splits,
+    unpair,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +85,96 @@ def test_kto_unpairs_preference_rows_and_shuffles_so_batches_mix(tok):
     batches = [labels[i : i + 8] for i in range(0, 80, 8)]
     assert sum(1 for b in batches if 0 < sum(b) < 8) >= 8
     examples = build_examples(pairs(8, 0), "kto", Tokenise(tok), batch_size=4, seed=0)
-    # the KL row of each example is its neighbour's completion within its batch of 4
+    # the KL rows of a batch of 4 are that batch's own completions, each moved to another prompt
     for start in (0, 4):
         group = examples[start : start + 4]
-        for i, e in enumerate(group):
-            assert e.rejected == group[(i + 1) % 4].chosen
+        assert sorted(e.rejected for e in group) == sorted(e.chosen for e in group)
+        assert all(e.rejected != e.chosen for e in group)
+
+
+def _answers(rows: list[dict], tokenise: Tokenise) -> tuple[dict, dict]:
+    """Independently of the pairing code: prompt tokens → prompt ids, completion tokens → prompt ids it answers."""
+    prompt_ids, answered = {}, {}
+    for r in rows:
+        completions = [r["completion"]] if "completion" in r else [r["chosen"], r["rejected"]]
+        for c in completions:
+            p_ids, c_ids = tokenise(r["prompt"], c)
+            prompt_ids.setdefault(tuple(p_ids), set()).add(r["prompt_id"])
+            answered.setdefault(tuple(c_ids), set()).add(r["prompt_id"])
+    return prompt_ids, answered
+
+
+def _same_prompt_kl_rows(examples: list[Example], rows: list[dict], tokenise: Tokenise) -> int:
+    prompt_ids, answered = _answers(rows, tokenise)
+    return sum(1 for e in examples if prompt_ids[tuple(e.prompt)] & answered[tuple(e.rejected)])
+
+
+def test_kto_kl_rows_at_batch_4_answer_other_prompts_even_when_rows_come_sorted_by_prompt(tok):
+    # an unpaired export keeps curation's order: rows sorted by prompt, a good and a bad completion
+    # each (the old pairing took the next row within the batch: mostly the same prompt's other answer)
+    rows = [
+        {"prompt": r["prompt"], "completion": r[c], "label": c == "chosen", "prompt_id": r["prompt_id"]}
+        for r in pairs(10, 0)
+        for c in ("chosen", "rejected")
+    ][:19]  # 4 full batches of 4, then a final batch of 3
+    tokenise = Tokenise(tok)
+    examples = build_examples(rows, "kto", tokenise, batch_size=4, seed=0)
+    assert len(examples) == 19
+    assert _same_prompt_kl_rows(examples, rows, tokenise) == 0
+    assert all(e.rejected != e.chosen for e in examples)
+    # the run's seed decides the order: the same seed the same examples, another seed another order
+    assert build_examples(rows, "kto", tokenise, batch_size=4, seed=0) == examples
+    assert build_examples(rows, "kto", tokenise, batch_size=4, seed=1) != examples
+
+
+def test_a_batch_of_one_prompt_and_a_final_batch_of_one_borrow_from_other_batches():
+    # prompts a a a a | b b b b | c: no batch can pair within itself, the last holds one row
+    keys = ["a"] * 4 + ["b"] * 4 + ["c"]
+    partner, note = kl_partners(keys, batch_size=4)
+    assert all(keys[j] != keys[i] for i, j in enumerate(partner))
+    assert partner[8] != 8
+    assert note == (
+        "KTO: 3 of 3 batches of 4 hold completions of one prompt only; "
+        "their KL rows are completions of other prompts from other batches"
+    )
+    # mixed batches pair within themselves, with no note
+    partner, note = kl_partners(["a", "b", "a", "b", "c", "a", "c", "a"], batch_size=4)
+    assert note is None
+    assert all(j // 4 == i // 4 and j != i for i, j in enumerate(partner))
+
+
+def test_data_of_one_prompt_warns_once_and_never_uses_an_examples_own_completion(tok):
+    rows = [{"prompt": "red blue", "completion": c, "label": i % 2 == 0} for i, c in enumerate(GOOD + BAD)]
+    notes: list[str] = []
+    examples = build_examples(rows, "kto", Tokenise(tok), batch_size=4, seed=0, warn=notes.append)
+    assert len(notes) == 1 and "every completion answers the same prompt" in notes[0]
+    assert all(e.rejected != e.chosen for e in examples)  # the next row's, distinct texts
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory):
+    """`prefkit curate` + `prefkit export` of the demo store, as a user runs them."""
+    import shutil
+
+    from prefkit.cli import main
+
+    root = tmp_path_factory.mktemp("demo-export")
+    shutil.copytree(Path(__file__).resolve().parents[2] / "data" / "demo", root / "store")
+    assert main(["curate", "--store", str(root / "store"), "--out", "demo"]) == 0
+    assert main(["export", "demo", "--store", str(root / "store"), "--to", str(root / "export")]) == 0
+    return root / "export"
+
+
+@pytest.mark.parametrize("kind", ["unpaired", "preference"])
+@pytest.mark.parametrize("batch_size", [2, 4, 8, 64])
+def test_kto_batches_of_the_demo_export_never_take_a_kl_row_of_the_same_prompt(demo_export, kind, batch_size):
+    rows = load_splits(demo_export / kind)["train"].to_list()
+    texts = [m["content"] for r in rows for k in ("prompt", "completion", "chosen", "rejected") for m in r.get(k) or []]
+    tokenise = Tokenise(make_tokenizer(vocabulary_from(texts)))
+    examples = build_examples(rows, "kto", tokenise, batch_size=batch_size, seed=0)
+    assert len(examples) == (len(rows) if kind == "unpaired" else 2 * len(rows))
+    assert len({tuple(e.prompt) for e in examples}) > 1
+    assert _same_prompt_kl_rows(examples, rows, tokenise) == 0
 
 
 def test_kto_weight_rule_warns_outside_one_to_four_thirds():
