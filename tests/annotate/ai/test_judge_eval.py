@@ -1,12 +1,22 @@
 """Acceptance: `judge-eval` reports position consistency and agreement with people on the PandaLM votes,
 judged by a scripted server whose behaviour (and so the right answer) the test knows."""
 
+import itertools
+import json
+import random
+import warnings
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from sklearn.metrics import cohen_kappa_score
 
-from annotate.agreement import cohen_kappa
+from annotate.agreement import ONE_LABEL, cohen_kappa
 from annotate.ai.cli import main as ai_main
 from annotate.ai.engine import EngineConfig
 from annotate.ai.evaluate import evaluate
@@ -15,6 +25,7 @@ from annotate.ai.templates import load, render_conversation
 from annotate.ids import content_hash
 from annotate.importers import import_files
 from annotate.store import Store
+from tests.support.factories import pairwise, prompt, response
 from tests.support.openai_server import OpenAIServer, Reply
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,6 +107,11 @@ def test_judge_eval_on_pandalm(pandalm, tmp_path, capsys):
         cohen_kappa([("tie" if _biased(k) else truth[k]) for k in sorted(keys)], [truth[k] for k in sorted(keys)])
     )
 
+    # every figure again, from the stored rows by an independent re-computation
+    expected = _recompute(store.root, "ai:scripted:pairwise")
+    assert expected["both_orders"] == LIMIT and 0 < expected["position_consistency"] < 1
+    _assert_matches(result, expected)
+
     assert ai_main(["judge-eval", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "position consistency" in out and "agreement with the human majority" in out
@@ -107,3 +123,218 @@ def test_cohen_kappa_known_values():
     # p_o = 0.5, p_e = 0.5 → 0
     assert cohen_kappa(["a", "a", "b", "b"], ["a", "b", "a", "b"]) == 0.0
     assert cohen_kappa([], []) is None
+
+
+# --- an independent re-computation from the store's Parquet rows ----------------------------------
+
+
+def _parquet(root, table: str) -> pd.DataFrame:
+    files = sorted(Path(root).glob(f"{table}/*/*.parquet"))
+    return pa.concat_tables(pq.read_table(f) for f in files).to_pandas()
+
+
+def _vote_majority(labels: list[str]) -> str:
+    top = Counter(labels).most_common()
+    return "tie" if len(top) > 1 and top[0][1] == top[1][1] else top[0][0]
+
+
+def _recompute(root, judge: str, reference=("human", "import", "adjudicator")) -> dict:
+    """judge-eval's figures from the rows as stored, written without the module's code or SQL."""
+    j = _parquet(root, "judgements")
+    j = j[(j.kind == "pairwise") & (j.status == "submitted") & (j.aspect == "overall")].copy()
+    j["lo"] = j.response_ids.map(min)
+    j["hi"] = j.response_ids.map(max)
+    j["label"] = [
+        "tie" if s[0] == s[1] else ("lo" if (s[0] > s[1]) == (r[0] == min(r)) else "hi")
+        for s, r in zip(j.scores, j.response_ids, strict=True)
+    ]
+    meta = j.metadata.map(json.loads)
+    j["order"] = meta.map(lambda m: m.get("order", "ab"))
+    j["sample"] = meta.map(lambda m: str(m.get("sample", 0)))
+    lengths = dict(zip(*_parquet(root, "responses")[["response_id", "content"]].T.values, strict=True))
+    lengths = {k: len(v) for k, v in lengths.items()}
+
+    people = j[(j.annotator != judge) & j.annotator_type.isin(reference)].sort_values(["created_at", "judgement_id"])
+    revoters = people.annotator_type.isin(["human", "adjudicator"])
+    people = pd.concat([people[revoters].groupby(["prompt_id", "lo", "hi", "annotator"]).tail(1), people[~revoters]])
+    human = {key: _vote_majority(list(g)) for key, g in people.groupby(["prompt_id", "lo", "hi"])["label"]}
+
+    ai = j[j.annotator == judge]
+    orders = {
+        key: dict(zip(g.order, g.label, strict=True)) for key, g in ai.groupby(["prompt_id", "lo", "hi", "sample"])
+    }
+    verdict = {
+        key: (o.popitem()[1] if len(set(o.values())) == 1 else "tie")
+        for key, o in ((k, dict(v)) for k, v in orders.items())
+    }
+    shared = [(v, human[key[:3]]) for key, v in verdict.items() if key[:3] in human]
+    both = [o for o in orders.values() if len(o) == 2]
+    decisive_ai = ai[ai.label != "tie"]
+    first = [
+        (lab == "lo") == (ids[0] == lo)
+        for lab, ids, lo in zip(decisive_ai.label, decisive_ai.response_ids, decisive_ai.lo, strict=True)
+    ]
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    def longer(items):
+        return mean(
+            [
+                (lab == "lo") == (lengths[lo] > lengths[hi])
+                for (lo, hi), lab in items
+                if lab != "tie" and lengths[lo] != lengths[hi]
+            ]
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kappa = float(cohen_kappa_score([v for v, _ in shared], [h for _, h in shared])) if shared else float("nan")
+    return {
+        "comparisons": len(shared),
+        "accuracy": mean([v == h for v, h in shared]),
+        "accuracy_decisive": mean([v == h for v, h in shared if h != "tie"]),
+        "cohen_kappa": None if np.isnan(kappa) else kappa,
+        "both_orders": len(both),
+        "position_consistency": mean([o["ab"] == o["ba"] for o in both]),
+        "first_position_rate": mean(first),
+        "judge_longer_rate": longer([(k[1:3], v) for k, v in verdict.items()]),
+        "human_longer_rate": longer([(k[1:], v) for k, v in human.items()]),
+        "human_pairs": len(human),
+    }
+
+
+def _assert_matches(result, expected: dict) -> None:
+    got = result if isinstance(result, dict) else result.as_dict()
+    for name, value in expected.items():
+        if value is None or isinstance(value, int):
+            assert got[name] == value, name
+        else:
+            assert got[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_an_imported_judge_is_not_its_own_reference(tmp_path, capsys):
+    """300 unique comparisons, three people and a judge whose verdicts were imported beside theirs
+    (annotator4): the judge's vote must not join the human majority it is measured against."""
+    rng = random.Random(14)
+    records = []
+    for i in range(300):
+        truth = rng.choice([1, 2, 2, 0])
+        people = [truth if rng.random() < 0.7 else rng.choice([0, 1, 2]) for _ in range(3)]
+        judge_vote = truth if rng.random() < 0.6 else rng.choice([0, 1, 2])
+        records.append(
+            {
+                "instruction": f"Question {i}: name a number above {i}.",
+                "response1": f"{i + 1}",
+                "response2": f"It is {i + 2}, because {i + 2} > {i}.",
+                **{f"annotator{k + 1}": v for k, v in enumerate([*people, judge_vote])},
+            }
+        )
+    path = tmp_path / "votes.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    store = Store(tmp_path / "store")
+    import_files(store, [path], source="mtb")
+    judge_name = "mtb:annotator4"
+
+    assert ai_main(["judge-eval", "--store", str(store.root), "--judge", judge_name, "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    expected = _recompute(store.root, judge_name)
+    assert expected["comparisons"] == expected["human_pairs"] == 300
+    _assert_matches(result, expected)
+    # the old figure, the majority of all four votes (the judge counted as a person), is another one
+    assert result["accuracy"] != pytest.approx(_accuracy_against(store.root, judge_name, include_judge=True))
+
+
+def _accuracy_against(root, judge: str, include_judge: bool) -> float:
+    j = _parquet(root, "judgements")
+    votes: dict[tuple, list[str]] = {}
+    mine: dict[tuple, str] = {}
+    for ids, scores, who, pid in zip(j.response_ids, j.scores, j.annotator, j.prompt_id, strict=True):
+        key = (pid, *sorted(ids))
+        label = "tie" if scores[0] == scores[1] else ("lo" if (scores[0] > scores[1]) == (ids[0] == min(ids)) else "hi")
+        if who == judge:
+            mine[key] = label
+        if who != judge or include_judge:
+            votes.setdefault(key, []).append(label)
+    return sum(mine[k] == _vote_majority(v) for k, v in votes.items()) / len(votes)
+
+
+def test_judge_eval_matches_a_recomputation_from_the_parquet_rows(tmp_path):
+    """Random stores: people who re-vote (some at the same instant), answer per-aspect questions, an
+    adjudicator, imported voters; an AI judge that saw some comparisons in one order, some in both,
+    some twice (samples), and a second AI judge that must not be mixed in."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for seed in range(4):
+        rng = random.Random(seed)
+        store = Store(tmp_path / f"store{seed}")
+        prompts = [prompt(f"Question {seed}.{i}") for i in range(30)]
+        store.append("prompts", prompts)
+        answers = {p.prompt_id: [response(p, "x" * rng.randint(1, 6) + f" {k}") for k in range(3)] for p in prompts}
+        store.append("responses", [r for rs in answers.values() for r in rs])
+        rows = []
+        for p in prompts:
+            for a, b in itertools.combinations(answers[p.prompt_id], 2):
+                lean = rng.random()
+                if rng.random() < 0.8:
+                    for who, kind in rng.sample(
+                        [
+                            ("alice", "human"),
+                            ("bob", "human"),
+                            ("src:annotator1", "import"),
+                            ("src:annotator2", "import"),
+                            ("rita", "adjudicator"),
+                        ],
+                        rng.randint(1, 5),
+                    ):
+                        for _ in range(rng.choice([1, 1, 2])):
+                            shown = (a, b) if rng.random() < 0.5 else (b, a)
+                            at = t0 + timedelta(seconds=rng.randint(0, 2))
+                            winner = -1 if rng.random() < 0.2 else int(rng.random() < lean)
+                            rows.append(
+                                pairwise(p, *shown, winner=winner, annotator=who, annotator_type=kind, created_at=at)
+                            )
+                    rows.append(pairwise(p, a, b, winner=0, annotator="alice", aspect="helpfulness"))
+                for judge_name in ("ai:m:pairwise", "ai:other:pairwise"):
+                    lo, hi = sorted((a, b), key=lambda r: r.response_id)
+                    for sample in range(rng.choice([1, 1, 2])):
+                        for order in rng.choice([("ab", "ba"), ("ab", "ba"), ("ab",)]):
+                            shown = (lo, hi) if order == "ab" else (hi, lo)
+                            winner = (
+                                0 if rng.random() < 0.3 else (-1 if rng.random() < 0.1 else int(rng.random() < lean))
+                            )
+                            meta = json.dumps({"order": order, "sample": sample, "order_key": f"{p.prompt_id}{sample}"})
+                            rows.append(
+                                pairwise(
+                                    p, *shown, winner=winner, annotator=judge_name, annotator_type="ai", metadata=meta
+                                )
+                            )
+        store.append("judgements", rows)
+        expected = _recompute(store.root, "ai:m:pairwise")
+        assert expected["both_orders"] > 0 and expected["comparisons"] > 0
+        _assert_matches(evaluate(store, "ai:m:pairwise"), expected)
+        _assert_matches(
+            evaluate(store, "ai:m:pairwise", ("import",)), _recompute(store.root, "ai:m:pairwise", ("import",))
+        )
+
+
+def test_undefined_kappa_is_none_and_says_why(tmp_path, capsys):
+    """Every label the same: κ is 0/0, None (not 1.0) and the report says why."""
+    store = Store(tmp_path / "store")
+    p = prompt("Which is better?")
+    a, b = response(p, "one"), response(p, "two")
+    store.append("prompts", [p])
+    store.append("responses", [a, b])
+    lo, hi = sorted((a, b), key=lambda r: r.response_id)
+    meta = [json.dumps({"order": o, "sample": 0}) for o in ("ab", "ba")]
+    store.append(
+        "judgements",
+        [
+            pairwise(p, lo, hi, winner=0, annotator="ai:m:pairwise", annotator_type="ai", metadata=meta[0]),
+            pairwise(p, hi, lo, winner=1, annotator="ai:m:pairwise", annotator_type="ai", metadata=meta[1]),
+            pairwise(p, lo, hi, winner=0, annotator="alice"),
+        ],
+    )
+    result = evaluate(store, "ai:m:pairwise")
+    assert result.accuracy == 1.0 and result.cohen_kappa is None
+    assert ai_main(["judge-eval", "--store", str(store.root)]) == 0
+    assert f"Cohen's kappa — ({ONE_LABEL})" in capsys.readouterr().out
