@@ -1,7 +1,7 @@
 """annotate.agreement against independent implementations: scikit-learn's Cohen's κ, statsmodels'
 Fleiss' κ, the `krippendorff` package's α, and plain re-computations from each statistic's definition,
 on seeded random units (2–6 raters, missing ratings, 2–4 labels) and on the edge cases where a
-statistic is undefined. Tolerance 1e-9 throughout; an undefined statistic (None here) must be one the
+statistic is undefined, and the curation report's α, which aggregates in SQL. Tolerance 1e-9 throughout; an undefined statistic (None here) must be one the
 reference also refuses (NaN or an error)."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import random
 import warnings
 from itertools import combinations, permutations
 
+import duckdb
 import krippendorff
 import numpy as np
+import pyarrow as pa
 import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from annotate import agreement
+from curate import report
 
 TOL = 1e-9
 TRIALS = 400
@@ -94,7 +97,7 @@ def _percent_by_pairs(units) -> float | None:
 
 def test_cohen_kappa_matches_scikit_learn():
     rng = random.Random(1)
-    for _ in range(TRIALS):
+    for _ in range(TRIALS // 2):  # scikit-learn's argument checks cost ~10 ms a call
         matrix = _random_matrix(rng, equal_n=True)
         a, b = matrix[0], matrix[1]
         _same(agreement.cohen_kappa(a, b), _reference(cohen_kappa_score, a, b))
@@ -201,3 +204,43 @@ def test_defined_edge_values():
 def test_cohen_kappa_needs_the_same_items():
     with pytest.raises(ValueError, match="same items"):
         agreement.cohen_kappa(["a", "b"], ["a"])
+
+
+# --- the curation report's α (aggregated in SQL) is the same statistic, with the same convention ----
+
+
+def _report_alpha(con: duckdb.DuckDBPyConnection, units: list[list[str]]) -> float | None:
+    comparisons = pa.table(  # the columns of curation's `comparisons` table that the report reads
+        {
+            "n_votes": [len(u) for u in units],
+            "wins_a": [u.count("a") for u in units],
+            "wins_b": [u.count("b") for u in units],
+            "ties": [u.count("tie") for u in units],
+            "agreement": [0.0] * len(units),
+        }
+    )
+    con.register("comparisons", comparisons)
+    try:
+        return report.agreement(con)["krippendorff_alpha"]
+    finally:
+        con.unregister("comparisons")
+
+
+def test_curation_report_alpha_matches_the_krippendorff_package():
+    rng, con = random.Random(8), duckdb.connect()
+    for _ in range(100):
+        units = [
+            rng.choices(["a", "b", "tie"], [0.5, 0.3, 0.2], k=rng.randint(1, 6)) for _ in range(rng.randint(1, 20))
+        ]
+        if rng.random() < 0.1:
+            units = [["a"] * len(u) for u in units]
+        width = max(len(u) for u in units)
+        codes = {"a": 0, "b": 1, "tie": 2}
+        matrix = [[codes[u[r]] if r < len(u) else None for u in units] for r in range(width)]
+        data = np.array([[np.nan if x is None else x for x in row] for row in matrix], dtype=float)
+        ref = _reference(krippendorff.alpha, reliability_data=data, level_of_measurement="nominal")
+        ours = _report_alpha(con, units)
+        if ref is None:
+            assert ours is None  # e.g. every vote one outcome: not 1.0
+        else:
+            assert ours == pytest.approx(ref, abs=5e-5)  # the report rounds to 4 digits
