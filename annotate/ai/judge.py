@@ -503,7 +503,8 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
     if options.method == "ranking":
         from annotate.ai.ranking import write_rankings
 
-        report.rankings = write_rankings(store, annotator, template.guidelines)
+        unfinished = {t.prompt_id for t in tasks if t.key not in done}  # a success row's id is its task's key
+        report.rankings = write_rankings(store, annotator, template.guidelines, unfinished)
     report.log = str(
         write_run_log(
             store,

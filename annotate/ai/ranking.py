@@ -83,10 +83,11 @@ def bradley_terry(
     raise AIError(f"Bradley–Terry fit did not converge in {iterations} steps (gradient {np.max(np.abs(grad)):.3g})")
 
 
-def write_rankings(store: Store, annotator: str, guidelines: str) -> int:
+def write_rankings(store: Store, annotator: str, guidelines: str, unfinished: set[str] | None = None) -> int:
     """One `ranking` judgement per prompt from the annotator's submitted pairwise rows: responses from
     strongest to weakest, scores = negative ranks (DESIGN §2), strengths in metadata. Idempotent: the
-    id hashes the pairwise rows it was made from."""
+    id hashes the pairwise rows it was made from. Prompts in `unfinished` (a comparison failed or was
+    not sent) are left for the run that completes them, so no ranking is made from part of the pairs."""
     con = store.connect()
     try:
         rows = con.execute(
@@ -102,6 +103,8 @@ def write_rankings(store: Store, annotator: str, guidelines: str) -> int:
         by_prompt.setdefault(pid, []).append((jid, ids, scores))
     out = []
     for pid, judged in by_prompt.items():
+        if unfinished and pid in unfinished:
+            continue
         items = sorted({r for _, ids, _ in judged for r in ids})
         index = {r: i for i, r in enumerate(items)}
         outcomes = [
