@@ -2,6 +2,10 @@
 
 The store and project come from $PREFKIT_STORE and $PREFKIT_PROJECT (set by `prefkit app`). The
 pages live in annotate/app/pages/; this file only logs people in and lays out the navigation.
+
+Who sees what (docs/security.md): everyone logged in labels and may open the DPO explorer; the
+Dashboard (everyone's progress and agreement) and Review are for reviewers and admins; the
+Training run page reads files on the server, so it is for admins only.
 """
 
 import streamlit as st
@@ -18,12 +22,13 @@ else:
     logout_button(user)
     pages = {
         "Label": [st.Page(annotate.page, title="Annotate", url_path="annotate", default=True)],
-        "Lead": [st.Page(dashboard.page, title="Dashboard", url_path="dashboard")],
-        "Learn": [
-            st.Page(learn.dpo_page, title="DPO loss explorer", url_path="dpo"),
-            st.Page(learn.run_page, title="Training run", url_path="run"),
-        ],
+        "Learn": [st.Page(learn.dpo_page, title="DPO loss explorer", url_path="dpo")],
     }
     if user.can_review:
-        pages["Lead"].append(st.Page(review.page, title="Review", url_path="review"))
+        pages["Lead"] = [
+            st.Page(dashboard.page, title="Dashboard", url_path="dashboard"),
+            st.Page(review.page, title="Review", url_path="review"),
+        ]
+    if user.is_admin:
+        pages["Learn"].append(st.Page(learn.run_page, title="Training run", url_path="run"))
 st.navigation(pages).run()

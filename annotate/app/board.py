@@ -4,6 +4,7 @@ plus the two operations every page uses — show the next item, submit an answer
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from annotate.app.assign import Assigner, Index
 from annotate.app.content import Content
@@ -11,12 +12,32 @@ from annotate.app.items import display_order
 from annotate.app.project import Project
 from annotate.app.submit import Shown, write
 from annotate.contract import Judgement, Response
-from annotate.store import Store
+from annotate.store import TABLES, Store, StoreError
+
+
+def open_store(path: str | os.PathLike) -> Store:
+    """The existing store at `path`. The app never creates one: a mistyped path would otherwise
+    become an empty store whose page says there is nothing left to label."""
+    text = str(path)
+    local = Path(text)
+    if "://" not in text:
+        if local.exists() and not local.is_dir():
+            raise StoreError(
+                f"{local} is a file, not a store folder: give the store's folder (--store or $PREFKIT_STORE)"
+            )
+        if not local.is_dir():
+            raise StoreError(
+                f"no store at {local}: check --store / $PREFKIT_STORE, create one with "
+                f"`prefkit import FILE --store {local}`, or try `prefkit app --demo`"
+            )
+        if not any((local / t).is_dir() for t in TABLES):
+            raise StoreError(f"{local} is a folder but not a prefkit store (no {', '.join(TABLES)} inside)")
+    return Store(text, create=False)
 
 
 class Board:
     def __init__(self, store: str | os.PathLike | Store, project: Project):
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = store if isinstance(store, Store) else open_store(store)
         self.project = project
         self.index = Index(self.store, project)
         self.assigner = Assigner(self.store, project, self.index)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from annotate.app.project import ProjectError, hash_password, load_project
+from annotate.app.board import open_store
+from annotate.app.learn import RunPathError, metrics_path
+from annotate.app.project import Project, ProjectError, hash_password, load_project
+from annotate.app.supervise import run_supervised
+from annotate.store import StoreError
 from prefkit.cli import add_command, add_store_option, store_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +28,7 @@ class AppError(RuntimeError):
     """The app cannot start (missing demo store, app.py, project file)."""
 
 
-ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError)
+ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError, StoreError, RunPathError)
 
 
 def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
@@ -60,7 +64,36 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "none",
         "--client.toolbarMode",
         "viewer",
+        # a crash shows visitors a generic message; the traceback stays in the server's log
+        "--client.showErrorDetails",
+        "none",
     ]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (a host name may resolve to anything)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def who_can_write(project: Project, url: str) -> str:
+    """The line `prefkit app` prints so the operator knows who may write to the store."""
+    if project.open_mode:
+        return f"open mode (no logins): everyone who can reach {url} labels as {project.open_user!r}, an admin"
+    logins = ", ".join(f"{u.login} ({u.role})" for u in project.users[:10])
+    more = f" and {len(project.users) - 10} more" if len(project.users) > 10 else ""
+    return f"{len(project.users)} login(s) may write, after a password: {logins}{more}"
+
+
+def runs_folder(args: argparse.Namespace) -> Path:
+    """The folder the Training run page may read: --runs, else --run-dir's parent, else ./runs."""
+    if args.runs:
+        return Path(args.runs).resolve()
+    return Path(args.run_dir).resolve().parent if args.run_dir else Path("runs").resolve()
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -71,14 +104,23 @@ def cmd_app(args: argparse.Namespace) -> int:
         project = args.project or str(DEMO_PROJECT)
     else:
         store, project = store_path(args), args.project
-    load_project(project)  # fail here, with the file and field named, rather than in the browser
-    env = dict(os.environ, PREFKIT_STORE=str(store))
+    proj = load_project(project)  # fail here, with the file and field named, rather than in the browser
+    open_store(store)  # the same for a missing store, or a file given as one
+    url = f"http://{args.host}:{args.port}"
+    if proj.open_mode and not is_loopback(args.host) and not args.open_to_network:
+        raise AppError(
+            f"open mode on {args.host}: everyone who can reach {url} would label as an admin, without a "
+            "password. List users in a project file (docs/security.md), or pass --open-to-network if you mean it"
+        )
+    runs = runs_folder(args)
+    env = dict(os.environ, PREFKIT_STORE=str(store), PREFKIT_RUNS=str(runs))
     if project:
         env["PREFKIT_PROJECT"] = str(project)
     if args.run_dir:
-        env["PREFKIT_RUN_DIR"] = args.run_dir
-    print(f"prefkit app: serving store {store} at http://{args.host}:{args.port}  (Ctrl+C stops)", flush=True)
-    return subprocess.call(streamlit_command(args.port, args.host), env=env)
+        env["PREFKIT_RUN_DIR"] = str(metrics_path(runs, Path(args.run_dir).resolve()).parent)
+    print(f"prefkit app: serving store {store} at {url}  (Ctrl+C stops)", flush=True)
+    print(f"prefkit app: {who_can_write(proj, url)}", flush=True)
+    return run_supervised(streamlit_command(args.port, args.host), env)
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
@@ -99,7 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         People log in (users and roles come from the project file), label items one at a time with
         the keyboard, and every answer is written to the store as a judgement. Leads watch the
         dashboard; reviewers settle disputes. --demo serves a copy of the bundled demo store in
-        single-user open mode.
+        single-user open mode. The store must exist (`prefkit import` creates one). Open mode is
+        refused on an address other machines can reach unless --open-to-network says so.
 
         Example:
           prefkit app --demo
@@ -110,7 +153,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--demo", action="store_true", help="serve a copy of the demo store (.prefkit/demo-store)")
     p.add_argument("--port", type=int, default=8501, help="port to listen on (default 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a team)")
-    p.add_argument("--run-dir", help="training run folder the 'Training run' page opens with")
+    p.add_argument(
+        "--open-to-network",
+        action="store_true",
+        help="allow open mode (no logins: everyone is admin) on an address other machines can reach",
+    )
+    p.add_argument("--runs", help="the folder the 'Training run' page may read runs from (default ./runs)")
+    p.add_argument("--run-dir", help="training run folder the 'Training run' page opens with (inside --runs)")
 
     p = add_command(
         subparsers,

@@ -1,10 +1,13 @@
-"""Prompt and response texts held in memory (Arrow), looked up by id in O(1).
+"""Prompt and response texts held in memory (Arrow), looked up by id in O(1), and made safe to
+render.
 
 Loaded once per app process: showing the next item must not query Parquet. Arrow keeps the strings
 compactly (about the size of the text itself).
 """
 
 from __future__ import annotations
+
+import re
 
 import pyarrow as pa
 
@@ -35,3 +38,19 @@ class Content:
 
     def add(self, response_id: str, content: str) -> None:
         self._added[response_id] = content
+
+
+# `![` opens a Markdown image (inline `![a](url)` or reference `![a][ref]`); a zero-width space after
+# the `!` breaks every form of it, and is invisible, code spans and blocks included.
+_IMAGE_OPENER = re.compile(r"!\[")
+
+
+def inert_images(text: str) -> str:
+    """Model text with its Markdown images turned into links: the browser fetches nothing by itself.
+
+    A model (or whoever wrote an imported file) could otherwise make every annotator's browser
+    request a URL of its choosing (a tracking pixel that learns who labels, when, from where). The
+    link text and address stay readable; following one is the annotator's choice. Raw HTML, `<img>`
+    included, is already shown as text by st.markdown.
+    """
+    return _IMAGE_OPENER.sub("!\u200b[", text)

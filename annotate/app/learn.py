@@ -33,6 +33,20 @@ def dpo(beta: float, chosen_ratio, rejected_ratio) -> dict[str, np.ndarray]:
     }
 
 
+class RunPathError(ValueError):
+    """A run folder outside the runs folder the app was given."""
+
+
+def metrics_path(root: str | Path, run_dir: str | Path) -> Path:
+    """`run_dir`/metrics.jsonl (`run_dir` relative to `root`, or absolute), refused unless it lies
+    inside `root` once links are followed: the page must not read files anywhere on the server."""
+    base = Path(root).resolve()
+    path = (base / run_dir / "metrics.jsonl").resolve()
+    if base not in path.parents:
+        raise RunPathError(f"{run_dir} is outside the runs folder {base}; runs are read only from there (--runs)")
+    return path
+
+
 def read_metrics(path: str | Path, start: int = 0) -> tuple[list[dict], int]:
     """Rows of a run's metrics.jsonl from byte `start`; returns (rows, offset to continue from).
 

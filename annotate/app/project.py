@@ -1,14 +1,16 @@
 """A labelling project: who may log in, which judgement kinds are asked for, how often, and under
 which guidelines. Read from a YAML file (see data/demo-project.yaml and docs/annotating.md).
 
-Passwords are stored as salted PBKDF2-SHA256 hashes (`prefkit app hash-password` makes one); the
-plain text never reaches the file. A project with no users runs in *open mode*: one local user,
+Passwords are stored as salted PBKDF2-SHA256 hashes (`prefkit hash-password` makes one); the
+plain text never reaches the file. Hashes weaker than `MIN_ROUNDS` are refused when the file is read. A project with no users runs in *open mode*: one local user,
 named in the file, for someone labelling on their own machine.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import difflib
 import hashlib
 import hmac
 import os
@@ -22,7 +24,19 @@ from annotate.ids import content_hash
 ROLES = ("annotator", "reviewer", "admin")
 TASK_KINDS = ("pairwise", "ranking", "binary", "rating", "edit", "steps")
 MODES = ("blind", "assist")
-_PBKDF2_ROUNDS = 200_000
+# PBKDF2-SHA256 rounds: OWASP's 2023 figure for new hashes; about 0.3-0.6 s per login on the 2-core
+# machine prefkit is tested on (docs/security.md). Stored hashes below the minimum (prefkit's old
+# default) are refused: each round an attacker does not have to pay makes guessing cheaper.
+DEFAULT_ROUNDS = 600_000
+MIN_ROUNDS = 200_000
+# The keys a project file may hold; anything else is a typo that would silently change the work.
+TOP_KEYS = (
+    "name", "tasks", "overlap", "users", "open_user", "guidelines", "guidelines_id", "aspects",
+    "rating_aspects", "rating_scale", "strength", "mode", "gold_rate", "min_seconds", "lease_minutes",
+)  # fmt: skip
+TASK_KEYS = ("kind", "overlap", "max_responses")
+USER_KEYS = ("login", "role", "password_hash")
+GUIDELINES_KEYS = ("file", "id")
 
 
 class ProjectError(ValueError):
@@ -91,31 +105,52 @@ class Project:
 
 # -- passwords ----------------------------------------------------------------------------------
 
+_SCHEME = "pbkdf2_sha256"
+# Checked instead of a real hash when the login is unknown: the same work, so the time taken to say
+# "wrong login or password" does not tell whether the login exists. Never matches any password.
+_DUMMY_SALT = base64.b64encode(os.urandom(16)).decode()
+_DUMMY_DIGEST = base64.b64encode(os.urandom(32)).decode()
 
-def hash_password(password: str, *, salt: bytes | None = None, rounds: int = _PBKDF2_ROUNDS) -> str:
+
+def hash_password(password: str, *, salt: bytes | None = None, rounds: int = DEFAULT_ROUNDS) -> str:
     """`pbkdf2_sha256$ROUNDS$SALT$HASH` (base64), the form the project file stores."""
+    if rounds < MIN_ROUNDS:
+        raise ProjectError(f"{rounds} PBKDF2 rounds is below the minimum {MIN_ROUNDS}")
     salt = salt or os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, rounds)
     b64 = base64.b64encode
-    return f"pbkdf2_sha256${rounds}${b64(salt).decode()}${b64(digest).decode()}"
+    return f"{_SCHEME}${rounds}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def hash_rounds(stored: str) -> int | None:
+    """The PBKDF2 round count of a stored hash; None when `stored` is not such a hash."""
+    parts = stored.split("$")
+    if len(parts) != 4 or parts[0] != _SCHEME or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
 def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, rounds, salt, digest = stored.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), base64.b64decode(salt), int(rounds))
-    except (ValueError, TypeError):
+    """Whether `password` matches `stored`. A hash below MIN_ROUNDS never matches."""
+    rounds = hash_rounds(stored)
+    if rounds is None or rounds < MIN_ROUNDS:
         return False
-    return hmac.compare_digest(got, base64.b64decode(digest))
+    _, _, salt, digest = stored.split("$")
+    try:
+        salt_bytes, want = base64.b64decode(salt, validate=True), base64.b64decode(digest, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt_bytes, rounds)
+    return hmac.compare_digest(got, want)
 
 
 def authenticate(project: Project, login: str, password: str) -> User | None:
-    """The user when `password` is right, else None (same answer for an unknown login)."""
+    """The user when `password` is right, else None (same answer, and the same work, for an
+    unknown login: a dummy hash with the project's own round count is checked instead)."""
     user = project.user(login.strip())
     if user is None:
-        verify_password(password, hash_password("x", rounds=1000))  # keep the timing similar
+        rounds = max((hash_rounds(u.password_hash) or MIN_ROUNDS for u in project.users), default=DEFAULT_ROUNDS)
+        verify_password(password, f"{_SCHEME}${rounds}${_DUMMY_SALT}${_DUMMY_DIGEST}")
         return None
     return user if verify_password(password, user.password_hash) else None
 
@@ -128,36 +163,62 @@ def _need(cond: bool, path: Path, where: str, problem: str) -> None:
         raise ProjectError(f"{path}: {where}: {problem}")
 
 
+def _known_keys(raw: dict, keys: tuple[str, ...], path: Path, where: str) -> None:
+    """Refuse keys the project file does not know: a typo (`overlpa: 2`) must not be dropped."""
+    unknown = [str(k) for k in raw if k not in keys]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], keys, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        _need(False, path, where, f"unknown key {', '.join(map(repr, unknown))}{hint}; known: {', '.join(keys)}")
+
+
+def _number(raw: dict, key: str, default, kind: type, path: Path, where: str):
+    value = raw.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value))
+    _need(ok, path, where, f"{value!r} is not {'a number' if kind is float else 'an integer'}")
+    return kind(value)
+
+
 def parse_project(data: dict, path: Path, base: Path | None = None) -> Project:
     _need(isinstance(data, dict), path, "top level", "expected a mapping (name:, tasks:, users:, ...)")
+    _known_keys(data, TOP_KEYS, path, "top level")
     tasks = []
     for i, raw in enumerate(data.get("tasks") or [{"kind": "pairwise"}]):
         raw = {"kind": raw} if isinstance(raw, str) else raw
         _need(isinstance(raw, dict), path, f"tasks[{i}]", "expected a mapping with kind: and overlap:")
+        _known_keys(raw, TASK_KEYS, path, f"tasks[{i}]")
         kind = raw.get("kind")
         _need(kind in TASK_KINDS, path, f"tasks[{i}].kind", f"{kind!r} is not one of {list(TASK_KINDS)}")
         overlap = raw.get("overlap", data.get("overlap", 1))
         _need(isinstance(overlap, int) and overlap >= 1, path, f"tasks[{i}].overlap", "must be an integer >= 1")
-        tasks.append(Task(kind, overlap, int(raw.get("max_responses", 4))))
+        max_responses = _number(raw, "max_responses", 4, int, path, f"tasks[{i}].max_responses")
+        tasks.append(Task(kind, overlap, max_responses))
     _need(len({t.kind for t in tasks}) == len(tasks), path, "tasks", "each kind may appear once")
 
     users = []
     for i, raw in enumerate(data.get("users") or []):
         _need(isinstance(raw, dict) and raw.get("login"), path, f"users[{i}]", "needs login:")
+        _known_keys(raw, USER_KEYS, path, f"users[{i}]")
         role = raw.get("role", "annotator")
         _need(role in ROLES, path, f"users[{i}].role", f"{role!r} is not one of {list(ROLES)}")
         pw = raw.get("password_hash", "")
+        rounds = hash_rounds(pw) if isinstance(pw, str) else None
+        where = f"users[{i}].password_hash"
+        _need(rounds is not None, path, where, "missing or not a hash; make one with `prefkit hash-password`")
         _need(
-            isinstance(pw, str) and pw.startswith("pbkdf2_sha256$"),
+            rounds >= MIN_ROUNDS,
             path,
-            f"users[{i}].password_hash",
-            "missing or not a hash; make one with `prefkit app hash-password`",
+            where,
+            f"{rounds} PBKDF2 rounds is below the minimum {MIN_ROUNDS}: too cheap to guess; "
+            "make a new hash with `prefkit hash-password`",
         )
         users.append(User(str(raw["login"]), role, pw))
     _need(len({u.login for u in users}) == len(users), path, "users", "logins must be unique")
 
     guidelines = data.get("guidelines", "")
-    if isinstance(guidelines, dict) and "file" in guidelines:
+    if isinstance(guidelines, dict):
+        _known_keys(guidelines, GUIDELINES_KEYS, path, "guidelines")
+        _need("file" in guidelines, path, "guidelines", "a mapping needs file: (and optionally id:)")
         gfile = (base or path.parent) / guidelines["file"]
         _need(gfile.is_file(), path, "guidelines.file", f"{gfile} does not exist")
         guidelines_text, guidelines_id = gfile.read_text(encoding="utf-8"), guidelines.get("id", gfile.stem)
@@ -166,7 +227,7 @@ def parse_project(data: dict, path: Path, base: Path | None = None) -> Project:
 
     mode = data.get("mode", "blind")
     _need(mode in MODES, path, "mode", f"{mode!r} is not one of {list(MODES)}")
-    gold_rate = float(data.get("gold_rate", 0.0))
+    gold_rate = _number(data, "gold_rate", 0.0, float, path, "gold_rate")
     _need(0.0 <= gold_rate < 1.0, path, "gold_rate", "must be in [0, 1)")
     return Project(
         name=str(data.get("name", path.stem)),
@@ -177,12 +238,12 @@ def parse_project(data: dict, path: Path, base: Path | None = None) -> Project:
         guidelines_id=guidelines_id,
         aspects=list(data.get("aspects") or []),
         rating_aspects=list(data.get("rating_aspects") or ["overall"]),
-        rating_scale=int(data.get("rating_scale", 5)),
+        rating_scale=_number(data, "rating_scale", 5, int, path, "rating_scale"),
         strength=bool(data.get("strength", True)),
         mode=mode,
         gold_rate=gold_rate,
-        min_seconds=float(data.get("min_seconds", 2.0)),
-        lease_minutes=float(data.get("lease_minutes", 30.0)),
+        min_seconds=_number(data, "min_seconds", 2.0, float, path, "min_seconds"),
+        lease_minutes=_number(data, "lease_minutes", 30.0, float, path, "lease_minutes"),
     )
 
 

@@ -7,13 +7,15 @@ in session state can make someone a user.
 
 from __future__ import annotations
 
+import math
 import os
 
 import streamlit as st
 
 from annotate.app.board import Board
 from annotate.app.project import Project, User, authenticate, load_project
-from annotate.store import default_store_path
+from annotate.app.throttle import LoginGuard
+from annotate.store import StoreError, default_store_path
 
 
 def store_path() -> str:
@@ -22,6 +24,11 @@ def store_path() -> str:
 
 def project_path() -> str | None:
     return os.environ.get("PREFKIT_PROJECT") or None
+
+
+def runs_root() -> str:
+    """The folder the Training run page may read runs from ($PREFKIT_RUNS, set by `prefkit app --runs`)."""
+    return os.environ.get("PREFKIT_RUNS") or "runs"
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,12 +41,21 @@ def _board(store: str, path: str | None) -> Board:
     return Board(store, _project(path))
 
 
+@st.cache_resource(show_spinner=False)
+def _login_guard() -> LoginGuard:
+    return LoginGuard.default()  # one per server process, shared by every browser session
+
+
 def project() -> Project:
     return _project(project_path())
 
 
 def board() -> Board:
-    return _board(store_path(), project_path())
+    try:
+        return _board(store_path(), project_path())
+    except StoreError as exc:  # e.g. a mistyped $PREFKIT_STORE: say so, never serve an empty store
+        st.error(f"Cannot open the store. {exc}")
+        st.stop()
 
 
 def reload_board() -> None:
@@ -55,6 +71,18 @@ def current_user() -> User | None:
     return proj.user(login) if login else None
 
 
+def client_address() -> str:
+    """Who is logging in, for the back-off: the connection's peer address. A peer on this machine
+    (Streamlit reports None) is either a local user or a reverse proxy here; then the address the
+    proxy puts last in X-Forwarded-For is used, when there is one."""
+    ip = st.context.ip_address
+    if ip:
+        return ip
+    forwarded = st.context.headers.get_all("X-Forwarded-For")
+    last = forwarded[-1].split(",")[-1].strip() if forwarded else ""
+    return last or "this machine"
+
+
 def login_page() -> None:
     proj = project()
     st.title("prefkit · log in")
@@ -64,10 +92,17 @@ def login_page() -> None:
         password = st.text_input("Password", type="password", key="login_password")
         sent = st.form_submit_button("Log in", type="primary")
     if sent:
+        guard, login, address = _login_guard(), login.strip(), client_address()
+        wait = guard.wait(login, address)
+        if wait > 0:  # not even checked, so waiting is the only way on
+            st.error(f"Too many failed logins. Try again in {math.ceil(wait)} s.")
+            return
         user = authenticate(proj, login, password)
         if user is None:
+            guard.failed(login, address)
             st.error("Wrong login or password.")
         else:
+            guard.succeeded(login)
             st.session_state["_authenticated_login"] = user.login
             st.rerun()
 

@@ -1,20 +1,23 @@
 """The labelling app end to end in headless Chromium: log in, label every kind by keyboard and by
 clicks, and read exactly those judgements back from the Parquet store. Model text carrying
-<script> and <img onerror> shows as text, and no dialog ever opens."""
+<script> and <img onerror> shows as text, and no dialog ever opens; a Markdown image in it is never
+fetched; a crash shows visitors no traceback."""
 
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
 from annotate.app.items import split_steps
-from annotate.app.project import hash_password
+from annotate.app.project import MIN_ROUNDS, hash_password
 from annotate.contract import Prompt, Response
 from annotate.store import Store
-from tests.support.browser import chromium, current_item, serve_app, wait_next_item
+from tests.support.browser import chromium, current_item, log_in, serve_app, wait_next_item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +29,45 @@ def _texts(i: int, n: int) -> list[str]:
     return [f"Reply {j} to Q{i}: {XSS}\n\nStep 2: the answer is {i + j}." for j in range(n)]
 
 
-def _make_store(path: Path) -> Store:
+class Pixel:
+    """A loopback HTTP server that counts every request: the address a tracking image points to."""
+
+    def __init__(self):
+        hits = self.hits = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/gif")
+                self.end_headers()
+                self.wfile.write(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pixel.gif"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def pixel():
+    p = Pixel()
+    yield p
+    p.close()
+
+
+def _make_store(path: Path, image_url: str) -> Store:
     store = Store(path)
     prompts, responses = [], []
     for i in range(12):  # Q0-Q7: two responses (pairwise); Q8-Q11: three (ranking)
-        p = Prompt(messages=[{"role": "user", "content": f"Q{i}: what is {i} plus one?"}], source="e2e")
+        text = f"Q{i}: what is {i} plus one? See ![the chart]({image_url}?q={i})"
+        p = Prompt(messages=[{"role": "user", "content": text}], source="e2e")
         prompts.append(p)
         responses += [Response(prompt_id=p.prompt_id, content=t) for t in _texts(i, 2 if i < 8 else 3)]
     with store.batch() as b:
@@ -40,9 +77,9 @@ def _make_store(path: Path) -> Store:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, pixel):
     tmp = tmp_path_factory.mktemp("app")
-    store = _make_store(tmp / "store")
+    store = _make_store(tmp / "store", pixel.url)
     project = tmp / "project.yaml"
     project.write_text(
         yaml.safe_dump(
@@ -52,7 +89,7 @@ def server(tmp_path_factory):
                 "strength": False,
                 "tasks": [{"kind": k, "overlap": 1} for k in ("pairwise", "ranking", "binary", "edit", "steps")],
                 "users": [
-                    {"login": "alice", "role": "annotator", "password_hash": hash_password(PASSWORD, rounds=2000)}
+                    {"login": "alice", "role": "annotator", "password_hash": hash_password(PASSWORD, rounds=MIN_ROUNDS)}
                 ],
             }
         )
@@ -198,3 +235,39 @@ def test_label_every_kind_and_read_it_back(server, browser):
     step_text = store.read("responses", "response_id = ?", [step_id]).column("content")[0].as_py()
     assert json.loads(steps_row["metadata"])["steps"] == split_steps(step_text)
     assert len(split_steps(step_text)) == 2
+
+
+def test_images_in_model_text_are_not_fetched(server, browser, pixel):
+    """A Markdown image in a prompt or response must not make the annotator's browser call its
+    author's server (who labels, when, from where); it shows as a link instead. An annotator sees
+    neither the lead pages nor the page that reads run folders on the server."""
+    url, _ = server
+    page = browser.new_page()
+    log_in(page, url, "alice", PASSWORD)
+    current_item(page)
+    page.get_by_role("link", name="the chart").first.wait_for(timeout=20_000)
+    page.wait_for_timeout(1500)  # time enough for an <img> to be requested
+    assert pixel.hits == []
+    assert page.locator("[class*=st-key-item-] img").count() == 0
+    nav = page.locator("[data-testid=stSidebarNav]").inner_text()
+    assert "Annotate" in nav and "Dashboard" not in nav and "Training run" not in nav and "Review" not in nav
+    page.close()
+
+
+def test_a_crash_shows_visitors_no_traceback(tmp_path, browser):
+    """Before anyone logs in, a failing page must not hand out the stack trace (paths, code, the
+    error's text); the details stay in the server's log."""
+    store = Store(tmp_path / "store")
+    store.append("prompts", [Prompt(messages=[{"role": "user", "content": "Q"}], source="e2e")])
+    project = tmp_path / "project.yaml"
+    users = [{"login": "alice", "password_hash": hash_password(PASSWORD, rounds=MIN_ROUNDS)}]
+    project.write_text(yaml.safe_dump({"name": "crash", "users": users}))
+    with serve_app(store.root, project) as url:
+        project.write_text("users: [{login: alice, password_hash: SECRET-HASH-TEXT}]\n")  # broken meanwhile
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_text("This app has encountered an error").wait_for(timeout=30_000)
+        text = page.locator("body").inner_text()
+        page.close()
+    for leak in ("Traceback", "ProjectError", str(project), "SECRET-HASH-TEXT", "project.py"):
+        assert leak not in text, leak

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from datasets import load_from_disk
 
-from annotate.app.project import hash_password
+from annotate.app.project import MIN_ROUNDS, hash_password
 from annotate.ids import prompt_id, response_id
 from annotate.store import Store
 from prefkit.cli import main
@@ -61,7 +61,7 @@ def _label_in_browser(store: Store, tmp: Path) -> None:
                 "strength": False,
                 "tasks": [{"kind": "pairwise", "overlap": 2}],
                 "users": [
-                    {"login": u, "role": "annotator", "password_hash": hash_password(p, rounds=2000)}
+                    {"login": u, "role": "annotator", "password_hash": hash_password(p, rounds=MIN_ROUNDS)}
                     for u, p in PEOPLE.items()
                 ],
             }

@@ -1,7 +1,8 @@
 """The annotate page: one item at a time, keyboard first (digits choose, Enter submits, S skips).
 
 Model text goes through `st.markdown` with raw HTML off (Streamlit's default), so markdown and code
-render and HTML shows as text; the edit diff is plain text in a code block.
+render and HTML shows as text, and its images become links (`inert_images`: no request leaves for
+them); the edit diff is plain text in a code block.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import streamlit as st
 
 from annotate.app import submit
 from annotate.app.board import Board
+from annotate.app.content import inert_images
 from annotate.app.items import split_steps, word_diff
 from annotate.app.submit import STEP_LABELS, Shown, SubmitError
 from annotate.app.ui import board as get_board
@@ -26,11 +28,12 @@ PAIR_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad":
 
 
 def _show_text(text: str) -> None:
+    """Model or prompt text, rendered (see the module's docstring for what is made inert)."""
     if len(text) > LONG:  # collapsible, and scrolling inside a fixed height so the buttons stay in view
         with st.expander(f"{len(text):,} characters", expanded=True), st.container(height=420):
-            st.markdown(text)
+            st.markdown(inert_images(text))
     else:
-        st.markdown(text)
+        st.markdown(inert_images(text))
 
 
 def _conversation(b: Board, shown: Shown) -> None:
@@ -191,7 +194,7 @@ def _steps(b: Board, shown: Shown, prefix: str) -> None:
     for i, text in enumerate(texts):
         with st.container(border=True):
             st.markdown(f"**Step {i + 1}**")
-            st.markdown(text)
+            st.markdown(inert_images(text))
             labels.append(
                 st.segmented_control(f"Step {i + 1} is", list(STEP_LABELS), default="neutral", key=f"{prefix}-step-{i}")
             )

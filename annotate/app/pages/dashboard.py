@@ -8,7 +8,7 @@ import streamlit as st
 
 from annotate.app import metrics
 from annotate.app.ui import board as get_board
-from annotate.app.ui import reload_board, store_path
+from annotate.app.ui import current_user, reload_board, store_path
 from annotate.store import Store
 
 
@@ -26,6 +26,10 @@ def _fmt(x) -> str:
 
 
 def page() -> None:
+    user = current_user()
+    if user is None or not user.can_review:  # app.py shows this page to leads only; refuse anyway
+        st.error("Reviewers and admins only.")
+        st.stop()
     st.title("Dashboard")
     b = get_board()
     if st.button("Reload the store", help="after an import or an AI job, rebuild the app's index", key="reload"):

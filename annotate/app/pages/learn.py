@@ -1,4 +1,5 @@
-"""Learn pages: the DPO loss explorer and a live view of a training run's metrics.jsonl."""
+"""Learn pages: the DPO loss explorer and a live view of a training run's metrics.jsonl (admins
+only, and only inside the runs folder the app was given: it reads files on the server)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from annotate.app.learn import dpo, read_metrics
+from annotate.app.learn import RunPathError, dpo, metrics_path, read_metrics
+from annotate.app.ui import current_user, runs_root
 
 RUN_SERIES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
 
@@ -39,21 +41,32 @@ def dpo_page() -> None:
 
 
 def run_page() -> None:
+    user = current_user()
+    if user is None or not user.is_admin:  # app.py shows this page to admins only; refuse anyway
+        st.error("Admins only.")
+        st.stop()
     st.title("Training run")
+    root = runs_root()
     run_dir = st.text_input(
-        "Run folder (holds metrics.jsonl)", value=os.environ.get("PREFKIT_RUN_DIR", ""), key="run_dir"
+        f"Run folder (holds metrics.jsonl), inside {root}", value=os.environ.get("PREFKIT_RUN_DIR", ""), key="run_dir"
     )
     if not run_dir:
         st.info("Give the folder of a `prefkit train` run; the charts follow metrics.jsonl as it grows.")
         return
-    _run_charts(run_dir)
+    try:
+        path = metrics_path(root, run_dir)
+    except RunPathError as exc:
+        st.error(str(exc))
+        return
+    _run_charts(str(path))
 
 
 @st.fragment(run_every=3)
-def _run_charts(run_dir: str) -> None:
+def _run_charts(path: str) -> None:
+    run_dir = os.path.dirname(path)
     cache = st.session_state.setdefault("_run_cache", {})
     rows, offset = cache.get(run_dir, ([], 0))
-    new, offset = read_metrics(os.path.join(run_dir, "metrics.jsonl"), offset)
+    new, offset = read_metrics(path, offset)
     rows = rows + new
     cache[run_dir] = (rows, offset)
     if not rows:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from annotate.app import metrics, submit
+from annotate.app.content import inert_images
 from annotate.app.items import parse_key
 from annotate.app.pages.dashboard import _pairwise
 from annotate.app.ui import board as get_board
@@ -34,12 +35,12 @@ def page() -> None:
     st.markdown(f"**Why:** {row['reason']} · votes {row['votes']} · AI: {row['ai'] or '–'}")
     for m in b.content.messages(item.prompt_id):
         with st.chat_message(m["role"]):
-            st.markdown(m["content"])
+            st.markdown(inert_images(m["content"]))
     cols = st.columns(2, border=True)
     for col, letter, rid in zip(cols, "AB", item.response_ids, strict=False):
         with col:
             st.markdown(f"**{letter}**  ·  votes for it: {row['votes'].get('first' if letter == 'A' else 'second', 0)}")
-            st.markdown(b.content.text(rid))
+            st.markdown(inert_images(b.content.text(rid)))
     verdict = st.segmented_control("Verdict", list(VERDICTS), format_func=VERDICTS.get, key=f"verdict-{pos}")
     why = st.text_input("Reason", key=f"review-why-{pos}")
     if st.button("Settle", type="primary", disabled=verdict is None, key=f"settle-{pos}"):

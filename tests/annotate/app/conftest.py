@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from annotate.app.project import Project, Task, User, hash_password
+from annotate.app.project import MIN_ROUNDS, Project, Task, User, hash_password
 from annotate.contract import Prompt, Response
 from annotate.store import Store
 
-PASSWORDS = {"alice": "wonderland", "bob": "builder", "rita": "reviewer!"}
+PASSWORDS = {"alice": "wonderland", "bob": "builder", "rita": "reviewer!", "lee": "the lead"}
+
+
+@functools.cache
+def password_hash(password: str) -> str:
+    """A hash at the weakest strength the app accepts, made once per test process (each costs
+    about 0.1 s here; the app refuses anything cheaper, so tests cannot go lower)."""
+    return hash_password(password, rounds=MIN_ROUNDS)
 
 
 def make_store(path, n_prompts: int = 20, n_responses: int = 2, texts=None) -> Store:
@@ -29,9 +38,9 @@ def make_store(path, n_prompts: int = 20, n_responses: int = 2, texts=None) -> S
 
 def make_project(kinds=("pairwise",), overlap: int = 1, **kw) -> Project:
     users = [
-        User("alice", "annotator", hash_password(PASSWORDS["alice"], rounds=1000)),
-        User("bob", "annotator", hash_password(PASSWORDS["bob"], rounds=1000)),
-        User("rita", "reviewer", hash_password(PASSWORDS["rita"], rounds=1000)),
+        User("alice", "annotator", password_hash(PASSWORDS["alice"])),
+        User("bob", "annotator", password_hash(PASSWORDS["bob"])),
+        User("rita", "reviewer", password_hash(PASSWORDS["rita"])),
     ]
     kw.setdefault("min_seconds", 0.0)
     return Project(name="t", tasks=[Task(k, overlap) for k in kinds], users=users, **kw)
@@ -40,3 +49,14 @@ def make_project(kinds=("pairwise",), overlap: int = 1, **kw) -> Project:
 @pytest.fixture
 def store(tmp_path):
     return make_store(tmp_path / "store")
+
+
+@pytest.fixture(autouse=True)
+def fresh_login_guard():
+    """The login back-off is one per process (st.cache_resource): start every test without the
+    failures of the tests before it."""
+    from annotate.app import ui
+
+    ui._login_guard.clear()
+    yield
+    ui._login_guard.clear()

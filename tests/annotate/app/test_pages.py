@@ -11,9 +11,8 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from annotate.app import learn
-from annotate.app.project import hash_password
 from annotate.store import Store
-from tests.annotate.app.conftest import make_store
+from tests.annotate.app.conftest import PASSWORDS, make_store, password_hash
 from tests.support.factories import pairwise
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,15 +28,12 @@ def env(tmp_path, monkeypatch):
 
 def _login_project(tmp_path, monkeypatch) -> None:
     f = tmp_path / "project.yaml"
-    f.write_text(
-        yaml.safe_dump(
-            {
-                "name": "t",
-                "min_seconds": 0,
-                "users": [{"login": "alice", "password_hash": hash_password("right", rounds=1000)}],
-            }
-        )
-    )
+    users = [{"login": "alice", "password_hash": password_hash("right")}]
+    users += [
+        {"login": login, "role": role, "password_hash": password_hash(PASSWORDS[login])}
+        for login, role in (("rita", "reviewer"), ("lee", "admin"))
+    ]
+    f.write_text(yaml.safe_dump({"name": "t", "min_seconds": 0, "users": users}))
     monkeypatch.setenv("PREFKIT_PROJECT", str(f))
 
 
@@ -59,6 +55,51 @@ def test_wrong_password_gives_no_access_and_writes_nothing(env, tmp_path, monkey
     at.text_input(key="login_password").input("right")
     at.button[0].click().run()
     assert any(b.label == "A is better" for b in at.button)
+
+
+def _try_login(at: AppTest, login: str, password: str) -> AppTest:
+    at.text_input(key="login_name").input(login)
+    at.text_input(key="login_password").input(password)
+    return at.button[0].click().run()
+
+
+def test_many_wrong_passwords_then_the_right_one_does_not_log_in(env, tmp_path, monkeypatch):
+    """The back-off: after repeated failures even the right password is not checked until the wait
+    is over, so guessing cannot go at full speed."""
+    _login_project(tmp_path, monkeypatch)
+    at = _app().run()
+    for i in range(50):
+        _try_login(at, "alice", f"guess {i}")
+    assert any("Too many failed logins" in e.value for e in at.error)
+    _try_login(at, "alice", "right")
+    assert "_authenticated_login" not in at.session_state
+    assert any("Too many failed logins. Try again in" in e.value for e in at.error)
+    assert not any(b.label == "A is better" for b in at.button)
+    # another person, from the same (shared) address, is not locked out by alice's back-off yet
+    _try_login(at, "lee", PASSWORDS["lee"])
+    assert at.session_state["_authenticated_login"] == "lee"
+
+
+def test_a_mistyped_store_is_refused_not_created(tmp_path, monkeypatch):
+    typo = tmp_path / "stroe"
+    monkeypatch.setenv("PREFKIT_STORE", str(typo))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)
+    at = _app().run()
+    assert any("Cannot open the store" in e.value and str(typo) in e.value for e in at.error)
+    assert not any("Nothing left" in s.value for s in at.success)
+    assert not typo.exists()
+
+
+def test_model_images_are_shown_as_links_not_loaded(tmp_path, monkeypatch):
+    pixel = "http://127.0.0.1:9/pixel.png"
+    texts = [f"Look: ![tracker]({pixel}) and ![ref][p]\n\n[p]: {pixel}", "Plain answer."]
+    store = make_store(tmp_path / "store", n_prompts=1, texts=texts)
+    monkeypatch.setenv("PREFKIT_STORE", str(store.root))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)
+    at = _app().run()
+    shown = " ".join(m.value for m in at.markdown)
+    assert "tracker" in shown and pixel in shown  # the text and the address stay readable
+    assert "![" not in shown  # but no Markdown image is left for the browser to fetch
 
 
 def test_open_mode_annotate_submits_a_judgement(env):
@@ -149,7 +190,7 @@ def test_dpo_explorer_numbers():
     assert float(out["grad_weight"]) == pytest.approx(1 / (1 + math.exp(1.5)))
 
 
-def test_run_page_follows_a_growing_metrics_file(tmp_path):
+def test_run_page_follows_a_growing_metrics_file(tmp_path, monkeypatch):
     f = tmp_path / "metrics.jsonl"
     f.write_text(
         "".join(json.dumps({"step": i, "loss": 0.7 - i / 100, "rewards/margins": i / 10}) + "\n" for i in range(3))
@@ -160,10 +201,60 @@ def test_run_page_follows_a_growing_metrics_file(tmp_path):
         fh.write(json.dumps({"step": 3, "loss": 0.6}) + "\n" + '{"step": 4, "lo')  # last line still being written
     more, offset2 = learn.read_metrics(f, offset)
     assert [r["step"] for r in more] == [3] and offset2 < f.stat().st_size
+    monkeypatch.setenv("PREFKIT_RUNS", str(tmp_path.parent))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)  # open mode: the local user is an admin
     at = AppTest.from_function(_run, default_timeout=60).run()
     at.text_input(key="run_dir").input(str(tmp_path)).run()
     assert not at.exception
     assert "4 logged steps" in " ".join(c.value for c in at.caption)
+    at.text_input(key="run_dir").input(tmp_path.name).run()  # relative to the runs folder
+    assert "4 logged steps" in " ".join(c.value for c in at.caption)
+
+
+def test_run_page_reads_only_inside_the_runs_folder(tmp_path, monkeypatch):
+    runs, outside = tmp_path / "runs", tmp_path / "secret"
+    (runs / "ok").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "metrics.jsonl").write_text(json.dumps({"step": 0, "loss": 1.0}) + "\n")
+    (runs / "link").symlink_to(outside)
+    monkeypatch.setenv("PREFKIT_RUNS", str(runs))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)
+    at = AppTest.from_function(_run, default_timeout=60).run()
+    for attempt in (str(outside), "../secret", "link", "/"):
+        at.text_input(key="run_dir").input(attempt).run()
+        assert not at.exception
+        assert any("outside the runs folder" in e.value for e in at.error), attempt
+        assert "logged steps" not in " ".join(c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "login, page, refused",
+    [
+        ("alice", "_dashboard", "Reviewers and admins only"),
+        ("rita", "_run", "Admins only"),
+        ("alice", "_run", "Admins only"),
+    ],
+)
+def test_lead_pages_refuse_other_roles(env, tmp_path, monkeypatch, login, page, refused):
+    _login_project(tmp_path, monkeypatch)
+    _labelled_store(env)
+    monkeypatch.setenv("PREFKIT_RUNS", str(tmp_path))
+    at = AppTest.from_function(globals()[page], default_timeout=60)
+    at.session_state["_authenticated_login"] = login
+    at.run()
+    assert any(refused in e.value for e in at.error)
+    assert not at.metric and not at.text_input
+
+
+def test_reviewers_see_the_dashboard_and_admins_the_run_page(env, tmp_path, monkeypatch):
+    _login_project(tmp_path, monkeypatch)
+    _labelled_store(env)
+    monkeypatch.setenv("PREFKIT_RUNS", str(tmp_path))
+    for login, page in (("rita", _dashboard), ("lee", _dashboard), ("lee", _run)):
+        at = AppTest.from_function(page, default_timeout=60)
+        at.session_state["_authenticated_login"] = login
+        at.run()
+        assert not at.exception and not at.error, (login, page)
 
 
 def test_rating_and_skip_through_the_page(env):
