@@ -16,6 +16,7 @@ the lease database has recorded, so a judgement counted in both places is counte
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -29,7 +30,7 @@ import numpy as np
 from annotate.app.items import Item, build_items
 from annotate.app.project import Project
 from annotate.ids import content_hash
-from annotate.store import Store
+from annotate.store import PRIVATE_DIR, PRIVATE_FILE, Store
 
 COUNTED = ("submitted", "flagged")  # statuses that use up one of an item's k slots
 
@@ -131,7 +132,9 @@ class Leases:
     """The SQLite side of assignment; one connection per thread (sqlite3 connections are not shared)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # private like the store around it: SQLite gives its -wal and -shm files the database's mode
+        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE))
         self.path = path
         self._local = threading.local()
         con = self.con

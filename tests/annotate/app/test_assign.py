@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import stat
 from collections import Counter
 
 import pytest
@@ -122,3 +123,15 @@ def test_an_answer_after_the_lease_ran_out_is_kept_but_flagged(store):
     assert board.submit(late, submit.pairwise(board.project, late, "B")) == "flagged"
     row = Store(store.root).read("judgements", "annotator = 'alice'").to_pylist()[0]
     assert "over k" in json.loads(row["metadata"])["flag"] and row["scores"] == [0.0, 1.0]
+
+
+def test_the_lease_database_is_private_to_its_owner(tmp_path):
+    store = make_store(tmp_path / "store", n_prompts=2)
+    board = Board(store.root, make_project())
+    board.submit(shown := board.show("alice", "pairwise"), submit.pairwise(board.project, shown, "A"))
+    app = store.root / "app"
+    assert stat.S_IMODE(app.stat().st_mode) == 0o700
+    files = sorted(p.name for p in app.iterdir())
+    assert "assign.sqlite" in files and "assign.sqlite-wal" in files
+    for p in app.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
