@@ -22,7 +22,7 @@ def _pairwise(store: str) -> pd.DataFrame:
 
 
 def _fmt(x) -> str:
-    return "–" if x is None or pd.isna(x) else f"{x:.2f}"
+    return "—" if x is None or pd.isna(x) else f"{x:.2f}"
 
 
 def page() -> None:
@@ -63,9 +63,11 @@ def page() -> None:
         st.info("No pairwise human judgements yet.")
         return
     c = st.columns(4)
-    c[0].metric("percent agreement", _fmt(metrics.percent_agreement(humans)))
-    c[1].metric("Fleiss' κ", _fmt(metrics.fleiss_kappa(humans)))
-    c[2].metric("Krippendorff's α", _fmt(metrics.krippendorff_alpha(humans)))
+    # an undefined figure shows "—" and, on hover, why (docs/annotating.md)
+    plain, corrected = metrics.undefined_reason(humans, False), metrics.undefined_reason(humans)
+    c[0].metric("percent agreement", _fmt(metrics.percent_agreement(humans)), help=plain)
+    c[1].metric("Fleiss' κ", _fmt(metrics.fleiss_kappa(humans)), help=corrected)
+    c[2].metric("Krippendorff's α", _fmt(metrics.krippendorff_alpha(humans)), help=corrected)
     hva, n = metrics.human_vs_ai(df)
     c[3].metric(f"human vs AI ({n} items)", _fmt(hva))
     per = metrics.per_annotator(humans)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import cohen_kappa_score
+from streamlit.testing.v1 import AppTest
 
 from annotate import agreement
 from annotate.app import metrics
@@ -244,3 +245,23 @@ def test_undefined_figures_say_why():
     alone = _df({"i1": [("a", "first")], "i2": [("b", "second")]})
     assert metrics.percent_agreement(alone) is None and metrics.fleiss_kappa(alone) is None
     assert metrics.undefined_reason(alone, chance_corrected=False) == agreement.NO_OVERLAP
+
+
+def _dashboard():
+    from annotate.app.pages import dashboard
+
+    dashboard.page()
+
+
+def test_dashboard_shows_a_dash_and_the_reason_for_undefined_figures(tmp_path, monkeypatch):
+    store, pairs = _store_with_pairs(tmp_path, 3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.append("judgements", [_vote(pid, ids, -1, who, t0) for pid, ids in pairs for who in ("alice", "bob")])
+    monkeypatch.setenv("PREFKIT_STORE", str(store.root))
+    monkeypatch.delenv("PREFKIT_PROJECT", raising=False)  # open mode: everyone may see the dashboard
+    at = AppTest.from_function(_dashboard, default_timeout=60).run()
+    assert not at.exception
+    shown = {m.label: m for m in at.metric}
+    assert shown["percent agreement"].value == "1.00"  # every tie agrees with every tie
+    for name in ("Fleiss' κ", "Krippendorff's α"):
+        assert shown[name].value == "—" and shown[name].proto.help == agreement.ONE_LABEL
