@@ -7,6 +7,8 @@ import json
 import sys
 
 from annotate.importers import SHAPES, ImportFailed
+from annotate.importers.ratings import RATING_RANGE
+from annotate.importers.readers import MAX_RECORD_BYTES
 from annotate.store import Store, StoreError
 from annotate.text import printable
 from annotate.validate import ContractError
@@ -25,6 +27,24 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _rating_range(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(":")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW:HIGH (e.g. 1:5)") from None
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return int(value * (1 << 20))
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from annotate.importers import import_files
 
@@ -35,6 +55,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         mapping=_mapping(args.map),
         source=args.source,
         progress=sys.stderr.isatty(),
+        max_record_bytes=args.max_record_mb,
+        rating_range=args.rating_range,
     )
     print(printable(result.summary()))  # paths, field names and warnings come from the input
     return 0
@@ -79,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         cmd_import,
         """Import preference data from JSON, JSONL, CSV, Parquet or a Hugging Face datasets folder.
 
-        The shape of each file is told from its first record (and printed): pairs
+        The shape of each file is told from its first records (and printed): pairs
         (prompt/chosen/rejected, text or messages, or chosen/rejected with a shared prompt), hh
         (Anthropic Human:/Assistant: transcripts), unpaired (prompt/completion/label), ratings
         (prompt + rated completions, UltraFeedback-like), votes (response1/response2 +
@@ -102,6 +124,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read input COLUMN as FIELD (repeatable), e.g. --map question=prompt",
     )
     p.add_argument("--source", help="name the rows' source (default: the file name)")
+    p.add_argument(
+        "--max-record-mb",
+        type=_megabytes,
+        default=MAX_RECORD_BYTES,
+        metavar="MIB",
+        help=f"refuse a record (JSONL line, CSV row, JSON element) larger than this (default: {MAX_RECORD_BYTES >> 20})",
+    )
+    p.add_argument(
+        "--rating-range",
+        type=_rating_range,
+        default=RATING_RANGE,
+        metavar="LOW:HIGH",
+        help="the scale ratings are on; a rating outside it is an error (default: 0:10)",
+    )
 
     p = add_command(
         subparsers,

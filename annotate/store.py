@@ -257,14 +257,19 @@ class Store:
         if self.remote:
             return []
         found = []
-        for table in tables:
-            for folder in [self.root / table, *sorted((self.root / table).glob("*"))]:
-                if folder.is_symlink() and not folder.resolve().is_relative_to(self.root.resolve()):
-                    found.append(Problem(folder, f"is a link to {folder.resolve()}, outside the store"))
-            for path in sorted(self.root.glob(f"{table}/*/*.parquet")):
-                problem = self._checked(path, table, deep)
-                if problem:
-                    found.append(Problem(path, problem))
+        try:
+            for table in tables:
+                for folder in [self.root / table, *sorted((self.root / table).glob("*"))]:
+                    if folder.is_symlink() and not folder.resolve().is_relative_to(self.root.resolve()):
+                        found.append(Problem(folder, f"is a link to {folder.resolve()}, outside the store"))
+                for path in sorted(self.root.glob(f"{table}/*/*.parquet")):
+                    problem = self._checked(path, table, deep)
+                    if problem:
+                        found.append(Problem(path, problem))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the store at {self.root} ({exc.strerror or exc}): check that you may read it"
+            ) from None
         return found
 
     def _checked(self, path: Path, table: str, deep: bool) -> str | None:

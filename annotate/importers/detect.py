@@ -1,13 +1,30 @@
-"""Which shape a file has, told from the fields of its first record."""
+"""Which shape a file has, told from the fields of its first records.
+
+One record is not enough to be sure: a first record that lacks `rejected` would make a whole file of
+pairs import as bare prompts. So `decide` looks at the first `DETECT_RECORDS` records and takes the
+shape most of them have (records with responses outvote bare prompts), and `misfit` then checks every
+record against that shape: a record of another shape, or a "prompt" that carries a pair's or a
+label's fields, is an error naming its line instead of data quietly tucked into metadata.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from annotate.importers import hh, votes
 from annotate.importers.fields import PROMPT_FIELDS
 
 SHAPES = ("pairs", "hh", "unpaired", "ratings", "votes", "prompts")
+DETECT_RECORDS = 100  # records looked at before the shape is decided
+# Fields only a shape with responses uses, and what a record holding one of them lacks for it.
+_HALF_SHAPES = (
+    ("chosen", "rejected", "pairs"),
+    ("rejected", "chosen", "pairs"),
+    ("completion", "label", "unpaired feedback"),
+    ("response1", "response2", "votes"),
+    ("response2", "response1", "votes"),
+)
 
 
 def detect(record: dict[str, Any]) -> tuple[str | None, str]:
@@ -31,6 +48,65 @@ def detect(record: dict[str, Any]) -> tuple[str | None, str]:
     if has_prompt:
         return "prompts", "prompts only (no responses)"
     return None, ""
+
+
+def _family(shape: str | None) -> str | None:
+    # hh is pairs whose texts are transcripts, told apart by content: a record of one in a file of
+    # the other is left to the converter, which names what is wrong with it
+    return "pairs" if shape == "hh" else shape
+
+
+def decide(sample: list[tuple[str, dict[str, Any]]]) -> tuple[str | None, str, int]:
+    """(shape, why, index of the record that shows it) from the first records of a file.
+
+    The shape most records with responses have wins (ties: the earliest); bare prompts only when
+    no record has responses; None when no record matches any shape.
+    """
+    found = [detect(data) for _, data in sample]
+    richer = [s for s, _ in found if s not in (None, "prompts")]
+    if richer:
+        counts = Counter(richer)
+        shape = max(counts, key=lambda s: (counts[s], -richer.index(s)))
+    elif any(s == "prompts" for s, _ in found):
+        shape = "prompts"
+    else:
+        return None, "", 0
+    index = next(i for i, (s, _) in enumerate(found) if s == shape)
+    why = found[index][1]
+    agree = sum(_family(s) == _family(shape) for s, _ in found)
+    if agree < len(found):
+        why += f"; {agree} of the first {len(found)} records"
+    return shape, why, index
+
+
+def misfit(shape: str, record: dict[str, Any]) -> tuple[str | None, str, str] | None:
+    """(field, problem, fix) when `record` does not fit a file of `shape`, else None.
+
+    Only what the converters would not catch themselves: a record of another shape, and a record
+    read as a bare prompt that holds half of a pair (its texts would end up as prompt metadata).
+    """
+    own, why = detect(record)
+    if own not in (None, "prompts") and _family(own) != _family(shape):
+        return (
+            None,
+            f"is {own} ({why}), but this file's records are {shape}",
+            "a file holds one shape: split it, or force one with --format",
+        )
+    if shape == "prompts":
+        if {"response1", "response2"} <= set(record):
+            return (
+                "annotator1",
+                "is missing: the record has 'response1' and 'response2', so it looks like votes, but it has no votes",
+                "name vote columns annotator1, annotator2, …, or pass --format prompts to import bare prompts",
+            )
+        for have, lacks, kind in _HALF_SHAPES:
+            if have in record and lacks not in record:
+                return (
+                    lacks,
+                    f"is missing: the record has '{have}', so it looks like {kind}, but it cannot be read as {kind}",
+                    f"add '{lacks}' (or --map a column onto it), or pass --format prompts to import bare prompts",
+                )
+    return None
 
 
 def describe_expected() -> str:

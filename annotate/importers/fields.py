@@ -156,5 +156,16 @@ def metadata(rec: Record, used: set[str]) -> dict[str, Any]:
     return {k: v for k, v in rec.data.items() if k not in used and v is not None}
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed value is, in JSON's words ("null", not "NoneType")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
 def _kind(value: Any) -> str:
-    return {dict: "JSON object", list: "list", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"JSON {json_kind(value)}"

@@ -28,6 +28,14 @@ def convert(rec: Record, out: Rows) -> None:
 
 
 def add_pair(rec: Record, out: Rows, turns: list[dict[str, str]], good: str, bad: str) -> None:
+    if good == bad:
+        # one response preferred to itself teaches nothing, and its id would be both sides of the pair
+        raise ImportFailed(
+            rec.where,
+            "rejected",
+            "is the same text as 'chosen'",
+            "a pair needs two different responses: fix the record or drop it",
+        )
     pid = out.prompt(rec, turns)
     rids = [
         out.response(rec, pid, good, _model(rec, "chosen_model")),

@@ -7,7 +7,10 @@ per-aspect ratings, either `ratings: {aspect: number}` or UltraFeedback's
 
 Each (completion, aspect) becomes one `rating` judgement: response_ids = [completion],
 scores = [rating], aspect = the aspect name (lower case), rationale = the given rationale.
-Ratings written "N/A" (UltraFeedback has some) or null are not ratings and are left out.
+Ratings written "N/A" (UltraFeedback has some) or null are not ratings and are left out. A rating
+outside `RATING_RANGE` (0 to 10, which holds UltraFeedback's 1–5 aspects and 1–10 overall score) is
+an error, since 11 or −3 on such a scale is a typo; `--rating-range LOW:HIGH` sets another scale. A
+rank must be 1 or more.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from annotate.importers.rows import Rows
 TEXT_KEYS = ("response", "content", "completion", "text")
 NOT_RATED = {"n/a", "na", ""}
 USED = {"prompt", "messages", "instruction", "input", "system", "completions", "responses"}
+RATING_RANGE = (0.0, 10.0)
 
 
-def convert(rec: Record, out: Rows) -> None:
+def convert(rec: Record, out: Rows, scale: tuple[float, float] = RATING_RANGE) -> None:
     turns = fields.prompt(rec)
     completions = rec.get("completions" if "completions" in rec.data else "responses")
     if not isinstance(completions, list) or not completions:
@@ -48,9 +52,12 @@ def convert(rec: Record, out: Rows) -> None:
         content = fields.response(rec, f"{name}.{key}", item[key], turns)
         rid = out.response(rec, pid, content, str(item["model"]) if item.get("model") else None)
         if ranked:
-            ranking.append((rid, -_number(rec, f"{name}.rank", item["rank"])))
+            rank = _number(rec, f"{name}.rank", item["rank"])
+            if rank is None or rank < 1:
+                raise ImportFailed(rec.where, f"{name}.rank", f"is {item['rank']!r}", "a rank is 1 (best) or more")
+            ranking.append((rid, -rank))
             continue
-        rated = _ratings(rec, name, item)
+        rated = _ratings(rec, name, item, scale)
         if not rated and not any(k in item for k in ("ratings", "annotations", "overall_score")):
             raise ImportFailed(rec.where, name, "has no ratings", "give 'ratings': {aspect: number} or 'annotations'")
         for aspect, score, why in rated:
@@ -71,7 +78,7 @@ def convert(rec: Record, out: Rows) -> None:
         out.judgement(rec, pid, "ranking", out.source, list(ids), list(scores), part=":rank", metadata=meta)
 
 
-def _ratings(rec: Record, name: str, item: dict) -> list[tuple[str, float, str]]:
+def _ratings(rec: Record, name: str, item: dict, scale: tuple[float, float]) -> list[tuple[str, float, str]]:
     found = []
     given = item.get("ratings", item.get("annotations")) or {}
     if not isinstance(given, dict):
@@ -81,14 +88,27 @@ def _ratings(rec: Record, name: str, item: dict) -> list[tuple[str, float, str]]
         if isinstance(value, dict):  # UltraFeedback: {"Rating": "4", "Rationale": "..."}
             why = str(value.get("Rationale") or value.get("rationale") or "")
             value = value.get("Rating", value.get("rating"))
-        score = _number(rec, f"{name}.ratings.{aspect}", value)
+        score = _in_range(rec, f"{name}.ratings.{aspect}", value, scale)
         if score is not None:
             found.append((str(aspect).lower(), score, why))
     if "overall_score" in item:
-        score = _number(rec, f"{name}.overall_score", item["overall_score"])
+        score = _in_range(rec, f"{name}.overall_score", item["overall_score"], scale)
         if score is not None:
             found.append(("overall", score, ""))
     return found
+
+
+def _in_range(rec: Record, field: str, value, scale: tuple[float, float]) -> float | None:
+    score = _number(rec, field, value)
+    low, high = scale
+    if score is not None and not low <= score <= high:
+        raise ImportFailed(
+            rec.where,
+            field,
+            f"is {value!r}, outside the rating scale {low:g} to {high:g}",
+            "fix the rating, or give the file's scale with --rating-range LOW:HIGH",
+        )
+    return score
 
 
 def _number(rec: Record, field: str, value) -> float | None:

@@ -6,6 +6,12 @@ dataset's). JSONL, CSV, Parquet and datasets folders stream in bounded memory; a
 read whole (it is one value), so use JSONL for files larger than memory.
 
 Locations are `file:line` for text formats and `file: row N` for columnar ones.
+
+Hostile or broken input ends in ImportFailed, never a traceback: a record longer than
+`max_record_bytes` (default 64 MiB; JSONL and CSV lines are read with that bound, so a giant line is
+never held whole), JSON nested too deeply for the parser, a CSV cell over the limit, an unreadable or
+truncated file, a path that is not a regular file (a pipe would block), and a datasets folder whose
+`state.json` names files outside the folder.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotate.importers.errors import ImportFailed
+from annotate.importers.fields import json_kind
 
 UTF8_FIX = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)"
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf")
+MAX_RECORD_BYTES = 64 << 20  # one record (a JSONL line, a CSV row, a JSON array element)
+LIMIT_FIX = "split the record, or raise the limit with --max-record-mb"
+DEEP_FIX = "flatten the record (JSON nested this deep is not preference data)"
+READ_FIX = "check that the path is right and that you may read it"
 
 
 @dataclass
@@ -35,15 +46,37 @@ class Source:
     format: str
     total: int
     unit: str
+    max_record_bytes: int = field(default=MAX_RECORD_BYTES)
 
     def records(self) -> Iterator[tuple[str, dict[str, Any], int]]:
-        return _READERS[self.format](self.path)
+        try:
+            yield from _READERS[self.format](self.path, self.max_record_bytes)
+        except OSError as exc:  # a file that vanished, a permission, a disk error mid-read
+            raise ImportFailed(str(getattr(exc, "filename", None) or self.path), None, _cannot(exc), READ_FIX) from None
 
 
-def open_source(path: str | Path) -> Source:
+def _cannot(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def open_source(path: str | Path, max_record_bytes: int = MAX_RECORD_BYTES) -> Source:
+    """The input at `path`, its format told from its suffix (or its being a folder)."""
     path = Path(path)
+    try:
+        source = _open(path)
+    except OSError as exc:
+        raise ImportFailed(str(path), None, _cannot(exc), READ_FIX) from None
+    source.max_record_bytes = max_record_bytes
+    return source
+
+
+def _open(path: Path) -> Source:
     if not path.exists():
         raise ImportFailed(str(path), None, "no such file or folder", "check the path")
+    if not path.is_dir() and not path.is_file():
+        raise ImportFailed(
+            str(path), None, "is not a regular file (a pipe, socket or device)", "save the data to a file first"
+        )
     if path.is_dir():
         files = _dataset_files(path)
         return Source(path, "hf", sum(_rows(f) for f in files), "rows")
@@ -83,26 +116,39 @@ def _decode(raw: bytes, where: str) -> str:
         ) from None
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
-    done = 0
+def _lines(fh, path: Path, limit: int) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, bytes, bytes read so far) per line, never holding more than `limit` + 1 bytes
+    of one line: a longer line stops the import where it starts."""
+    lineno = done = 0
+    while raw := fh.readline(limit + 1):
+        lineno += 1
+        done += len(raw)
+        if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+            raise ImportFailed(
+                f"{path}:{lineno}", None, f"is longer than the record limit ({limit:,} bytes)", LIMIT_FIX
+            )
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark some editors write
+        yield lineno, raw, done
+
+
+def _loads(text: str, where: str, fix: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFailed(where, None, f"bad JSON ({exc.msg} at column {exc.colno})", fix) from None
+    except RecursionError:
+        raise ImportFailed(where, None, "is JSON nested too deeply to read", DEEP_FIX) from None
+
+
+def _read_jsonl(path: Path, limit: int) -> Iterator[tuple[str, dict[str, Any], int]]:
     with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            done += len(raw)
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # a UTF-8 byte-order mark some editors write
+        for lineno, raw, done in _lines(fh, path, limit):
             where = f"{path}:{lineno}"
             line = _decode(raw, where)
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ImportFailed(
-                    where,
-                    None,
-                    f"bad JSON ({exc.msg} at column {exc.colno})",
-                    "fix the line: each line must be one JSON object",
-                ) from None
+            record = _loads(line, where, "fix the line: each line must be one JSON object")
             yield where, _object(record, where), done
 
 
@@ -118,11 +164,11 @@ def _is_json_lines(path: Path) -> bool:
             and len(head.split(b"\n", 1)) > 1
             and bool(head.split(b"\n", 1)[1].strip())
         )
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False
 
 
-def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
+def _read_json(path: Path, limit: int) -> Iterator[tuple[str, dict[str, Any], int]]:
     """A JSON array of records, or an object with one list of records (e.g. {"data": [...]}).
 
     Elements are decoded one at a time so each record's line is known for error messages.
@@ -150,12 +196,17 @@ def _read_json(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
     pos = _skip(text, pos + 1)
     while not text.startswith("]", pos):
         where = f"{path}:{lines.at(pos)}"
+        start = pos
         try:
             record, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise ImportFailed(
                 f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})", "fix the JSON there"
             ) from None
+        except RecursionError:
+            raise ImportFailed(where, None, "is JSON nested too deeply to read", DEEP_FIX) from None
+        if pos - start > limit:
+            raise ImportFailed(where, None, f"is longer than the record limit ({limit:,} characters)", LIMIT_FIX)
         yield where, _object(record, where), pos
         pos = _skip(text, pos)
         if text.startswith(",", pos):
@@ -174,6 +225,8 @@ def _records_key(path: Path, text: str, decoder: json.JSONDecoder, lines: _LineC
         raise ImportFailed(
             f"{path}:{exc.lineno}", None, f"bad JSON ({exc.msg} at column {exc.colno})", "fix the JSON there"
         ) from None
+    except RecursionError:
+        raise ImportFailed(str(path), None, "is JSON nested too deeply to read", DEEP_FIX) from None
     keys = [k for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
     if len(keys) != 1:
         raise ImportFailed(
@@ -218,33 +271,33 @@ def _object(record: Any, where: str) -> dict[str, Any]:
         raise ImportFailed(
             where,
             None,
-            f"is a JSON {type(record).__name__}, expected an object (one record)",
+            f"is a JSON {json_kind(record)}, expected an object (one record)",
             'write each record as {"field": value, ...}',
         )
     return record
 
 
-def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[str, dict[str, Any], int]]:
+def _read_csv(path: Path, limit: int, delimiter: str = ",") -> Iterator[tuple[str, dict[str, Any], int]]:
+    csv.field_size_limit(limit)  # the csv module's own cap (128 KiB by default) becomes the record limit
     with open(path, "rb") as fh:
         done = 0
 
         def lines() -> Iterator[str]:
             nonlocal done
-            for lineno, raw in enumerate(fh, 1):
-                done += len(raw)
-                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
+            for lineno, raw, done in _lines(fh, path, limit):  # noqa: B007 (done is read outside)
                 yield _decode(raw, f"{path}:{lineno}")
 
         reader = csv.reader(lines(), delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
+        rows = _csv_rows(reader, path, limit)
+        header = next(rows, None)
+        if header is None:
             return
-        start = reader.line_num + 1
-        for row in reader:
+        start, begun = reader.line_num + 1, done
+        for row in rows:
             where = f"{path}:{start}"
-            start = reader.line_num + 1
+            if done - begun > limit:  # many lines of quoted text in one record
+                raise ImportFailed(where, None, f"is longer than the record limit ({limit:,} bytes)", LIMIT_FIX)
+            start, begun = reader.line_num + 1, done
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
@@ -257,13 +310,29 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[tuple[str, dict[str,
             yield where, {k: _cell(v) for k, v in zip(header, row, strict=True)}, done
 
 
+def _csv_rows(reader, path: Path, limit: int) -> Iterator[list[str]]:
+    while True:
+        where = f"{path}:{reader.line_num + 1}"  # where the row starts
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                raise ImportFailed(
+                    where, None, f"has a cell longer than the record limit ({limit:,} bytes)", LIMIT_FIX
+                ) from None
+            raise ImportFailed(where, None, f"bad CSV ({exc})", "check the quoting of that row") from None
+        yield row
+
+
 def _cell(value: str) -> Any:
     """CSV cells are text; a cell holding a JSON list or object (conversational messages, ratings)
     is read as that value."""
     if value[:1] in "[{":
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return value
         if isinstance(parsed, dict) or (isinstance(parsed, list) and all(isinstance(x, dict) for x in parsed)):
             return parsed
@@ -273,22 +342,39 @@ def _cell(value: str) -> Any:
 # -- columnar formats --------------------------------------------------------------------------------
 
 
+def _columnar_error(path: Path, exc: Exception) -> ImportFailed:
+    kind = "Arrow" if path.suffix == ".arrow" else "Parquet"
+    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    return ImportFailed(
+        str(path),
+        None,
+        f"is not a readable {kind} file ({first})",
+        "re-download or re-write the file; it may be cut off",
+    )
+
+
 def _rows(path: Path) -> int:
-    if path.suffix == ".arrow":
-        with pa.memory_map(str(path)) as src:
-            return sum(b.num_rows for b in pa.ipc.open_stream(src))
-    return pq.ParquetFile(path).metadata.num_rows
+    try:
+        if path.suffix == ".arrow":
+            with pa.memory_map(str(path)) as src:
+                return sum(b.num_rows for b in pa.ipc.open_stream(src))
+        return pq.ParquetFile(path).metadata.num_rows
+    except pa.ArrowException as exc:
+        raise _columnar_error(path, exc) from None
 
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
-    if path.suffix == ".arrow":  # datasets' save_to_disk writes Arrow IPC streams
-        with pa.memory_map(str(path)) as src:
-            yield from pa.ipc.open_stream(src)
-    else:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=4096)
+    try:
+        if path.suffix == ".arrow":  # datasets' save_to_disk writes Arrow IPC streams
+            with pa.memory_map(str(path)) as src:
+                yield from pa.ipc.open_stream(src)
+        else:
+            yield from pq.ParquetFile(path).iter_batches(batch_size=4096)
+    except pa.ArrowException as exc:
+        raise _columnar_error(path, exc) from None
 
 
-def _read_columnar(path: Path) -> Iterator[tuple[str, dict[str, Any], int]]:
+def _read_columnar(path: Path, limit: int) -> Iterator[tuple[str, dict[str, Any], int]]:
     files = _dataset_files(path) if path.is_dir() else [path]
     done = 0
     for file in files:
@@ -304,10 +390,31 @@ def _dataset_files(folder: Path) -> list[Path]:
     """The data files of a datasets folder: save_to_disk shards (every split), else Parquet files."""
     states = sorted(folder.rglob("state.json"))
     if states:
+        inside = folder.resolve()
         files = []
         for state in states:
-            info = json.loads(state.read_text())
-            files += [state.parent / f["filename"] for f in info.get("_data_files", [])]
+            info = _loads(_decode(state.read_bytes(), str(state)), str(state), "re-save the dataset with save_to_disk")
+            entries = info.get("_data_files", []) if isinstance(info, dict) else None
+            if not isinstance(entries, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("filename"), str) for f in entries
+            ):
+                raise ImportFailed(
+                    str(state),
+                    "_data_files",
+                    "is not a list of {filename: ...}",
+                    "re-save the dataset with save_to_disk",
+                )
+            for entry in entries:
+                file = state.parent / entry["filename"]
+                # a state.json from someone else must not make the import read files elsewhere on disk
+                if not file.resolve().is_relative_to(inside):
+                    raise ImportFailed(
+                        str(state),
+                        "_data_files",
+                        f"names {entry['filename']!r}, which is outside {folder}",
+                        "a saved dataset names only its own files: re-save it with save_to_disk",
+                    )
+                files.append(file)
         return files
     files = sorted(folder.rglob("*.parquet"))
     if not files:
@@ -324,7 +431,7 @@ _READERS = {
     "jsonl": _read_jsonl,
     "json": _read_json,
     "csv": _read_csv,
-    "tsv": lambda p: _read_csv(p, "\t"),
+    "tsv": lambda p, limit: _read_csv(p, limit, "\t"),
     "parquet": _read_columnar,
     "hf": _read_columnar,
 }

@@ -12,16 +12,17 @@ from pathlib import Path
 
 from annotate.contract import ID_COLUMN, utcnow
 from annotate.importers import hh, pairs, prompts, ratings, unpaired, votes
-from annotate.importers.detect import SHAPES, describe_expected, detect
+from annotate.importers.detect import DETECT_RECORDS, SHAPES, decide, describe_expected, misfit
 from annotate.importers.errors import ImportFailed
 from annotate.importers.fields import Record
-from annotate.importers.readers import open_source
+from annotate.importers.readers import DEEP_FIX, MAX_RECORD_BYTES, open_source
 from annotate.importers.rows import TABLE_ORDER, Rows, Seen
 from annotate.store import Store
 from annotate.validate import ContractError
 
 CHUNK_RECORDS = 10_000  # records converted before their rows are validated and written as parts
 CHUNK_TEXT_BYTES = 32 << 20  # …or fewer, when the texts are long: this bounds memory on big files
+DETECT_BYTES = 8 << 20  # the records held back to decide a shape stop here (text formats)
 
 CONVERTERS: dict[str, Callable[[Record, Rows], None]] = {
     "pairs": pairs.convert,
@@ -74,16 +75,25 @@ def import_files(
     progress: bool = False,
     *,
     created_at: datetime | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    rating_range: tuple[float, float] = ratings.RATING_RANGE,
 ) -> ImportResult:
     """Import every file into `store`, all or nothing. See the package docstring.
 
     `fmt` forces a shape (one of SHAPES); `mapping` renames input columns onto the expected fields
     ({"question": "prompt"}); `source` names where the rows came from (default: each file's name);
-    `created_at` stamps every row (default: now; fixed when a build must be reproducible).
+    `created_at` stamps every row (default: now; fixed when a build must be reproducible);
+    `max_record_bytes` bounds one input record; `rating_range` is the (low, high) a rating may take.
     Raises ImportFailed, naming `file:line`, the field and the fix; the store is then unchanged.
     """
     if fmt is not None and fmt not in SHAPES:
         raise ImportFailed("--format", None, f"unknown shape {fmt!r}", f"use one of {', '.join(SHAPES)}")
+    if max_record_bytes < 1:
+        raise ImportFailed("--max-record-mb", None, "must be positive", "give a size such as 64")
+    low, high = rating_range
+    if not low < high:
+        raise ImportFailed("--rating-range", None, f"{low:g}:{high:g} is empty", "give LOW:HIGH with LOW < HIGH")
+    options = _Options(max_record_bytes, (low, high))
     created_at = created_at or utcnow()
     store._writable()
     # A part readers cannot use must not block an import: its ids are left out of the dedupe check
@@ -98,8 +108,16 @@ def import_files(
     results = []
     with store.batch() as batch:
         for path in paths:
-            results.append(_import_one(batch, seen, Path(path), fmt, mapping or {}, source, progress, created_at))
+            results.append(
+                _import_one(batch, seen, Path(path), fmt, mapping or {}, source, progress, created_at, options)
+            )
     return ImportResult(results, notes)
+
+
+@dataclass(frozen=True)
+class _Options:
+    max_record_bytes: int
+    rating_range: tuple[float, float]
 
 
 def _existing_ids(store: Store) -> dict[str, set[str]]:
@@ -126,18 +144,23 @@ def _import_one(
     source: str | None,
     progress: bool,
     created_at: datetime,
+    options: _Options,
 ) -> FileResult:
     from tqdm import tqdm
 
-    src = open_source(path)
+    src = open_source(path, options.max_record_bytes)
     stream = src.records()
-    first = next(stream, None)
-    if first is None:
+    sample = _sample(stream, src.unit)
+    if not sample:
         return FileResult(str(path), src.format, fmt or "empty", "no records")
+    first = sample[0]
     _check_mapping(first, mapping)
-    first_data = _mapped(first[1], mapping)
-    shape, why = (fmt, "forced by --format") if fmt else detect(first_data)
+    if fmt:
+        shape, why, shown = fmt, "forced by --format", 0
+    else:
+        shape, why, shown = decide([(where, _mapped(raw, mapping)) for where, raw, _ in sample])
     if shape is None:
+        first_data = _mapped(first[1], mapping)
         raise ImportFailed(
             first[0],
             None,
@@ -145,8 +168,10 @@ def _import_one(
             f"pick one with --format and rename columns with --map COLUMN=FIELD ({describe_expected()})",
         )
     convert = CONVERTERS.get(shape)
+    if shape == "ratings":
+        convert = functools.partial(ratings.convert, scale=options.rating_range)
     if shape == "votes":
-        columns = votes.voters(first_data)
+        columns = votes.voters(_mapped(sample[shown][1], mapping))
         if not columns:
             raise ImportFailed(
                 first[0], "annotator1", "no annotator columns found", "name vote columns annotator1, annotator2, …"
@@ -159,8 +184,15 @@ def _import_one(
     bar = tqdm(total=src.total, unit=src.unit, unit_scale=True, desc=path.name, disable=not progress, leave=False)
     shown = 0
     try:
-        for where, raw, done in itertools.chain([first], stream):
-            convert(Record(_mapped(raw, mapping), where, result.warnings), rows)
+        for where, raw, done in itertools.chain(sample, stream):
+            data = _mapped(raw, mapping)
+            wrong = None if fmt else misfit(shape, data)
+            if wrong:
+                raise ImportFailed(where, *wrong)
+            try:
+                convert(Record(data, where, result.warnings), rows)
+            except RecursionError:
+                raise ImportFailed(where, None, "is nested too deeply to convert", DEEP_FIX) from None
             result.records += 1
             if result.records % CHUNK_RECORDS == 0 or rows.text_bytes > CHUNK_TEXT_BYTES:
                 _flush(batch, rows)
@@ -174,6 +206,16 @@ def _import_one(
         bar.close()
     result.added = {t: batch.rows[t] - before[t] for t in TABLE_ORDER}
     return result
+
+
+def _sample(stream, unit: str) -> list[tuple[str, dict, int]]:
+    """The first records of a file, held back until its shape is decided (bounded in bytes too)."""
+    sample = []
+    for item in stream:
+        sample.append(item)
+        if len(sample) >= DETECT_RECORDS or (unit == "B" and item[2] >= DETECT_BYTES):
+            break
+    return sample
 
 
 def _flush(batch, rows: Rows) -> None:

@@ -1,6 +1,7 @@
 """Malformed input stops an import with `file:line`, the field and the fix, and writes nothing."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,6 +118,120 @@ CASES = {
         "completions[0].ratings.helpfulness",
         "not a number",
     ),
+    # the shape is decided from enough records, and every record must fit it (issue 14)
+    "first record lacks rejected": (
+        "a.jsonl",
+        jsonl_bytes({"prompt": "x", "chosen": "y"}, GOOD, GOOD),
+        1,
+        "rejected",
+        "is missing",
+    ),
+    "csv header prompt,chosen": ("a.csv", b"prompt,chosen\nhi,hello\nyo,there\n", 2, "rejected", "looks like pairs"),
+    "every record lacks label": (
+        "u.jsonl",
+        jsonl_bytes({"prompt": "p", "completion": "a"}, {"prompt": "q", "completion": "b"}),
+        1,
+        "label",
+        "looks like unpaired",
+    ),
+    "votes without votes": (
+        "v.jsonl",
+        jsonl_bytes({"prompt": "p", "response1": "a", "response2": "b"}),
+        1,
+        "annotator1",
+        "looks like votes",
+    ),
+    "a later record of another shape": (
+        "a.jsonl",
+        jsonl_bytes(GOOD, GOOD, {"prompt": "p", "completion": "a", "label": True}),
+        3,
+        None,
+        "is unpaired (prompt/completion/label), but this file's records are pairs",
+    ),
+    "half a pair after many prompts": (
+        "p.jsonl",
+        jsonl_bytes(*[{"prompt": f"q{i}"} for i in range(150)], {"prompt": "x", "chosen": "y"}),
+        151,
+        "rejected",
+        "looks like pairs",
+    ),
+    "a pair after many prompts": (
+        "p.jsonl",
+        jsonl_bytes(*[{"prompt": f"q{i}"} for i in range(150)], GOOD),
+        151,
+        None,
+        "but this file's records are prompts",
+    ),
+    # values that cannot be meant (issue 14)
+    "chosen equals rejected": (
+        "a.jsonl",
+        jsonl_bytes(GOOD, {"prompt": "p", "chosen": "same", "rejected": "same"}),
+        2,
+        "rejected",
+        "same text as 'chosen'",
+    ),
+    "hh chosen equals rejected": (
+        "h.jsonl",
+        jsonl_bytes(
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"},
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: b"},
+        ),
+        2,
+        "rejected",
+        "same text as 'chosen'",
+    ),
+    "rating above the scale": (
+        "r.jsonl",
+        jsonl_bytes(
+            {"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": 4}}]},
+            {"prompt": "p", "completions": [{"text": "a", "ratings": {"helpfulness": 11}}]},
+        ),
+        2,
+        "completions[0].ratings.helpfulness",
+        "outside the rating scale 0 to 10",
+    ),
+    "rating below the scale": (
+        "r.jsonl",
+        jsonl_bytes({"prompt": "p", "completions": [{"text": "a", "annotations": {"honesty": {"Rating": "-3"}}}]}),
+        1,
+        "completions[0].ratings.honesty",
+        "outside the rating scale",
+    ),
+    "overall score above the scale": (
+        "r.jsonl",
+        jsonl_bytes({"prompt": "p", "completions": [{"text": "a", "overall_score": 11}]}),
+        1,
+        "completions[0].overall_score",
+        "outside the rating scale",
+    ),
+    "rank below one": (
+        "r.jsonl",
+        jsonl_bytes({"prompt": "p", "responses": [{"text": "a", "rank": 1}, {"text": "b", "rank": -3}]}),
+        1,
+        "completions[1].rank",
+        "a rank is 1 (best) or more",
+    ),
+    # small lies and parser crashes (issues 14 and 20)
+    "null record": ("a.jsonl", jsonl_bytes(GOOD, None), 2, None, "is a JSON null, expected an object"),
+    "deep json line": ("a.jsonl", jsonl_bytes(GOOD, b"[" * 200_000 + b"]" * 200_000), 2, None, "nested too deeply"),
+    "deep json record": (
+        "a.jsonl",
+        jsonl_bytes(
+            GOOD, b'{"prompt": "p", "chosen": "a", "rejected": "b", "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+        ),
+        2,
+        None,
+        "nested too deeply",
+    ),
+    "deep json array element": (
+        "a.json",
+        b'[\n {"prompt": "a", "chosen": "b", "rejected": "c"},\n ' + b"[" * 200_000 + b"]" * 200_000 + b"\n]",
+        3,
+        None,
+        "nested too deeply",
+    ),
+    "deep json object": ("a.json", b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", 0, None, "nested too deeply"),
+    "csv with a bare CR": ("a.csv", b"prompt,completion,label\nhi,hello,true\nhi,he\rllo,false\n", 3, None, "bad CSV"),
     "hh prefix differs": (
         "h.jsonl",
         jsonl_bytes(
@@ -139,7 +254,7 @@ def test_malformed_record_names_the_line_and_writes_nothing(store, tmp_path, nam
     with pytest.raises(ImportFailed) as err:
         import_files(store, [path])
     message = str(err.value)
-    assert message.startswith(f"{path}:{line}:"), message
+    assert message.startswith(f"{path}:{line}:" if line else f"{path}:"), message
     if field:
         assert f"field '{field}'" in message
     assert words in message
@@ -209,3 +324,183 @@ def test_cli_import_prints_the_shape_and_counts(store, tmp_path, capsys):
     assert code == 0
     assert "unpaired (prompt/completion/label)" in out and "+1 judgements" in out
     assert store.read("judgements", "annotator = ?", ["survey"]).num_rows == 1
+
+
+# -- record size, parser limits and files that cannot be read (issues 14 and 20) --------------------
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "json"])
+def test_a_record_over_the_size_limit_names_its_line(store, tmp_path, suffix):
+    big = "x" * 5_000
+    rows = [GOOD, {"prompt": "p", "chosen": big, "rejected": "b"}]
+    path = tmp_path / f"big.{suffix}"
+    if suffix == "jsonl":
+        path.write_bytes(jsonl_bytes(*rows))
+    elif suffix == "json":
+        path.write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]")
+    else:
+        path.write_text(
+            "prompt,chosen,rejected\n" + "".join(f"{r['prompt']},{r['chosen']},{r['rejected']}\n" for r in rows)
+        )
+    before = snapshot(store)
+    line = 2 if suffix == "jsonl" else 3  # after the header, or the opening [
+    with pytest.raises(
+        ImportFailed, match=rf"^{path}:{line}: is longer than the record limit \(4,000 .*--max-record-mb"
+    ):
+        import_files(store, [path], max_record_bytes=4_000)
+    assert snapshot(store) == before
+    assert import_files(store, [path], max_record_bytes=6_000).added["judgements"] == 2
+
+
+def test_a_csv_record_of_many_quoted_lines_over_the_limit(store, tmp_path):
+    cell = '"' + "line\n" * 1_000 + '"'  # 5,000 bytes, each line short
+    path = tmp_path / "lines.csv"
+    path.write_text(f"prompt,chosen,rejected\np,a,b\nq,{cell},b\n")
+    with pytest.raises(ImportFailed, match=rf"^{path}:3: .*record limit"):
+        import_files(store, [path], max_record_bytes=4_000)
+    assert import_files(store, [path]).added["judgements"] == 2
+
+
+def test_a_csv_cell_over_128_kib_imports(store, tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text(f"prompt,chosen,rejected\np,{'y' * 200_000},b\n")  # the csv module's own cap is 128 KiB
+    assert import_files(store, [path]).added["judgements"] == 1
+
+
+def test_the_cli_takes_the_record_limit_and_the_rating_scale(store, tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(
+        jsonl_bytes({"prompt": "p", "completions": [{"text": "a" * 3_000, "ratings": {"helpfulness": 70}}]})
+    )
+    root = str(store.root)
+    assert main(["import", "--store", root, str(path)]) == 1
+    assert "outside the rating scale 0 to 10; fix the rating, or give" in capsys.readouterr().err
+    assert main(["import", "--store", root, "--rating-range", "0:100", "--max-record-mb", "0.001", str(path)]) == 1
+    assert "is longer than the record limit (1,048 bytes)" in capsys.readouterr().err
+    assert main(["import", "--store", root, "--rating-range", "0:100", str(path)]) == 0
+    assert store.read("judgements", "kind = 'rating'").column("scores").to_pylist() == [[70.0]]
+
+
+CHILD = """
+import resource, sys
+from annotate.importers import ImportFailed, import_files
+from annotate.store import Store
+try:
+    import_files(Store(sys.argv[2]), [sys.argv[1]], max_record_bytes=1 << 20)
+except ImportFailed as exc:
+    print(str(exc).split(";")[0])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_giant_line_is_never_held_whole(tmp_path):
+    """A 96 MiB one-line JSONL under a 1 MiB limit: the import stops at that line having held about
+    1 MiB of it (the old reader held the line and its parse, several times its size)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    small, giant = tmp_path / "small.jsonl", tmp_path / "giant.jsonl"
+    small.write_bytes(jsonl_bytes(GOOD, {"prompt": "p", "chosen": "x" * (2 << 20), "rejected": "b"}))
+    with open(giant, "wb") as fh:
+        fh.write(jsonl_bytes(GOOD) + b'{"prompt": "p", "chosen": "')
+        for _ in range(96):
+            fh.write(b"x" * (1 << 20))
+        fh.write(b'", "rejected": "b"}\n')
+    peaks = {}
+    for path in (small, giant):
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path), str(tmp_path / path.stem)],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        assert out[0] == f"{path}:2: is longer than the record limit (1,048,576 bytes)"
+        peaks[path.stem] = int(out[1]) / 1024
+    assert peaks["giant"] - peaks["small"] < 16, peaks  # MiB: nowhere near the line's 96
+
+
+def test_a_truncated_or_empty_input_parquet_is_named(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"prompt": ["a"] * 50, "chosen": ["b"] * 50, "rejected": ["c"] * 50}), good)
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(good.read_bytes()[:-40])
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    before = snapshot(store)
+    for path in (cut, empty):
+        with pytest.raises(ImportFailed, match=rf"^{path}: is not a readable Parquet file .*; re-download or re-write"):
+            import_files(store, [good, path])
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "part-0.parquet").write_bytes(cut.read_bytes())
+    with pytest.raises(ImportFailed, match=r"ds/part-0.parquet: is not a readable Parquet file"):
+        import_files(store, [folder])
+    assert snapshot(store) == before
+
+
+def test_an_unreadable_input_is_an_import_error(tmp_path, capsys):
+    import os
+    import shutil
+    import tempfile
+
+    # root reads any file whatever its mode: as root, act as an ordinary user (nobody) for the
+    # import, in a folder nobody can reach, with a store nobody owns; the uid is given back at once
+    base = Path(tempfile.mkdtemp(prefix="prefkit-unreadable-"))
+    try:
+        base.chmod(0o755)
+        store = Store(base / "store")
+        path = base / "secret.jsonl"
+        path.write_bytes(jsonl_bytes(GOOD))
+        path.chmod(0)
+        as_root = os.geteuid() == 0
+        if as_root:
+            for p in [store.root, *store.root.rglob("*")]:
+                os.chown(p, 65534, 65534)
+            os.seteuid(65534)
+        try:
+            with pytest.raises(ImportFailed, match=rf"^{path}: cannot be read \(Permission denied\); check that"):
+                import_files(store, [path])
+            code = main(["import", "--store", str(store.root), str(path)])
+        finally:
+            if as_root:
+                os.seteuid(0)
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "cannot be read (Permission denied)" in err
+        assert store.count("prompts") == 0
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_pipe_is_refused_rather_than_read(store, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)  # reading it would block until a writer came
+    with pytest.raises(ImportFailed, match=rf"^{fifo}: is not a regular file"):
+        import_files(store, [fifo])
+
+
+def test_state_json_may_not_name_files_outside_its_folder(store, tmp_path):
+    import datasets
+
+    outside = tmp_path / "outside"
+    datasets.Dataset.from_list([{"prompt": "secret", "chosen": "a", "rejected": "b"}]).save_to_disk(str(outside))
+    folder = tmp_path / "ds"
+    datasets.Dataset.from_list([GOOD]).save_to_disk(str(folder))
+    state = json.loads((folder / "state.json").read_text())
+    shard = next(outside.glob("*.arrow"))
+    for name in (str(shard), f"../outside/{shard.name}"):
+        state["_data_files"] = [{"filename": name}]
+        (folder / "state.json").write_text(json.dumps(state))
+        before = snapshot(store)
+        with pytest.raises(ImportFailed, match=r"state.json: field '_data_files': names .* which is outside"):
+            import_files(store, [folder])
+        assert snapshot(store) == before
+    (folder / "state.json").write_text("{not json")
+    with pytest.raises(ImportFailed, match=r"state.json: bad JSON"):
+        import_files(store, [folder])
