@@ -75,7 +75,9 @@ def per_annotator(df: pd.DataFrame) -> pd.DataFrame:
     """Per person: labels given, agreement with the others on shared items, mean Cohen's κ with
     each colleague (over shared items), gold accuracy, and how often the left response won."""
     rows = []
-    wide = df.pivot_table(index="item", columns="annotator", values="label", aggfunc="first")
+    # one label per (item, name): an imported name can hold several votes on an item; take its latest
+    latest = df.sort_values(["created_at", "judgement_id"])
+    wide = latest.pivot_table(index="item", columns="annotator", values="label", aggfunc="last")
     for person, own in df.groupby("annotator"):
         agree = total = 0
         kappas = []

@@ -224,7 +224,7 @@ def test_dashboard_figures_match_a_recomputation_from_the_parquet_rows(tmp_path)
 
     # per person: mean Cohen's κ (scikit-learn) with each colleague over ≥ 5 shared items
     per = metrics.per_annotator(people_df).set_index("annotator")
-    latest = counted.groupby(["item", "annotator"])["label"].first().unstack()
+    latest = counted.groupby(["item", "annotator"])["label"].last().unstack()  # counted is in time order
     for who in people:
         kappas = []
         for other in latest.columns.drop(who):
