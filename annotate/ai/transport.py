@@ -74,8 +74,12 @@ def redact_url(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
-def mib(n: int) -> str:
-    return f"{n / 2**20:g} MiB"
+def too_large(max_bytes: int, what: str = "is larger than") -> str:
+    return f"the answer {what} {max_bytes / 2**20:g} MiB (--max-answer-mib)"
+
+
+def _shown(value: bytes, limit: int = 40) -> str:
+    return repr(value[:limit].decode("latin-1"))
 
 
 def make_http_client(max_bytes: int = DEFAULT_MAX_BYTES, lean: bool = True) -> Any:
@@ -101,7 +105,7 @@ def _size_cap(max_bytes: int) -> Any:
         unknown = [c for c in codings if c not in _CODINGS]
         if unknown or len(codings) > 2:
             raise AnswerRefused(
-                f"the answer's Content-Encoding {', '.join(codings)!r} is not one prefkit asked for",
+                f"the answer's Content-Encoding {', '.join(codings)[:40]!r} is not one prefkit asked for",
                 request=response.request,
             )
         if codings:
@@ -123,7 +127,7 @@ class _CappedBody(httpx.AsyncByteStream):
         async for chunk in self.inner:
             wire += len(chunk)
             if wire > self.max:
-                raise AnswerRefused(f"the answer is larger than {mib(self.max)}", request=self.request)
+                raise AnswerRefused(too_large(self.max), request=self.request)
             for stage in stages:
                 chunk = stage.feed(chunk)
             if chunk:
@@ -162,9 +166,7 @@ class _Inflate:
             self.fed = True
             self.made += len(piece)
             if self.made > self.cap:
-                raise AnswerRefused(
-                    f"the answer decodes ({self.coding}) to more than {mib(self.cap)}", request=self.request
-                )
+                raise AnswerRefused(too_large(self.cap, f"decodes ({self.coding}) to more than"), request=self.request)
             out.append(piece)
             # Under the output limit zlib took all input, or stopped at the end of a member.
             data = self.d.unused_data if self.d.eof else b""
@@ -339,18 +341,20 @@ def _framing(request: Any, lengths: list[bytes], codings: list[bytes], max_bytes
         raise AnswerRefused("the answer has both Transfer-Encoding and Content-Length", request=request)
     if codings:
         if codings != [b"chunked"]:
-            raise AnswerRefused(f"unsupported Transfer-Encoding {b', '.join(codings)[:80]!r}", request=request)
+            raise AnswerRefused(f"unsupported Transfer-Encoding {_shown(b', '.join(codings))}", request=request)
         return True, None
     if not lengths:
         return False, None
     bad = [v for v in lengths if not _DIGITS.fullmatch(v)]
     if bad:
-        raise AnswerRefused(f"the answer's Content-Length {bad[0][:40]!r} is not a number", request=request)
+        raise AnswerRefused(f"the answer's Content-Length {_shown(bad[0])} is not a number", request=request)
     if len({int(v) for v in lengths}) > 1:
-        raise AnswerRefused(f"the answer has conflicting Content-Lengths {b', '.join(lengths)[:80]!r}", request=request)
+        raise AnswerRefused(
+            f"the answer has conflicting Content-Lengths {_shown(b', '.join(lengths))}", request=request
+        )
     length = int(lengths[0])
     if length > max_bytes:
-        raise AnswerRefused(f"the answer is larger than {mib(max_bytes)} (Content-Length {length})", request=request)
+        raise AnswerRefused(f"{too_large(max_bytes)}: Content-Length {length}", request=request)
     return False, length
 
 
@@ -359,7 +363,7 @@ async def _read_to_close(request: Any, reader: asyncio.StreamReader, max_bytes: 
     while data := await reader.read(_READ):
         size += len(data)
         if size > max_bytes:
-            raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
+            raise AnswerRefused(too_large(max_bytes), request=request)
         parts.append(data)
     return b"".join(parts)
 
@@ -371,15 +375,15 @@ async def _read_chunked(request: Any, reader: asyncio.StreamReader, max_bytes: i
         total += len(line)  # size lines and trailers count too: an endless run of them is a body without end
         digits = line.split(b";", 1)[0].strip()
         if not _HEX.fullmatch(digits):
-            raise AnswerRefused(f"bad chunk size {digits[:40]!r} in the answer", request=request)
+            raise AnswerRefused(f"bad chunk size {_shown(digits)} in the answer", request=request)
         size = int(digits, 16)
         if total + size > max_bytes:
-            raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
+            raise AnswerRefused(too_large(max_bytes), request=request)
         if size == 0:
             while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, then the blank line
                 total += len(line)
                 if total > max_bytes:
-                    raise AnswerRefused(f"the answer is larger than {mib(max_bytes)}", request=request)
+                    raise AnswerRefused(too_large(max_bytes), request=request)
             return b"".join(chunks)
         chunks.append(await reader.readexactly(size))
         total += size
