@@ -90,12 +90,18 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
     return rows
 
 
-def collate(examples: list[Example], *, packed: bool, pad_id: int, row_tokens: int | None = None) -> Batch:
+def collate(
+    examples: list[Example], *, packed: bool, pad_id: int, row_tokens: int | None = None, parts: str = "both"
+) -> Batch:
     """Padded rows, or (packed) sequences laid end to end in rows of at most `row_tokens` tokens
     (default: the longest sequence, so attention costs no more than padded rows; with varlen flash
     attention one long row is best). Rows are right-padded to the longest row; padding gets its own
-    position ids, so it forms a separate document no real token attends to."""
+    position ids, so it forms a separate document no real token attends to. `parts`: "both" (chosen
+    then rejected), or only the "chosen" (KTO: the completions) or the "rejected" (KTO: the KL rows)."""
     seqs = sequences(examples)
+    if parts != "both":
+        n = len(examples)
+        seqs = seqs[:n] if parts == "chosen" else seqs[n:]
     src, tgt, seg, last = [], [], [], []
     lengths = [len(c) for _, c in seqs]
     if packed:

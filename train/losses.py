@@ -195,9 +195,10 @@ def kto(
     policy: Tensor,
     ref: Tensor,
     labels: Tensor,
-    kl_policy: Tensor,
-    kl_ref: Tensor,
+    kl_policy: Tensor | None = None,
+    kl_ref: Tensor | None = None,
     *,
+    z0: Tensor | float | None = None,
     beta: float = 0.1,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
@@ -207,12 +208,17 @@ def kto(
     L = λ_D·(1 − σ(β·(ρ − z₀))) for desirable y, λ_U·(1 − σ(β·(z₀ − ρ))) for undesirable y.
 
     Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization", eq. 8. ρ_KL are the
-    log-ratios of mismatched (prompt, completion) pairs from the same micro-batch, shape `(n_kl,)`.
+    log-ratios of mismatched (prompt, completion) pairs, shape `(n_kl,)`; or give `z0` itself (the trainer
+    computes it over a whole optimizer step, all processes: `kto_reference_point`).
     Shapes: policy, ref, labels (bool) `(batch,)`. Returns losses `(batch,)`; `chosen_rewards` holds β·ρ
     where the label is desirable (NaN elsewhere) and `rejected_rewards` where undesirable.
     """
-    z0 = (kl_policy - kl_ref).mean().clamp(min=0).detach()
+    if z0 is None:
+        if kl_policy is None or kl_ref is None:
+            raise ValueError("kto needs the KL rows' log-probs (kl_policy, kl_ref) or z0")
+        z0 = kto_reference_point(kto_kl(kl_policy, kl_ref))
     rho = policy - ref
+    z0 = torch.as_tensor(z0, dtype=rho.dtype, device=rho.device).detach()
     labels = labels.bool()
     losses = torch.where(
         labels,
@@ -226,6 +232,11 @@ def kto(
 def kto_kl(kl_policy: Tensor, kl_ref: Tensor) -> Tensor:
     """The KTO reference point before clamping: mean(ρ_KL), logged as `kl`."""
     return (kl_policy - kl_ref).mean().detach()
+
+
+def kto_reference_point(kl: Tensor) -> Tensor:
+    """z₀ = max(0, mean(ρ_KL)) from the unclamped mean `kl`, without gradient."""
+    return kl.clamp(min=0).detach()
 
 
 # ---------------------------------------------------------------- reward model

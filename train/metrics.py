@@ -52,13 +52,18 @@ class Accumulator:
             nan = torch.full_like(values[:n], float("nan"))
             self._add("logps/chosen", torch.where(desirable, values[:n], nan))
             self._add("logps/rejected", torch.where(desirable, nan, values[:n]))
-            self._add("kl", (values[n:] - ref[n:]).mean().reshape(1))  # one estimate per micro-batch
+            if len(values) > n:  # the KL rows ran in this forward (else `add_kl` got them)
+                self.add_kl(values[n:] - ref[n:])
             return
         self._add("rewards/margins", out.chosen_rewards - out.rejected_rewards)
         self._add("rewards/accuracies", (out.chosen_rewards > out.rejected_rewards).float())
         if method != "rm":
             self._add("logps/chosen", values[:n])
             self._add("logps/rejected", values[n:])
+
+    def add_kl(self, log_ratios: torch.Tensor) -> None:
+        """KTO's KL rows, ρ_KL each: `kl` is their mean over the step and all processes (z₀ unclamped)."""
+        self._add("kl", log_ratios)
 
     def row(self, world: int = 1) -> dict:
         vec = torch.tensor(

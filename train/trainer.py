@@ -8,7 +8,9 @@
     → final model in Hugging Face format, config.yaml
 
 The loss of a step is the mean over its examples whatever the micro-batching, so 8 examples in one
-forward equal 1 example × 8 accumulation steps, and 2 processes equal one (tested).
+forward equal 1 example × 8 accumulation steps, and 2 processes equal one (tested). KTO's reference
+point z₀ is a mean over the whole step's KL rows on all processes, so its KL rows run first, without
+gradient (`kto_kl_rows`), and the completions' forwards then use that one z₀.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from train.batching import collate, packing_supported, plan_micro_batches
 from train.config import TrainConfig, validate
 from train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_kind, load_splits
 from train.forward import SequenceLogps, SequenceScores, count_params, run
-from train.losses import LOSSES, needs_reference
+from train.losses import LOSSES, kto_reference_point, needs_reference
 from train.refcache import cached, compute, data_fingerprint, model_fingerprint
 from train.safeload import UnsafeFileError, load_tensors
 from train.sharding import (
@@ -181,15 +183,18 @@ def micro_outputs(
     ref_lp: torch.Tensor | None,
     ref_module=None,
     autocast=nullcontext,
+    z0: torch.Tensor | None = None,
 ):
-    """(LossOutput, policy values (2n,), ref values (2n,) or None) for one micro-batch."""
+    """(LossOutput, policy values, ref values or None) for one micro-batch: values are (2n,) for a
+    batch of both parts, (n,) for KTO's completions alone (`collate(parts="chosen")`, given `z0`)."""
     n = len(examples)
     with autocast():
         values = run(policy, batch).float()
     ref = None
     if needs_reference(method if method != "pairs" else "dpo"):
         if ref_lp is not None:
-            ref = torch.cat([ref_lp[:, 0], ref_lp[:, 1]]).to(values.device)
+            parts = [ref_lp[:, 0], ref_lp[:, 1]] if batch.n_seq == 2 * n else [ref_lp[:, 0]]
+            ref = torch.cat(parts).to(values.device)
         else:
             with torch.no_grad(), autocast(), ref_module() as ref_mod:
                 ref = run(ref_mod, batch).float()
@@ -203,12 +208,13 @@ def micro_outputs(
     }
     if method == "kto":
         labels = torch.tensor([e.label for e in examples], device=values.device)
+        kl_rows = (values[n:], ref[n:]) if z0 is None else (None, None)
         out = LOSSES["kto"](
             values[:n],
             ref[:n],
             labels,
-            values[n:],
-            ref[n:],
+            *kl_rows,
+            z0=z0,
             beta=kw["beta"],
             desirable_weight=cfg.desirable_weight,
             undesirable_weight=cfg.undesirable_weight,
@@ -226,6 +232,52 @@ def micro_outputs(
             **kw,
         )
     return out, values, ref
+
+
+@torch.no_grad()
+def kto_kl_rows(
+    fwd,
+    examples: list[Example],
+    mine: list[int],
+    standin: int,
+    ref_lp: torch.Tensor | None,
+    ref_module,
+    *,
+    packed: bool,
+    pad_id: int,
+    device: torch.device,
+    autocast,
+    micro_batch_size: int | None,
+    max_tokens: int | None,
+    world: int,
+    fsdp: bool,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """KTO's reference point over a whole optimizer step (or evaluation), every process together:
+    (z₀ = max(0, mean ρ_KL) over all the step's KL rows, this process's ρ_KL, its tokens). The KL rows run first,
+    without gradient, so every micro-batch of the step then uses the same z₀: 8 examples in one
+    forward, 8 forwards of one and 2 processes of 4 give the same loss. (TRL averages per-process
+    means of each micro-batch instead.) The completions' forwards then leave the KL rows out."""
+    ex = [examples[i] for i in mine]
+    plans = plan_micro_batches(ex, micro_batch_size=micro_batch_size, max_tokens=max_tokens)
+    ratios, tokens = [], 0
+    for plan in _lockstep(plans, fsdp, device):
+        rows = [mine[i] for i in plan] if plan is not None else [standin]  # None: a stand-in, not counted
+        batch = collate([examples[i] for i in rows], packed=packed, pad_id=pad_id, parts="rejected").to(device)
+        with autocast():
+            values = run(fwd, batch).float()
+        if ref_lp is not None:
+            ref = ref_lp[rows, 1].to(values.device)
+        else:
+            with autocast(), ref_module() as ref_mod:
+                ref = run(ref_mod, batch).float()
+        if plan is not None:
+            ratios.append(values - ref)
+            tokens += batch.tokens
+    local = torch.cat(ratios) if ratios else torch.zeros(0, device=device)
+    total = torch.stack([local.double().sum(), torch.tensor(float(len(local)), dtype=torch.float64, device=device)])
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    return kto_reference_point((total[0] / total[1]).float()), local, tokens
 
 
 # ---------------------------------------------------------------- the run
@@ -338,6 +390,16 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     n_params = count_params(model)
     writer = M.Writer(out / "metrics.jsonl") if main else None
 
+    kl_kw = dict(
+        packed=packed,
+        pad_id=tok.pad_token_id,
+        device=device,
+        autocast=autocast,
+        micro_batch_size=cfg.micro_batch_size,
+        max_tokens=cfg.max_tokens,
+        world=world,
+        fsdp=fsdp,
+    )
     bar = _progress(total, start, main and cfg.progress)
     for step in range(start, total):
         t0 = time.perf_counter()
@@ -346,15 +408,22 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         ex = [train_ex[i] for i in mine]
         acc = M.Accumulator()
         plans = plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens)
+        z0, parts = None, "both"
+        if cfg.method == "kto":  # its reference point first, over the whole step
+            z0, kl, kl_tokens = kto_kl_rows(fwd, train_ex, mine, idx[0], ref_train, ref_module, **kl_kw)
+            acc.add_kl(kl)
+            acc.tokens += kl_tokens
+            parts = "chosen"
+            reshard(policy)  # a forward without backward leaves the root gathered: free it
         # FSDP reduce-scatters after every micro-batch rather than skipping the sync until the last
         # (`set_requires_gradient_sync(False)`): skipping would keep a whole unsharded gradient per
         # process, the memory sharding is there to save.
         for plan in _lockstep(plans, fsdp, device):
             rows = [mine[i] for i in plan] if plan is not None else idx[:1]  # None: a stand-in that counts 0
             mex = [train_ex[i] for i in rows]
-            batch = collate(mex, packed=packed, pad_id=tok.pad_token_id).to(device)
+            batch = collate(mex, packed=packed, pad_id=tok.pad_token_id, parts=parts).to(device)
             rl = ref_train[rows] if ref_train is not None else None
-            o, values, ref = micro_outputs(cfg.method, cfg, fwd, batch, mex, rl, ref_module, autocast)
+            o, values, ref = micro_outputs(cfg.method, cfg, fwd, batch, mex, rl, ref_module, autocast, z0)
             (o.losses.sum() * (1.0 if plan is not None else 0.0) / len(idx)).backward()
             if plan is not None:
                 acc.add(cfg.method, o, values, ref, len(mex), batch.tokens)
@@ -487,12 +556,20 @@ def evaluate(
     ex = [examples[i] for i in mine]
     size = cfg.micro_batch_size or cfg.batch_size
     plans = plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens)
+    z0, parts = None, "both"
+    if eval_method == "kto":  # one reference point for the whole evaluation, as for a training step
+        kw = dict(packed=packed, pad_id=pad_id, device=device, autocast=autocast, world=world, fsdp=fsdp)
+        z0, kl, _ = kto_kl_rows(
+            fwd, examples, mine, 0, ref_lp, ref_module, micro_batch_size=size, max_tokens=cfg.max_tokens, **kw
+        )
+        acc.add_kl(kl)
+        parts = "chosen"
     for plan in _lockstep(plans, fsdp, device):
         rows = [mine[i] for i in plan] if plan is not None else [0]  # None: a stand-in, not counted
         mex = [examples[i] for i in rows]
-        batch = collate(mex, packed=packed, pad_id=pad_id).to(device)
+        batch = collate(mex, packed=packed, pad_id=pad_id, parts=parts).to(device)
         rl = ref_lp[rows] if ref_lp is not None else None
-        o, values, ref = micro_outputs(eval_method, cfg, fwd, batch, mex, rl, ref_module, autocast)
+        o, values, ref = micro_outputs(eval_method, cfg, fwd, batch, mex, rl, ref_module, autocast, z0)
         if plan is not None:
             acc.add(eval_method, o, values, ref, len(mex), batch.tokens)
     row = acc.row(world)

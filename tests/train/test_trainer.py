@@ -96,6 +96,26 @@ def test_batch_8_equals_batch_1_times_8_accumulation(world):
     assert_weights_close(a, b, atol=1e-4)
 
 
+def test_kto_batch_8_equals_batch_1_times_8_accumulation(world):
+    # KTO's reference point z0 is the mean over the step's KL rows: with z0 taken per micro-batch
+    # (as before), 8 forwards of one example gave another loss and other weights than one of 8
+    common = dict(method="kto", data=str(world / "kto"), max_steps=4, lr=1e-3, eval_steps=2)
+    a = train(cfg(world, "kto_acc8", **common))
+    b = train(cfg(world, "kto_acc1", micro_batch_size=1, packing=False, **common))
+    c = train(cfg(world, "kto_tok", max_tokens=70, **common))  # uneven micro-batches by token budget
+    # the reference run every step (its KL rows too), in micro-batches of 3: the same again
+    d = train(cfg(world, "kto_fly", ref="on-the-fly", micro_batch_size=3, **common))
+    runs = ("kto_acc8", "kto_acc1", "kto_tok", "kto_fly")
+    for ra, *others in zip(*[read_metrics(world / run) for run in runs], strict=True):
+        for k in ("loss", "kl", "rewards/chosen", "eval/rewards/accuracies", "eval/rewards/margins"):
+            if k in ra:
+                assert [r[k] for r in others] == pytest.approx([ra[k]] * 3, abs=1e-5), (ra["step"], k)
+    assert max(r["kl"] for r in train_rows(world / "kto_acc8")) > 0.05  # a step where z0 is not clamped to 0
+    assert_weights_close(a, b, atol=1e-5)
+    assert_weights_close(a, c, atol=1e-5)
+    assert_weights_close(a, d, atol=1e-5)
+
+
 def test_gradient_checkpointing_changes_memory_not_the_result(world):
     a = train(cfg(world, "gc_off", max_steps=1, lr=1e-3))
     b = train(cfg(world, "gc_on", max_steps=1, lr=1e-3, gradient_checkpointing=True))
@@ -112,11 +132,11 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PREFKIT_DIST_BACKEND": "gloo"}
 
 
-def torchrun_train(port: int, *args: str) -> subprocess.CompletedProcess:
-    """`prefkit train dpo ARGS` under torchrun, 2 gloo processes on CPU; fails the test if it fails."""
+def torchrun_train(port: int, *args: str, method: str = "dpo") -> subprocess.CompletedProcess:
+    """`prefkit train METHOD ARGS` under torchrun, 2 gloo processes on CPU; fails the test if it fails."""
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
     proc = subprocess.run(
-        [*launch, "-m", "prefkit.cli", "train", "dpo", *args],
+        [*launch, "-m", "prefkit.cli", "train", method, *args],
         env=_env(),
         capture_output=True,
         text=True,
@@ -128,33 +148,29 @@ def torchrun_train(port: int, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
-def test_ddp_two_gloo_processes_equal_one_process(world):
-    one = train(cfg(world, "ddp1", max_steps=2, lr=1e-3))
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_ddp_two_gloo_processes_equal_one_process(world, method, tmp_path):
+    # KTO with batch 5: 3 examples on one process and 2 on the other; its z0 is the mean over all 5 KL
+    # rows (a mean of the two processes' means, or z0 per process, would differ)
+    data = world / ("kto" if method == "kto" else "pairs")
+    batch = "5" if method == "kto" else "8"
+    steps = "4" if method == "kto" else "2"  # by step 4, KTO's z0 is above 0 (not clamped)
+    flags = dict(method=method, data=str(data), max_steps=int(steps), lr=1e-3, batch_size=int(batch))
+    one = train(cfg(world, f"ddp1_{method}", **flags))
     args = [
-        "--data",
-        str(world / "pairs"),
-        "--model",
-        str(world / "model"),
-        "--out",
-        str(world / "ddp2"),
-        "--lr",
-        "1e-3",
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "8",
-        "--ref-cache-dir",
-        str(world / "cache"),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-progress",
+        *("--data", str(data), "--model", str(world / "model"), "--out", str(tmp_path / "ddp2")),
+        *("--lr", "1e-3", "--max-steps", steps, "--batch-size", batch, "--ref-cache-dir", str(world / "cache")),
+        *("--device", "cpu", "--threads", "1", "--no-progress"),
     ]
-    torchrun_train(29533, *args)
-    assert_weights_close(one, world / "ddp2" / "final", atol=1e-4)
-    rows1, rows2 = read_metrics(world / "ddp1"), read_metrics(world / "ddp2")
-    assert rows2[0]["loss"] == pytest.approx(rows1[0]["loss"], abs=1e-4)
+    torchrun_train(29533 if method == "dpo" else 29536, *args, method=method)
+    assert_weights_close(one, tmp_path / "ddp2" / "final", atol=1e-4)
+    rows1, rows2 = train_rows(world / f"ddp1_{method}"), train_rows(tmp_path / "ddp2")
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        for k in ("loss", "kl", "rewards/chosen", "rewards/rejected"):
+            if k in r1:
+                assert r2[k] == pytest.approx(r1[k], abs=1e-5), (r1["step"], k)
+    if method == "kto":
+        assert max(r["kl"] for r in rows1) > 0.05  # a step where z0 is not clamped to 0
 
 
 @pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
@@ -184,6 +200,27 @@ def test_fsdp_two_gloo_processes_equal_one_process(world, tmp_path):
                 assert r2[k] == pytest.approx(r1[k], abs=1e-4), (r1["step"], k)
     assert rows2[2]["loss"] != pytest.approx(rows2[0]["loss"], abs=1e-6)  # it learned between the steps
     assert rows2[0]["memory/estimated_gib"] < rows1[0]["memory/estimated_gib"]  # weights and AdamW state halved
+
+
+@pytest.mark.slow  # torchrun + 2 processes importing torch/transformers: ~25 s on 2 busy cores
+def test_fsdp_kto_two_gloo_processes_equal_one_process(world, tmp_path):
+    # Batch 5 in micro-batches of 2: the KL rows' forwards (before the step's) are collectives too, so
+    # the process with 2 examples runs a zero-weighted stand-in there as well; z0 is over all 5 rows.
+    flags = dict(method="kto", data=str(world / "kto"), max_steps=4, lr=1e-3, batch_size=5, micro_batch_size=2)
+    one = train(cfg(world, "fsdp_kto1", **flags))
+    args = [
+        *("--data", str(world / "kto"), "--model", str(world / "model"), "--out", str(tmp_path / "fsdp_kto2")),
+        *("--lr", "1e-3", "--max-steps", "4", "--batch-size", "5", "--micro-batch-size", "2"),
+        *("--ref-cache-dir", str(world / "cache"), "--device", "cpu", "--threads", "1", "--no-progress"),
+        *("--sharding", "fsdp"),
+    ]
+    torchrun_train(29537, *args, method="kto")
+    assert_weights_close(one, tmp_path / "fsdp_kto2" / "final", atol=1e-4)
+    rows1, rows2 = train_rows(world / "fsdp_kto1"), train_rows(tmp_path / "fsdp_kto2")
+    for r1, r2 in zip(rows1, rows2, strict=True):
+        for k in ("loss", "kl", "rewards/chosen", "tokens"):
+            assert r2[k] == pytest.approx(r1[k], abs=1e-5), (r1["step"], k)
+    assert max(r["kl"] for r in rows1) > 0.05  # a step where z0 is not clamped to 0
 
 
 @pytest.mark.slow  # torchrun + 2 processes importing torch/transformers/peft: ~25 s on 2 busy cores
