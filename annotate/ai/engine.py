@@ -35,10 +35,11 @@ from urllib.parse import unquote, urlsplit
 from annotate.ai.cache import Cache
 from annotate.ai.transport import AnswerRefused, lean_transport_applies, make_http_client, redact_url
 from annotate.ids import request_id
+from annotate.text import printable
 
 PER_CLIENT = 16  # connections per client on the stock transport (see Engine._make_clients)
 MAX_ANSWER_MIB = 512  # the cap's own upper bound: SQLite stores strings up to 1e9 bytes
-ERROR_CHARS = 300  # a server's error message is kept to this many characters
+ERROR_CHARS = 300  # a server's error message is kept to this many characters, on one line
 _RAW = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
@@ -288,6 +289,13 @@ class Engine:
                 text = text.replace(form, "***")
         return text
 
+    def _said(self, text: str) -> str:
+        """What a server (or its framing) said, fit for a row, a run log and a terminal: secrets masked
+        first (so a cut cannot leave half of one), then one line of at most ERROR_CHARS without escape
+        sequences: `prefkit generate` prints failures, and a server may put anything in its errors."""
+        text = printable(self.scrub(text)[: ERROR_CHARS * 4], newlines=False)
+        return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
+
     # -- one request -----------------------------------------------------------------------------
 
     def price(self, usage: dict[str, Any]) -> float:
@@ -355,9 +363,9 @@ class Engine:
             except openai.RateLimitError as exc:
                 wait = retry_after_seconds(exc.response.headers) or self._backoff(attempt)
                 self.limiter.throttle(wait)
-                reason = f"HTTP 429 rate limited: {_message(exc)}"
+                reason = f"HTTP 429 rate limited: {self._said(_message(exc))}"
             except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {_message(exc)}"
+                reason = f"HTTP {exc.status_code}: {self._said(_message(exc))}"
                 if exc.status_code in (401, 403, 404):
                     # Wrong key, no access, unknown model or URL: every request would fail the same way.
                     raise AIError(
@@ -374,9 +382,9 @@ class Engine:
             except openai.APIConnectionError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, AnswerRefused):  # too large or mis-framed: asking again gets the same
-                    answer.error = self.scrub(f"answer refused: {_short(str(cause))}")
+                    answer.error = f"answer refused: {self._said(str(cause))}"
                     return None, None, 0
-                reason = f"connection failed: {_short(str(cause or exc))}"
+                reason = f"connection failed: {self._said(str(cause or exc))}"
             finally:
                 self.limiter.release(ok)
             if attempt < self.config.max_retries:
@@ -442,19 +450,15 @@ class Engine:
 
 
 def _message(exc: Any) -> str:
-    """The server's own words about an error, cut to ERROR_CHARS (the body is the server's to fill)."""
+    """The server's own words about an error, as it sent them (see Engine._said)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return _short(str(inner["message"]))
+            return str(inner["message"])
         if body.get("message"):
-            return _short(str(body["message"]))
-    return _short(str(getattr(exc, "message", exc)))
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
+            return str(body["message"])
+    return str(getattr(exc, "message", exc))
 
 
 def _password(url: str | None) -> str | None:

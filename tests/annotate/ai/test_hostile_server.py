@@ -351,3 +351,46 @@ def test_the_cap_is_a_flag_and_a_silly_value_is_one_line(store, capsys):
     assert main([*argv, "--max-answer-mib", "0", "--mode", "text", "--no-progress"]) == 1
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.endswith("error: --max-answer-mib 0: choose a size above 0 and up to 512"), err
+
+
+# -- what a server says in its errors -----------------------------------------------------------------
+
+EVIL = "\x1b[2J\x1b]52;c;ZXZpbA==\x07cleared \rthe \x9b31mscreen\n" + "x" * 100_000
+
+
+def test_a_servers_error_body_reaches_rows_logs_and_the_terminal_short_and_without_escapes(store, capsys, monkeypatch):
+    """The error body is the server's to fill: what prefkit keeps and prints of it is one line of at
+    most ERROR_CHARS (+ "…") with no escape sequence or control character (old code: 100 kB of it,
+    escapes and all, in every row and on the terminal)."""
+    from annotate.ai.cli import main
+    from annotate.ai.engine import ERROR_CHARS
+    from tests.support.openai_server import OpenAIServer, Reply
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-error-body")
+
+    def answer(request):
+        if request["model"] == "refused-m":
+            return Reply(status=401, message=EVIL)
+        if "Question number 1" in request["messages"][-1]["content"]:
+            return Reply(status=400, message=EVIL)
+        return "A\nfine" if "[Response A]" in request["messages"][-1]["content"] else "an answer"
+
+    with OpenAIServer(answer) as server:
+        common = ["--store", str(store.root), "--base-url", server.base_url, "--no-progress", "--timeout", "5"]
+        assert main(["generate", "--model", "m", "-n", "1", *common]) == 1
+        assert main(["judge", "--model", "m", "--mode", "text", *common]) == 0
+        assert main(["judge", "--model", "refused-m", "--mode", "text", *common]) == 1
+    out, err = capsys.readouterr()
+    errors = [e for (e,) in store.connect().execute("SELECT error FROM judgements WHERE status = 'error'").fetchall()]
+    logged = [
+        f["error"]
+        for p in (store.root / "ai" / "runs").glob("*generate*.json")
+        for f in json.loads(p.read_text())["failures"]
+    ]
+    assert len(errors) == 6 and len(logged) == 1 and "does not know" not in err
+    said = "cleared the screen " + "x" * (ERROR_CHARS - len("cleared the screen ")) + "…"
+    for text in [*errors, *logged]:
+        assert text == f"HTTP 400: {said}", text
+    assert f"HTTP 401: {said}" in err
+    for line in (out + err).splitlines():
+        assert line.isprintable() and len(line) < 2 * ERROR_CHARS, line[:100]
