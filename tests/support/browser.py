@@ -52,11 +52,22 @@ def serve_app(store: Path, project: Path | None = None) -> Iterator[str]:
         wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop `prefkit app` as a supervisor does (SIGTERM; it stops its server), SIGKILL if it hangs.
+
+    Its output pipe stays open until it has gone: a Streamlit whose stdout reader vanished cannot
+    print "Stopping…" and never stops."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # the kernel then kills the server too (prefkit app asks for that)
+        proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
 
 
 @contextmanager

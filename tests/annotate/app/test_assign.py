@@ -83,13 +83,17 @@ def test_skipped_item_returns_to_the_pool_but_not_to_the_skipper(store):
 
 
 def test_an_expired_lease_frees_the_item(store):
-    project = make_project(overlap=1, lease_minutes=0.0005)  # 30 ms
-    board = Board(store.root, project)
-    taken = {board.show(f"a{i}", "pairwise").item.key for i in range(20)}
-    assert len(taken) == 20 and board.show("late", "pairwise") is None
     import time
 
-    time.sleep(0.05)
+    # 2 s leases: long enough that taking all 20 items never outlasts them on a busy machine
+    # (30 ms did, now and then), short enough to wait out
+    project = make_project(overlap=1, lease_minutes=2 / 60)
+    board = Board(store.root, project)
+    start = time.monotonic()
+    taken = {board.show(f"a{i}", "pairwise").item.key for i in range(20)}
+    assert len(taken) == 20 and board.show("late", "pairwise") is None
+    assert time.monotonic() - start < 2.0
+    time.sleep(max(0.0, start + 2.1 - time.monotonic()))
     assert board.show("late", "pairwise") is not None
 
 

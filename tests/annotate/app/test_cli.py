@@ -19,6 +19,7 @@ from annotate.app import cli
 from annotate.app.project import Project, verify_password
 from prefkit.cli import main
 from tests.annotate.app.conftest import make_project, make_store, password_hash
+from tests.support.browser import stop_app
 from tests.support.processes import MARKER, alive, marked_processes, stop
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -89,8 +90,7 @@ def test_prefkit_app_demo_serves_the_demo_store(tmp_path, monkeypatch):
         else:
             pytest.fail("the demo app did not come up")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_app(proc)
     copy = tmp_path / ".prefkit" / "demo-store"
     assert (copy / "responses").is_dir()
     # the page the server would render for a visitor, on that copy, in open mode
