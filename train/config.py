@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,20 +149,79 @@ def load_yaml(path: str | Path) -> dict:
     return {k.replace("-", "_"): v for k, v in values.items()}
 
 
+def _check_types(cfg: TrainConfig) -> None:
+    """Each value has its field's type (a YAML file can hold anything: `lr: fast`)."""
+    for name, f in FIELDS.items():
+        value = getattr(cfg, name)
+        kind = f.type if isinstance(f.type, str) else str(f.type)
+        if value is None and "None" in kind:
+            continue
+        base = kind.split("|")[0].strip()
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "str": isinstance(value, str),
+        }.get(base, True)
+        if not ok:
+            raise ConfigError(f"{name}: expected {kind.replace('None', 'null')}, got {value!r}")
+        if base == "float" and not math.isfinite(value):
+            raise ConfigError(f"{name}: must be a finite number, got {value}")
+
+
 def validate(cfg: TrainConfig) -> None:
+    """Every value checked before anything loads: a flag, a YAML key and a saved config alike."""
     if cfg.method not in METHODS:
         raise ConfigError(f"method: unknown `{cfg.method}`; choose one of {', '.join(METHODS)}")
-    for name in ("batch_size", "max_length", "max_prompt_length", "logging_steps", "head_chunk"):
+    _check_types(cfg)
+    for name in ("batch_size", "logging_steps", "head_chunk", "lora_r"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: must be at least 1, got {getattr(cfg, name)}")
-    if cfg.micro_batch_size is not None and cfg.micro_batch_size < 1:
-        raise ConfigError("micro_batch_size: must be at least 1")
+    for name in ("micro_batch_size", "max_tokens", "threads"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}: must be at least 1 (or null), got {getattr(cfg, name)}")
+    for name in ("max_steps", "eval_steps", "save_steps", "weight_decay", "max_grad_norm", "gamma"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name}: must be 0 or more, got {getattr(cfg, name)}")
+    for name in ("desirable_weight", "undesirable_weight", "lora_alpha"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name}: must be above 0, got {getattr(cfg, name)}")
+    if cfg.beta is not None and cfg.beta <= 0:
+        raise ConfigError(
+            f"beta: must be above 0, got {cfg.beta} (it scales the log-ratios; leave it out for the method's)"
+        )
+    if cfg.lr is not None and cfg.lr <= 0:
+        raise ConfigError(f"lr: must be above 0, got {cfg.lr} (leave it out for the method's default)")
+    if not 0 <= cfg.label_smoothing < 0.5:
+        raise ConfigError(
+            f"label_smoothing: the probability that a label is flipped must be in [0, 0.5), got {cfg.label_smoothing}"
+            " (robust DPO divides by 1 − 2ε; at 0.5 cdpo learns nothing)"
+        )
+    if not 0 <= cfg.warmup_ratio <= 1:
+        raise ConfigError(f"warmup_ratio: a fraction of the steps, in [0, 1], got {cfg.warmup_ratio}")
+    if not 0 <= cfg.lora_dropout < 1:
+        raise ConfigError(f"lora_dropout: must be in [0, 1), got {cfg.lora_dropout}")
+    if cfg.epochs < 0 or (cfg.epochs == 0 and cfg.max_steps == 0):
+        raise ConfigError(f"epochs: must be above 0 (or give max_steps), got {cfg.epochs}")
+    if cfg.max_length < 2:
+        raise ConfigError(
+            f"max_length: must be at least 2 (a prompt token and a completion token), got {cfg.max_length}"
+        )
+    if not 1 <= cfg.max_prompt_length < cfg.max_length:
+        raise ConfigError(
+            f"max_prompt_length: must be at least 1 and below max_length ({cfg.max_length}) to leave room for "
+            f"the completion, got {cfg.max_prompt_length}"
+        )
     if cfg.ref not in ("cached", "on-the-fly"):
         raise ConfigError(f"ref: `{cfg.ref}` is not cached or on-the-fly")
     if cfg.sharding not in ("ddp", "fsdp"):
         raise ConfigError(f"sharding: `{cfg.sharding}` is not ddp or fsdp")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         raise ConfigError(f"dtype: `{cfg.dtype}` is not auto, float32 or bfloat16")
+    if cfg.model_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"model_dtype: `{cfg.model_dtype}` is not float32 or bfloat16")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device: `{cfg.device}` is not auto, cpu or cuda")
 
 
 # ---------------------------------------------------------------- flags
@@ -183,7 +243,8 @@ def add_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> No
         flag = "--" + name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else str(f.type)
         default = f.default
-        help_text = f"{f.metadata['help']} (default: {default})"
+        # argparse %-formats help: a literal % (as in "~30% slower") must be doubled
+        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
         if kind.startswith("bool"):
             parser.add_argument(
                 flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text

@@ -83,13 +83,28 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Callable:
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def load_model(name: str, method: str, seed: int, dtype: str = "float32"):
+def check_model_name(name: str, flag: str = "--model") -> None:
+    """A name that can only be a local folder must be one; transformers would take it for a Hub id and
+    answer "Repo id must be in the form 'repo_name'…". A Hub id is NAME or ORG/NAME."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise TrainError(f"{flag} {name}: is a file; give a model folder (with config.json) or a Hub id")
+        return
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        raise TrainError(f"{flag} {name}: no such folder")
+
+
+def load_model(name: str, method: str, seed: int, dtype: str = "float32", flag: str = "--model"):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    check_model_name(name, flag)
+    local = Path(name).expanduser().is_dir()
+    where = "" if local else "; it is no local folder either"
     try:
         tok = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
-        raise TrainError(f"--model {name}: cannot load a tokenizer ({exc})") from exc
+        raise TrainError(f"{flag} {name}: cannot load a tokenizer ({exc}{where})") from exc
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(seed)  # the reward head's initialisation
@@ -100,7 +115,7 @@ def load_model(name: str, method: str, seed: int, dtype: str = "float32"):
         else:
             model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
-        raise TrainError(f"--model {name}: cannot load it ({exc})") from exc
+        raise TrainError(f"{flag} {name}: cannot load it ({exc}{where})") from exc
     return tok, model
 
 
@@ -293,8 +308,16 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     out = Path(cfg.out)
     main = rank == 0
     log = (lambda msg: print(f"prefkit train: {msg}", file=sys.stderr)) if main else (lambda msg: None)
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: is a file; give a folder for the run (it is created if missing)")
+    check_model_name(cfg.model)  # before anything is written
+    if cfg.ref_model:
+        check_model_name(cfg.ref_model, "--ref-model")
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a parent that is a file, no permission
+            raise TrainError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from exc
     # One process has nothing to shard across: it trains the whole model as usual rather than on a
     # one-rank mesh, which would add a process group and FSDP hooks for the same memory.
     fsdp = cfg.sharding == "fsdp" and world > 1
@@ -352,7 +375,8 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             ref_model = model  # the starting policy is the reference: used once, before the first step
             ref_module = lambda: nullcontext(policy)  # noqa: E731
         else:
-            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
+            flag = "--ref-model" if cfg.ref_model else "--model"
+            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed, cfg.model_dtype, flag)
             ref_model.eval().requires_grad_(False)  # frozen, dropout off
             frozen = place(wrap(ref_model), ref_model, frozen=True)  # sharded too: it is as big as the policy
             ref_module = lambda: nullcontext(frozen)  # noqa: E731

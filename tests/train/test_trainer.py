@@ -347,6 +347,96 @@ def test_cli_bad_input_is_one_line(world, tmp_path, capsys):
     assert "unknown key(s) betta" in capsys.readouterr().err
 
 
+BAD_VALUES = [
+    (["--lr=-1e-3"], "lr: must be above 0, got -0.001"),
+    (["--lr", "0"], "lr: must be above 0, got 0.0"),
+    (["--label-smoothing", "0.5"], "label_smoothing: the probability that a label is flipped must be in [0, 0.5)"),
+    (["--beta=-0.5"], "beta: must be above 0, got -0.5"),
+    (["--max-length", "1"], "max_length: must be at least 2"),
+    (
+        ["--max-length", "256", "--max-prompt-length", "300"],
+        "max_prompt_length: must be at least 1 and below max_length (256)",
+    ),
+    (["--epochs", "0"], "epochs: must be above 0 (or give max_steps), got 0.0"),
+    (["--warmup-ratio", "5"], "warmup_ratio: a fraction of the steps, in [0, 1], got 5.0"),
+    (["--lr", "nan"], "lr: must be a finite number, got nan"),
+    (["--undesirable-weight", "0"], "undesirable_weight: must be above 0, got 0.0"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_VALUES, ids=[" ".join(f) for f, _ in BAD_VALUES])
+def test_cli_rejects_values_that_cannot_be_meant_before_loading_anything(world, tmp_path, capsys, flags, message):
+    from prefkit.cli import main
+
+    method = "robust" if "--label-smoothing" in flags else "dpo"
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    common = ["--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(out)]
+    code = main(["train", method, *common, "--ref-cache-dir", str(cache), "--no-progress", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("prefkit train: error:"), err
+    assert message in err[0]
+    assert not out.exists() and not cache.exists()  # refused before the model load and the reference pass
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("lr: -1.0e-3\n", "lr: must be above 0"),
+        ("lr: fast\n", "lr: expected float | null, got 'fast'"),
+        ("max_length: 128\nmax_prompt_length: 128\n", "max_prompt_length: must be at least 1 and below max_length"),
+        ("batch_size: 8.5\n", "batch_size: expected int, got 8.5"),
+        ("packing: maybe\n", "packing: expected bool, got 'maybe'"),
+    ],
+)
+def test_a_yaml_config_is_checked_like_the_flags(world, tmp_path, capsys, yaml_text, message):
+    from prefkit.cli import main
+
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(yaml_text)
+    out = tmp_path / "run"
+    common = ["--data", str(world / "pairs"), "--model", str(world / "model"), "--out", str(out)]
+    assert main(["train", "dpo", *common, "--config", str(conf)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_train_help_shows_every_flag_as_text(capsys):
+    from prefkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "recompute activations in backward (less memory, ~30% slower) (default: False)" in text
+    assert "option_strings" not in text
+
+
+def test_cli_names_a_missing_model_folder_and_an_out_that_is_a_file(world, tmp_path, capsys):
+    from prefkit.cli import main
+
+    common = ["train", "dpo", "--data", str(world / "pairs"), "--no-progress"]
+    for model in ("./no-such-model", str(tmp_path / "missing" / "model"), "~/no/such/model"):
+        assert main([*common, "--model", model, "--out", str(tmp_path / "run")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"prefkit train: error: --model {model}: no such folder"]
+    assert (
+        main([*common, "--model", str(world / "model"), "--ref-model", "./gone", "--out", str(tmp_path / "run")]) == 1
+    )
+    assert capsys.readouterr().err.strip() == "prefkit train: error: --ref-model ./gone: no such folder"
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "taken").write_text("a file")
+    assert main([*common, "--model", str(world / "model"), "--out", str(tmp_path / "taken")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"prefkit train: error: --out {tmp_path / 'taken'}: is a file; give a folder for the run (it is created if missing)"
+    ]
+    assert main([*common, "--model", str(world / "model"), "--out", str(tmp_path / "taken" / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {tmp_path / 'taken' / 'run'}: cannot create the run folder" in err[0]
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
 def test_metrics_are_one_json_object_per_line(world):
     train(cfg(world, "m", max_steps=3, eval_steps=2))
     lines = (world / "m" / "metrics.jsonl").read_text().splitlines()
