@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FORWARDED = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -51,7 +51,7 @@ def run_supervised(cmd: Sequence[str], env: Mapping[str, str] | None = None, gra
     def forward(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+            proc.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
     deadline = None
