@@ -13,7 +13,9 @@ grows back by one per limit's worth of successes (AIMD, as TCP does). Answers th
 as errors are classified here (NOTES.md): a cut-off JSON body is retried like a 5xx (nothing usable
 arrived); an empty `content` or `finish_reason = "length"` is a paid-for answer, cached, then asked
 again up to `content_attempts` times; what still fails comes back as an `Answer` with `error` set, which
-the job records as an error row — never as an empty verdict.
+the job records as an error row — never as an empty verdict. An answer the transport refuses (over
+`max_answer_mib`, or framed against HTTP/1.1: `transport.AnswerRefused`) is such an error at once:
+asking again would bring the same answer.
 """
 
 from __future__ import annotations
@@ -212,8 +214,9 @@ class RunSummary:
 
 
 class Engine:
-    """See the module docstring. `client` may be given (tests, benchmarks); otherwise one is made
-    from the config, reading the API key from the environment variable it names."""
+    """See the module docstring. `client` may be given (tests, benchmarks; its limits are the caller's,
+    see `transport.make_http_client`); otherwise one is made from the config, reading the API key from
+    the environment variable it names."""
 
     def __init__(self, config: EngineConfig, cache: Cache | None = None, client: Any = None):
         self.config = config
