@@ -79,7 +79,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import stat
+
     store = Store(store_path(args), create=False)
+    mode = stat.S_IMODE(store.root.stat().st_mode)
+    if mode & 0o077:  # a store made before stores were private, or by hand
+        if args.repair:
+            store.root.chmod(mode & 0o700)
+            print(f"{store.root}: made private (mode {mode:o} → {mode & 0o700:o})")
+        else:
+            print(f"{store.root}: other users may read the store (mode {mode:o}); --repair makes it private")
     found = store.problems(deep=True)
     if not found:
         print(f"{store.root}: every part is readable")
@@ -178,8 +187,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         A zero-byte, truncated or foreign .parquet file in a table folder stops every read of the
         store (stats, curate, compact) with a message naming it. `check` reads every part whole and
         lists those that fail (and folders that link out of the store); with --repair it moves them
-        into <store>/quarantine/, keeping their paths, so nothing is deleted. Exit status 1 when
-        problems remain.
+        into <store>/quarantine/, keeping their paths, so nothing is deleted, and makes a store
+        that other users may read private (mode 700). Exit status 1 when unreadable parts remain.
 
         Example:
           prefkit check --store my-store

@@ -150,6 +150,16 @@ def test_a_new_store_is_private(tmp_path):
     assert files and all(mode(p) == 0o600 for p in files), [(p, oct(mode(p))) for p in files]
 
 
+def test_check_repair_makes_an_old_world_readable_store_private(tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    fill(store)
+    store.root.chmod(0o755)  # as stores were made before
+    assert main(["check", "--store", str(store.root)]) == 0
+    assert "other users may read the store (mode 755)" in capsys.readouterr().out
+    assert main(["check", "--store", str(store.root), "--repair"]) == 0
+    assert stat.S_IMODE(store.root.stat().st_mode) == 0o700
+
+
 def test_a_day_folder_linked_out_of_the_store_is_not_written_through(tmp_path):
     store = Store(tmp_path / "s")
     fill(store)
