@@ -12,6 +12,7 @@ Notation: for a pair (y_w ≻ y_l) given x,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -181,11 +182,16 @@ def orpo(
     P(y|x) = exp(mean token log-prob) and odds(y) = P/(1−P); β is the paper's λ. Rewards: β·mean log-prob.
     """
     avg_w, avg_l = policy_chosen / chosen_lengths, policy_rejected / rejected_lengths
-    # log odds = log p − log(1 − p), with log(1 − p) = log1p(−exp(log p)); clamp keeps exp(.) < 1
-    log_odds = (avg_w - avg_l) - (
-        torch.log1p(-torch.exp(avg_w.clamp(max=-1e-6))) - torch.log1p(-torch.exp(avg_l.clamp(max=-1e-6)))
-    )
+    # log odds = log p − log(1 − p); the clamp keeps p < 1 (a certain completion has infinite odds)
+    log_odds = (avg_w - avg_l) - (_log1mexp(avg_w.clamp(max=-1e-6)) - _log1mexp(avg_l.clamp(max=-1e-6)))
     return _out(-avg_w - beta * F.logsigmoid(log_odds), beta * avg_w, beta * avg_l)
+
+
+def _log1mexp(x: Tensor) -> Tensor:
+    """log(1 − eˣ) for x < 0 without cancellation: log(−expm1(x)) near 0, log1p(−eˣ) below −ln 2
+    (Mächler 2012, "Accurately Computing log(1 − exp(−|a|))"). In fp32, log1p(−eˣ) alone is off by
+    ~1e-4 at x = −1e-3, a mean log-prob a confident model reaches."""
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 # ---------------------------------------------------------------- unpaired: KTO
