@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from annotate.store import TABLES, Store
+import duckdb
+
+from annotate.store import TABLES, Store, damaged
 from annotate.text import printable
 
 _BREAKDOWNS = {
@@ -17,12 +19,14 @@ def store_stats(store: Store) -> dict:
     """{"tables": {table: rows}, "<breakdown>": [row dicts]} for the deduplicated tables."""
     con = store.connect()
     try:
-        out: dict = {"tables": {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}}
+        out: dict = {"tables": {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}}
         for title, sql in _BREAKDOWNS.items():
             cur = con.execute(sql)
             names = [d[0] for d in cur.description]
             out[title] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return out
+    except duckdb.Error as exc:
+        raise store.read_failed(exc) if damaged(exc) else exc from None
     finally:
         con.close()
 

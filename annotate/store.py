@@ -102,6 +102,11 @@ def glob_escape(path: str) -> str:
     return re.sub(r"([\[*?])", r"[\1]", path)
 
 
+def damaged(exc: duckdb.Error) -> bool:
+    """Whether a DuckDB error is about the files read (I/O, bad bytes), not about the SQL."""
+    return type(exc) is duckdb.Error or isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException))
+
+
 def _write_private(path: Path, arrow: pa.Table) -> None:
     """Write `arrow` as Parquet to a new file `path` (0600, never through a link), fsynced."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
@@ -293,6 +298,15 @@ class Store:
                 f"parts aside into {self.root / QUARANTINE}"
             )
 
+    def read_failed(self, exc: duckdb.Error) -> StoreError:
+        """A query over the views failed although every footer was fine: a part is damaged inside.
+        The StoreError says how to find it (`prefkit check` reads every part whole)."""
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        return StoreError(
+            f"reading the store at {self.url} failed ({first}); a part may be damaged: "
+            f"run `prefkit check --store {self.url}` to find it"
+        )
+
     def quarantine(self, problems: Iterable[Problem]) -> list[tuple[Path, Path]]:
         """Move each problem file or link into `<store>/quarantine/` (same relative path). Returns
         (from, to) pairs. Nothing is deleted: a part may still be recoverable by hand."""
@@ -359,6 +373,8 @@ class Store:
         try:
             sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY created_at"
             result = con.sql(sql, params=params or None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise self.read_failed(exc) if damaged(exc) else exc from None
         finally:
             con.close()
         # DuckDB names list children differently; cast back to the contract's exact types.
@@ -369,7 +385,9 @@ class Store:
     def count(self, table: str) -> int:
         con = self.connect()
         try:
-            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        except duckdb.Error as exc:
+            raise self.read_failed(exc) if damaged(exc) else exc from None
         finally:
             con.close()
 

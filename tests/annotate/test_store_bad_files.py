@@ -90,6 +90,26 @@ def test_a_bad_part_is_named_by_every_reader_and_check_repair_moves_it_aside(tmp
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["tables"]["judgements"] == 5
 
 
+def test_a_part_damaged_inside_is_found_by_check(tmp_path, capsys):
+    """Its footer reads, its pages do not: the query fails, and the message says how to find it."""
+    store = Store(tmp_path / "s")
+    store.append("prompts", [prompt(f"question {i} " * 40) for i in range(200)])
+    part = store.part_files("prompts")[0]
+    data = bytearray(part.read_bytes())
+    data[8 : len(data) // 2] = b"Z" * (len(data) // 2 - 8)
+    part.write_bytes(bytes(data))
+    root = str(store.root)
+    assert main(["stats", "--store", root]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a part may be damaged: run `prefkit check --store" in err
+    with pytest.raises(StoreError, match="a part may be damaged"):
+        store.read("prompts")
+    assert main(["check", "--store", root]) == 1
+    assert f"{part}: is not a readable Parquet file" in capsys.readouterr().out
+    assert main(["check", "--store", root, "--repair"]) == 0
+    assert store.count("prompts") == 0
+
+
 def test_a_parquet_file_with_other_columns_is_rejected_by_schema(tmp_path, capsys):
     store = Store(tmp_path / "s")
     fill(store)
