@@ -17,7 +17,7 @@ from annotate.app.items import split_steps
 from annotate.app.project import MIN_ROUNDS, hash_password
 from annotate.contract import Prompt, Response
 from annotate.store import Store
-from tests.support.browser import chromium, current_item, log_in, serve_app, wait_next_item
+from tests.support.browser import chromium, current_item, log_in, press_until, serve_app, until, wait_next_item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,15 +150,16 @@ def test_label_every_kind_and_read_it_back(server, browser):
     scores = {"1": [1.0, 0.0], "2": [0.0, 1.0], "3": [0.5, 0.5], "B is better": [0.0, 1.0], "Both bad": [0.0, 0.0]}
     for how, what in plan:
         ids = _response_ids(page, store, "AB")
+        # again until it shows: on a loaded machine a key or click can land while the page reruns
         if how == "key":
-            page.locator("body").press(what)
-            page.get_by_text("Selected: ").filter(has_text="is better").or_(page.get_by_text("Selected: Tie")).wait_for(
-                timeout=20_000
+            selected = (
+                page.get_by_text("Selected: ").filter(has_text="is better").or_(page.get_by_text("Selected: Tie"))
             )
+            press_until(page, what, selected.is_visible)
             page.locator("body").press("Enter")
         else:
-            page.get_by_role("button", name=what).click()
-            page.get_by_text(f"Selected: {what}").wait_for(timeout=20_000)
+            button = page.get_by_role("button", name=what)
+            until(button.click, page.get_by_text(f"Selected: {what}").is_visible)
             page.get_by_role("button", name="Submit").click()
         expected.append(("pairwise", ids, scores[what]))
         wait_next_item(page, question)
@@ -180,8 +181,7 @@ def test_label_every_kind_and_read_it_back(server, browser):
     question = current_item(page, "binary")
     ids = _response_ids(page, store, "A")
     page.evaluate("document.activeElement.blur()")  # keys go to the page, not the task button just clicked
-    page.locator("body").press("2")
-    page.get_by_text("Selected: 👎 Bad").wait_for(timeout=20_000)
+    press_until(page, "2", lambda: page.get_by_text("Selected: 👎 Bad").is_visible())  # after a task switch
     page.locator("body").press("Enter")
     expected.append(("binary", ids, [0.0]))
     wait_next_item(page, question)

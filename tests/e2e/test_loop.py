@@ -20,7 +20,7 @@ from annotate.ids import prompt_id, response_id
 from annotate.store import Store
 from prefkit.cli import main
 from tests.support import scripted_model
-from tests.support.browser import chromium, current_item, log_in, serve_app
+from tests.support.browser import chromium, current_item, log_in, press_until, serve_app
 from tests.support.openai_server import OpenAIServer
 from tests.support.tiny_model import save_tiny, vocabulary_from
 
@@ -39,16 +39,6 @@ def _source_counts() -> tuple[int, int, int]:
     records = [json.loads(line) for f in SOURCES for line in f.read_text().splitlines() if line.strip()]
     responses = {response_id(prompt_id(r["messages"]), x["content"]) for r in records for x in r["responses"]}
     return len(records), len(responses), len(records)  # one ranking judgement per record
-
-
-def _press_until(page, key: str, done, tries: int = 15) -> None:
-    """Press `key` until `done()`: on a loaded machine the page may not listen for keys yet."""
-    for _ in range(tries):
-        page.locator("body").press(key)
-        page.wait_for_timeout(700)
-        if done():
-            return
-    raise AssertionError(f"pressing {key!r} had no effect")
 
 
 def _label_in_browser(store: Store, tmp: Path) -> None:
@@ -73,8 +63,8 @@ def _label_in_browser(store: Store, tmp: Path) -> None:
             log_in(page, url, login, password)
             item = current_item(page, "pairwise")
             for _ in range(LABELS_EACH):
-                _press_until(page, "1", lambda p=page: p.get_by_text("Selected: A is better").is_visible())
-                _press_until(page, "Enter", lambda p=page, shown=item: current_item(p, "pairwise") != shown)
+                press_until(page, "1", lambda p=page: p.get_by_text("Selected: A is better").is_visible())
+                press_until(page, "Enter", lambda p=page, shown=item: current_item(p, "pairwise") != shown)
                 item = current_item(page, "pairwise")
             page.context.close()
 

@@ -95,6 +95,22 @@ def wait_next_item(page, before: str) -> None:
     page.wait_for_function(f"b => {{ const c = ({ITEM_JS})(); return c && c !== b; }}", arg=before, timeout=20_000)
 
 
+def until(act, done, tries: int = 15, pause: float = 0.7) -> None:
+    """`act()` again until `done()`: on a loaded machine a key or a click can land while the page
+    is still rerunning, and be lost."""
+    for _ in range(tries):
+        act()
+        time.sleep(pause)
+        if done():
+            return
+    raise AssertionError(f"{act} had no effect after {tries} tries")
+
+
+def press_until(page, key: str, done, tries: int = 15) -> None:
+    """Press `key` until `done()`: on a loaded machine the page may not listen for keys yet."""
+    until(lambda: page.locator("body").press(key), done, tries)
+
+
 def log_in(page, url: str, login: str, password: str) -> None:
     page.goto(url)
     page.get_by_role("textbox", name="Login").fill(login)
