@@ -1,9 +1,9 @@
 """Importers: files people already have → prompts, responses and judgements in a store.
 
-`import_files(store, paths)` reads each file (readers.py), tells its shape from the first record
-(detect.py) unless `fmt` forces one, converts every record with that shape's module (pairs, hh,
-unpaired, ratings, votes, prompts) and streams the rows into one `store.batch()`: either every file
-imports or nothing is written. Rows already in the store (same content-hash or record-hash id) are
+`import_files(store, paths)` reads each file (readers.py), tells its shape from the first records
+(detect.py) unless `fmt` forces one, checks that every record fits it, converts every record with
+that shape's module (pairs, hh, unpaired, ratings, votes, prompts) and streams the rows into one
+`store.batch()`: either every file imports or nothing is written. Rows already in the store (same content-hash or record-hash id) are
 not written again, so importing a file twice adds nothing.
 """
 

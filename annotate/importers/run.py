@@ -1,4 +1,5 @@
-"""The import loop: read → detect → convert → validate → stream into one all-or-nothing batch."""
+"""The import loop: read → detect (from the first records) → check each record fits → convert →
+validate → stream into one all-or-nothing batch."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class FileResult:
     path: str
     format: str  # the file format read (jsonl, json, csv, tsv, parquet, hf)
     shape: str  # the record shape used (one of SHAPES, or "empty")
-    why: str  # what in the first record decided the shape ("forced by --format" when given)
+    why: str  # what in the first records decided the shape ("forced by --format" when given)
     records: int = 0
     added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLE_ORDER, 0))
     warnings: dict[str, list] = field(default_factory=dict)  # problem → [count, first location]
@@ -156,9 +157,9 @@ def _import_one(
     first = sample[0]
     _check_mapping(first, mapping)
     if fmt:
-        shape, why, shown = fmt, "forced by --format", 0
+        shape, why, example = fmt, "forced by --format", 0
     else:
-        shape, why, shown = decide([(where, _mapped(raw, mapping)) for where, raw, _ in sample])
+        shape, why, example = decide([(where, _mapped(raw, mapping)) for where, raw, _ in sample])
     if shape is None:
         first_data = _mapped(first[1], mapping)
         raise ImportFailed(
@@ -171,7 +172,7 @@ def _import_one(
     if shape == "ratings":
         convert = functools.partial(ratings.convert, scale=options.rating_range)
     if shape == "votes":
-        columns = votes.voters(_mapped(sample[shown][1], mapping))
+        columns = votes.voters(_mapped(sample[example][1], mapping))
         if not columns:
             raise ImportFailed(
                 first[0], "annotator1", "no annotator columns found", "name vote columns annotator1, annotator2, …"
