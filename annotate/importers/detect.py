@@ -9,6 +9,7 @@ label's fields, is an error naming its line instead of data quietly tucked into 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Any
 
@@ -79,14 +80,22 @@ def decide(sample: list[tuple[str, dict[str, Any]]]) -> tuple[str | None, str, i
     return shape, why, index
 
 
+@functools.lru_cache(maxsize=256)
+def _family_of(keys: frozenset[str]) -> str | None:
+    # a shape's family depends on the field names alone (content only tells hh from pairs), and a
+    # file has few distinct sets of them: cached, the check costs a set build per record
+    return _family(detect(dict.fromkeys(keys))[0])
+
+
 def misfit(shape: str, record: dict[str, Any]) -> tuple[str | None, str, str] | None:
     """(field, problem, fix) when `record` does not fit a file of `shape`, else None.
 
     Only what the converters would not catch themselves: a record of another shape, and a record
     read as a bare prompt that holds half of a pair (its texts would end up as prompt metadata).
     """
-    own, why = detect(record)
-    if own not in (None, "prompts") and _family(own) != _family(shape):
+    own = _family_of(frozenset(record))
+    if own not in (None, "prompts") and own != _family(shape):
+        own, why = detect(record)
         return (
             None,
             f"is {own} ({why}), but this file's records are {shape}",
