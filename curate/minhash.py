@@ -5,7 +5,8 @@ functions (multiply-add over the 64-bit shingle hashes) is applied to the whole 
 document with `np.minimum.reduceat`; LSH bands are hashed column-wise, documents that share a band
 bucket become candidate pairs, a candidate is kept when the share of equal signature values (the
 MinHash estimate of Jaccard similarity) reaches the threshold, and groups are the connected components
-of the kept pairs (label propagation with pointer jumping).
+of the kept pairs (label propagation with pointer jumping). Every candidate pair that could join two
+groups is verified (`lsh_groups`), so the groups are exactly those components.
 """
 
 from __future__ import annotations
@@ -84,15 +85,16 @@ def signatures(hashes: np.ndarray, owner: np.ndarray, n_docs: int, num_perm: int
     return sig
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, active: np.ndarray) -> np.ndarray:
-    """Pairs (i, j), i < j, of active documents that share at least one LSH band bucket. Shape (m, 2)."""
+def buckets(sig: np.ndarray, bands: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The LSH buckets of every band that hold two or more active documents, as (members, bounds):
+    bucket k is `members[bounds[k]:bounds[k + 1]]`."""
     n, num_perm = sig.shape
     rows = num_perm // bands
     docs = np.flatnonzero(active)
     if len(docs) < 2:
-        return np.zeros((0, 2), dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     cols = np.ascontiguousarray(sig[docs].T).astype(np.uint64)  # one contiguous row per permutation
-    found = []
+    members, sizes = [], []
     for band in range(bands):
         key = np.full(len(docs), np.uint64(band + 1))
         with np.errstate(over="ignore"):
@@ -101,24 +103,150 @@ def candidate_pairs(sig: np.ndarray, bands: int, active: np.ndarray) -> np.ndarr
         key = mix64(key)
         order = np.argsort(key)
         ks = key[order]
-        same = ks[1:] == ks[:-1]
-        if not same.any():
+        start = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+        size = np.diff(np.append(start, len(ks)))
+        shared = size >= 2
+        if not shared.any():
             continue
-        # Each member of a bucket is linked to the bucket's first member and to its neighbour in it:
-        # enough to connect the bucket, without the k² pairs of a large bucket.
-        run_start = np.ones(len(ks), dtype=bool)
-        run_start[1:] = ~same
-        first = np.maximum.accumulate(np.where(run_start, np.arange(len(ks)), 0))
-        member = np.flatnonzero(~run_start)
-        found.append(np.stack([order[first[member]], order[member]], axis=1))
-        found.append(np.stack([order[member - 1], order[member]], axis=1))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = docs[np.concatenate(found)]
-    pairs.sort(axis=1)
-    code = np.unique(pairs[:, 0] * n + pairs[:, 1])  # 1-D unique is much faster than unique(axis=0)
+        in_shared = np.repeat(shared, size)
+        members.append(docs[order[in_shared]])
+        sizes.append(size[shared])
+    if not members:
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    return np.concatenate(members), np.concatenate([[0], np.cumsum(np.concatenate(sizes))])
+
+
+def lsh_groups(sig: np.ndarray, bands: int, threshold: float, active: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+    """Per document, the smallest document of its group: the connected components of the graph whose
+    edges are the candidate pairs (two documents sharing a bucket of any band) whose estimated Jaccard
+    similarity reaches `threshold` (`similar`). Exact: every candidate pair that could join two groups
+    is verified.
+
+    A large bucket has size² pairs, so the work goes in two passes. First each member is checked
+    against its bucket's first member and its neighbour, which joins the usual bucket, whose members
+    are all alike. Then, in the buckets whose members are still in more than one group, every pair
+    whose two documents are in different groups *at the time* is verified, and groups merge after each
+    `chunk` of pairs: a pair skipped because its documents were already joined stays joined, so the
+    result is exact. The pairs go through in order of their first document, so a pair found in several
+    bands' buckets falls in one chunk and is checked once; a cheap bound (equal 4-bit slices of the
+    signature values, `_fingerprints`) rules most dissimilar pairs out before the full comparison.
+    """
+    n = sig.shape[0]
+    labels = np.arange(n, dtype=np.int64)
+    members, bounds = buckets(sig, bands, active)
+    if len(members) == 0:
+        return labels
+    size = np.diff(bounds)
+    not_first = np.ones(len(members), dtype=bool)
+    not_first[bounds[:-1]] = False
+    first = np.repeat(members[bounds[:-1]], size)
+    left = np.concatenate([first[not_first], members[np.flatnonzero(not_first) - 1]])
+    right = np.concatenate([members[not_first], members[not_first]])
+    pairs = _unique_pairs(left, right, n)
+    labels = components(n, pairs[similar(sig, pairs, threshold)])
+
+    # Second pass: the buckets not yet in one group, members ascending within each.
+    lab = labels[members]
+    open_ = np.minimum.reduceat(lab, bounds[:-1]) != np.maximum.reduceat(lab, bounds[:-1])
+    if not open_.any():
+        return labels
+    bucket = np.repeat(np.arange(len(size)), size)
+    keep = open_[bucket]
+    bucket, docs = bucket[keep], members[keep]
+    order = np.lexsort((docs, bucket))
+    bucket, docs = bucket[order], docs[order]
+    start = np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]]))
+    count = np.diff(np.append(start, len(docs)))
+    pos = np.arange(len(docs)) - np.repeat(start, count)
+    partners = np.repeat(count, count) - 1 - pos  # the members after this one in its bucket
+    rows = np.flatnonzero(partners)
+    rows = rows[np.argsort(docs[rows], kind="stable")]  # by first document: a pair's copies meet in one chunk
+    row_doc, row_pairs = docs[rows], partners[rows]
+    total = np.cumsum(row_pairs)
+    need = _matches_needed(sig.shape[1], threshold)
+    prints = _fingerprints(sig)
+    lo = 0
+    while lo < len(rows):
+        done = total[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(total, done + chunk, side="right")))
+        hi = int(np.searchsorted(row_doc, row_doc[hi - 1], side="right"))  # never split a document's rows
+        r, c = rows[lo:hi], row_pairs[lo:hi]
+        li = np.repeat(r, c)
+        ri = li + 1 + (np.arange(len(li)) - np.repeat(np.cumsum(c) - c, c))
+        x, y = docs[li], docs[ri]
+        apart = labels[x] != labels[y]
+        code = _distinct(x[apart] * n + y[apart])
+        x, y = code // n, code % n
+        maybe = _equal_slices(prints, x, y) >= need
+        x, y = x[maybe], y[maybe]
+        ok = similar(sig, np.stack([x, y], axis=1), threshold)
+        if ok.any():
+            labels = components(n, np.stack([labels[x[ok]], labels[y[ok]]], axis=1))[labels]
+        lo = hi
+    return labels
+
+
+def _matches_needed(num_perm: int, threshold: float) -> int:
+    """The fewest equal signature values that `similar` accepts (its test is a share ≥ threshold)."""
+    shares = np.arange(num_perm + 1) / num_perm
+    return int(np.argmax(shares >= threshold)) if shares[-1] >= threshold else num_perm + 1
+
+
+def _fingerprints(sig: np.ndarray) -> np.ndarray:
+    """The low 4 bits of every signature value, 16 to a 64-bit word, shape (n, ceil(num_perm / 16)).
+
+    Equal values have equal low bits, so `_equal_slices` never undercounts the equal values of a pair
+    (it overcounts by about 1/16 of the unequal ones) at an eighth of the memory traffic.
+    """
+    n, k = sig.shape
+    width = -(-k // 16)
+    padded = np.zeros((n, width * 16), dtype=np.uint64)
+    padded[:, :k] = sig & np.uint32(0xF)
+    padded = padded.reshape(n, width, 16)
+    out = np.zeros((n, width), dtype=np.uint64)
+    for j in range(16):
+        out |= padded[:, :, j] << np.uint64(4 * j)
+    return out
+
+
+_LOW3 = np.uint64(0x7777777777777777)
+_HIGH = np.uint64(0x8888888888888888)
+_BYTE_BITS = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
+
+
+def _equal_slices(prints: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per pair, the number of equal 4-bit slices: an upper bound on its number of equal values.
+    (Padding slices are equal too; they only loosen the bound.)"""
+    d = prints[x] ^ prints[y]
+    # The top bit of each 4-bit slice of `unequal` is set when the slice of `d` is not zero.
+    unequal = ((d & _LOW3) + _LOW3 | d) & _HIGH
+    if hasattr(np, "bitwise_count"):  # numpy ≥ 2.0
+        bits = np.bitwise_count(unequal).sum(axis=1, dtype=np.int64)
+    else:
+        bits = _BYTE_BITS[unequal.view(np.uint8)].sum(axis=1, dtype=np.int64)
+    return prints.shape[1] * 16 - bits
+
+
+def _unique_pairs(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Distinct pairs (i, j), i < j, of documents, shape (m, 2), in ascending order."""
+    code = _distinct(np.minimum(x, y) * n + np.maximum(x, y))
     pairs = np.stack([code // n, code % n], axis=1)
     return pairs[pairs[:, 0] != pairs[:, 1]]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values. Sorting first is several times faster than `np.unique` on unsorted int64
+    here (numpy 2.x hashes unsorted input)."""
+    values = np.sort(values)
+    return values[np.concatenate([[True], values[1:] != values[:-1]])] if len(values) else values
+
+
+def _contains(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Mask of the entries of `x` that are in the sorted array `sorted_values`."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(x), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
+    return sorted_values[at] == x
 
 
 def similar(sig: np.ndarray, pairs: np.ndarray, threshold: float, chunk: int = 200_000) -> np.ndarray:
@@ -164,9 +292,7 @@ def near_duplicate_groups(texts: Sequence[str] | pa.Array, cfg: NearDuplicates, 
     sig = signatures(hashes, owner, len(leaders), cfg.num_perm, seed)
     active = np.zeros(len(leaders), dtype=bool)
     active[np.unique(owner)] = True  # texts without a single word are never near duplicates
-    pairs = candidate_pairs(sig, cfg.bands, active)
-    pairs = pairs[similar(sig, pairs, cfg.threshold)]
-    labels = components(len(leaders), pairs)
+    labels = lsh_groups(sig, cfg.bands, cfg.threshold, active)
     group_of_leader = leaders[labels]  # smallest leader index in the component = the first text of the group
     position = np.searchsorted(leaders, exact)
     return Groups(exact=exact, group=group_of_leader[position])
