@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -60,8 +61,6 @@ def load_eval_texts(path: str | Path, fields: list[str]) -> list[str]:
             data = json.loads(path.read_text(encoding="utf-8"))
             records = data if isinstance(data, list) else [data]
         elif path.suffix in (".parquet", ".csv"):
-            import duckdb
-
             reader = "read_parquet" if path.suffix == ".parquet" else "read_csv_auto"
             records = duckdb.sql(f"SELECT * FROM {reader}(?)", params=[str(path)]).to_arrow_table().to_pylist()
         elif path.suffix == ".txt":
@@ -72,8 +71,10 @@ def load_eval_texts(path: str | Path, fields: list[str]) -> list[str]:
             )
     except EvalSetError:
         raise
-    except (OSError, ValueError) as exc:
-        raise EvalSetError(f"eval set {path}: cannot read it ({exc})") from None
+    except (OSError, ValueError, duckdb.Error) as exc:
+        # duckdb.Error: a truncated or damaged .parquet/.csv ("too small to be a Parquet file", …).
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EvalSetError(f"eval set {path}: cannot read it ({first}); replace the file or fix the recipe") from None
     return ["\n".join(_strings(r, fields)) for r in records]
 
 

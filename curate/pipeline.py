@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from annotate.store import Store
 from curate import binarise, dedupe, filters, report, splits, votes
 from curate.recipe import Recipe, load_recipe
-from curate.tables import CURATED, curated_dir
+from curate.tables import CURATED, curated_dir, name_problem
 
 
 class CurateError(ValueError):
@@ -51,9 +50,6 @@ class CurationResult:
         return self.folder / "recipe.yaml"
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
 def curate(
     store: Store | str | os.PathLike,
     recipe: Recipe | str | os.PathLike | None = None,
@@ -66,19 +62,24 @@ def curate(
     store = store if isinstance(store, Store) else Store(store, create=False)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     name = name or recipe.name
-    if not _NAME.match(name):
-        raise CurateError(f"curation name {name!r}: use letters, digits, '.', '_' and '-' only")
+    problem = name_problem(name)
+    if problem:
+        raise CurateError(problem)
     if out_root is None and store.root is None:
         raise CurateError(f"{store.url} is a remote store: give an output folder (--out-dir) for the curation")
     out_root = Path(out_root) if out_root is not None else store.root
+    final = curated_dir(out_root, name)
+    _check_folder(final.parent)
     started = time.perf_counter()
     con = store.connect()
     con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout for long queries
     try:
         rep = _run(con, recipe)
         rep["name"] = name
-        final = curated_dir(out_root, name)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CurateError(f"{final.parent}: cannot make the output folder ({exc.strerror or exc})") from None
         tmp = final.parent / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -102,6 +103,16 @@ def curate(
     return CurationResult(
         name=name, folder=final, tables={t: final / f"{t}.parquet" for t in CURATED}, rows=rows, report=rep
     )
+
+
+def _check_folder(folder: Path) -> None:
+    """Fail before any work when `folder` cannot become a folder: it, or the nearest part of its path
+    that exists, is a file."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise CurateError(f"{existing} is a file, so {folder} cannot be made; give --out-dir a folder")
 
 
 def _swap(tmp: Path, final: Path) -> None:

@@ -316,6 +316,25 @@ def _check_ranges(name: str, options: Any, where: str) -> None:
         problems.append("max_share must be in (0, 1]")
     if name == "binarise" and options.unpaired.max_ratio is not None and options.unpaired.max_ratio < 1:
         problems.append("unpaired.max_ratio must be 1 or more")
+    if name == "binarise" and options.margin < 0:
+        problems.append(f"margin ({options.margin}) must be 0 or more: it is the least score difference of a pair")
+    if name == "min_agreement" and not 0 <= options.value <= 1:
+        problems.append(
+            f"value ({options.value}) must be between 0 and 1: agreement is the share of votes for the chosen side"
+        )
+    if name == "min_margin" and options.value < 0:
+        problems.append(f"value ({options.value}) must be 0 or more: a margin is never negative")
+    if name == "length":
+        for part in ("prompt", "response"):
+            low, high = getattr(options, f"min_{part}"), getattr(options, f"max_{part}")
+            for key, v in ((f"min_{part}", low), (f"max_{part}", high)):
+                if v is not None and v < 0:
+                    problems.append(f"{key} ({v}) must be 0 or more")
+            if low is not None and high is not None and low > high:
+                problems.append(f"min_{part} ({low}) is above max_{part} ({high}): no row could be kept")
+    if name == "source_cap":
+        caps = {"max_per_source": options.max_per_source, **{f"caps.{k}": v for k, v in options.caps.items()}}
+        problems += [f"{key} ({v}) must be 0 or more" for key, v in caps.items() if v < 0]
     if problems:
         raise RecipeError(f"{where}: {problems[0]}")
 

@@ -10,6 +10,7 @@ an exported row can be traced back to the judgements that made it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,6 +86,21 @@ STEPS = pa.schema(
 CURATED: dict[str, pa.Schema] = {"pairs": PAIRS, "unpaired": UNPAIRED, "sft": SFT, "steps": STEPS}
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def name_problem(name: str, what: str = "curation name") -> str | None:
+    """What is wrong with `name` as the name of a curation (or, with `what`, of a split), or None.
+
+    Both become folder and file names (`curated/NAME/`, `DIR/<format>/<split>/`), so a name is letters,
+    digits, '.', '_' and '-', starting with a letter or digit: no '/', no '..', nothing that leaves
+    its folder. curate and export both call this, so a name one accepts the other accepts.
+    """
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return None
+    return f"{what} {name!r}: use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+
+
 def curated_dir(store_root: str | Path, name: str) -> Path:
-    """Where the curation NAME of a (local) store lives."""
+    """Where the curation NAME of a (local) store lives (NAME checked by `name_problem` first)."""
     return Path(store_root) / "curated" / name

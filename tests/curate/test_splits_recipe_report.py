@@ -106,6 +106,14 @@ def test_near_duplicate_groups_share_a_split(tmp_path):
         ("stepz: []", "unknown key 'stepz'"),
         ("steps: [{dedupe: {near_duplicates: {num_perm: 100, bands: 32}}}]", "must be a positive multiple of bands"),
         ("steps: [{length_bias: 1.5}]", "max_share must be in (0, 1]"),
+        ("steps: [{min_agreement: 1.7}]", "(min_agreement): value (1.7) must be between 0 and 1"),
+        ("steps: [{min_agreement: -0.1}]", "(min_agreement): value (-0.1) must be between 0 and 1"),
+        ("steps: [{min_margin: -1}]", "(min_margin): value (-1.0) must be 0 or more"),
+        ("steps: [{length: {min_response: 500, max_response: 100}}]", "min_response (500) is above max_response (100)"),
+        ("steps: [{length: {min_prompt: 9, max_prompt: 3}}]", "min_prompt (9) is above max_prompt (3)"),
+        ("steps: [{length: {max_prompt: -3}}]", "max_prompt (-3) must be 0 or more"),
+        ("steps: [{source_cap: {caps: {web: -2}}}]", "caps.web (-2) must be 0 or more"),
+        ("steps: [{binarise: {pairs: all_pairs, margin: -0.5}}]", "margin (-0.5) must be 0 or more"),
     ],
 )
 def test_recipe_errors_name_the_file_step_and_option(tmp_path, text, message):
@@ -146,12 +154,36 @@ def test_a_failed_run_leaves_the_previous_curation_untouched(tmp_path):
 
 def test_bad_names_and_cli_errors_are_one_line(tmp_path, capsys):
     store = store_with(tmp_path)
-    with pytest.raises(CurateError):
-        curate(store, recipe("votes"), "../escape")
+    for bad in ("../escape", "a/../../b", ".hidden", "name\n", ""):
+        with pytest.raises(CurateError, match="use letters, digits"):
+            curate(store, recipe("votes"), bad or "-")
     (tmp_path / "r.yaml").write_text("steps: [nope]", encoding="utf-8")
     assert main(["curate", "--store", str(store.root), "--recipe", str(tmp_path / "r.yaml")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown step 'nope'" in err
+
+
+def test_an_out_dir_that_is_a_file_is_a_one_line_error_before_any_work(tmp_path, capsys):
+    store = store_with(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    for out_dir in (blocker, blocker / "below"):
+        assert main(["curate", "--store", str(store.root), "--out", "x", "--out-dir", str(out_dir)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{blocker} is a file" in err and "Traceback" not in err
+    assert blocker.read_text(encoding="utf-8") == "not a folder"
+
+
+def test_a_truncated_eval_set_parquet_is_named(tmp_path, capsys):
+    store = store_with(tmp_path)
+    bad = tmp_path / "eval.parquet"
+    bad.write_bytes(b"PAR1\x15\x04")  # the first bytes of a Parquet file, cut off
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"steps": ["votes", "binarise", {"decontaminate": {"eval_sets": [str(bad)]}}]}))
+    assert main(["curate", "--store", str(store.root), "--recipe", str(path), "--out", "d"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"eval set {bad}: cannot read it" in err
+    assert not (store.root / "curated" / "d").exists()
 
 
 def test_report_html_is_self_contained_and_renders_model_text_inert(tmp_path):
