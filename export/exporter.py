@@ -13,15 +13,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotate.store import pid_alive
-from curate.tables import CURATED, curated_dir
+from curate.tables import CURATED, curated_dir, name_problem
 from export import card as cards
 from export.errors import ExportError
 from export.formats import ALL, FORMATS, Format
@@ -126,6 +128,10 @@ def export_curated(
     report's `license`, else "other"). `neutral_is_good`: what a neutral (0) step label becomes in the
     stepwise format's boolean labels.
     """
+    problem = name_problem(name)
+    if problem:
+        # The same rule curate names curations by: a name never leads out of <store>/curated/.
+        raise ExportError(f"{problem} (the name `prefkit curate --out` gave the curation)")
     source_dir = curated_dir(store_root, name)
     if not source_dir.is_dir():
         raise ExportError(f"no curation named {name!r} at {source_dir}; run `prefkit curate` first")
@@ -136,7 +142,7 @@ def export_curated(
 
     to = Path(to)
     created = not to.exists()
-    to.mkdir(parents=True, exist_ok=True)
+    _make_folder(to)
     _remove_stale_temporaries(to)
     for fname in names:
         target = to / fname
@@ -157,15 +163,16 @@ def export_curated(
                     continue
                 raise ExportError(f"{source}: not found; this curation has no {fmt.table} table")
             check_table(source, fmt)
-            if sum(split_counts(con, source).values()) == 0:
-                if asked_all:
-                    result.skipped[fname] = f"{source.name} has no rows"
-                    continue
-                raise ExportError(f"{source}: no rows, so there is no {fname} set to export")
-            conv = True if fname == "sft" else (conversational or has_conversations(con, source))
-            out = tmp / fname
-            kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
-            written = write_format(con, fmt, source, out, conv, neutral_is_good, **kw)
+            with _reading(source):
+                if sum(split_counts(con, source).values()) == 0:
+                    if asked_all:
+                        result.skipped[fname] = f"{source.name} has no rows"
+                        continue
+                    raise ExportError(f"{source}: no rows, so there is no {fname} set to export")
+                conv = True if fname == "sft" else (conversational or has_conversations(con, source))
+                out = tmp / fname
+                kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
+                written = write_format(con, fmt, source, out, conv, neutral_is_good, **kw)
             files = list(written.files)
             if jsonl:
                 files += write_jsonl(con, written)
@@ -199,6 +206,30 @@ def export_curated(
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _make_folder(to: Path) -> None:
+    """Create the export folder `to`, or say in one line why it cannot be one (it, or a part of its
+    path, is a file)."""
+    existing = to
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ExportError(f"{existing} is a file, so {to} cannot be the export folder; give --to a folder")
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{to}: cannot make the export folder ({exc.strerror or exc}); give --to a folder") from None
+
+
+@contextmanager
+def _reading(source: Path) -> Iterator[None]:
+    """DuckDB's errors while reading the curated table `source` (a damaged file) as ExportError naming it."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"{source}: cannot read it ({first}); re-run `prefkit curate`") from None
 
 
 def _remove_stale_temporaries(to: Path) -> None:

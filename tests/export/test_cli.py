@@ -47,3 +47,16 @@ def test_dry_run_needs_push(tmp_path, capsys):
     argv = ["export", "pandalm", "--to", str(tmp_path / "out"), "--dry-run", "--store", str(tmp_path / "store")]
     assert main(argv) == 1
     assert "--dry-run applies to --push-to-hub" in capsys.readouterr().err
+
+
+def test_bad_names_and_a_file_as_to_are_one_line_errors(tmp_path, capsys):
+    write_curation(tmp_path / "store", limit=5, tables=("pairs",))
+    (tmp_path / "taken").write_text("mine")
+    cases = [
+        (["export", "../../x", "--to", str(tmp_path / "out")], "curation name '../../x': use letters"),
+        (["export", "pandalm", "--to", str(tmp_path / "taken")], "taken is a file"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--store", str(tmp_path / "store")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err and "Traceback" not in err

@@ -102,3 +102,54 @@ def test_stale_build_folder_of_a_dead_process_is_removed(tmp_path):
     write_curation(tmp_path / "store", limit=10, tables=("pairs",))
     export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
     assert _leftovers(tmp_path / "out") == ["preference"]
+
+
+def _files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_split_name_that_climbs_out_of_to_is_refused_and_nothing_is_written(tmp_path):
+    """A curated table from elsewhere whose split is `../../../escaped` used to make a folder beside `--to`."""
+    folder = write_curation(tmp_path / "store", limit=20, tables=("pairs",))
+    table = pq.read_table(folder / "pairs.parquet")
+    i = table.schema.get_field_index("split")
+    splits = pa.array(["../../../escaped"] + ["train"] * (table.num_rows - 1))
+    pq.write_table(table.set_column(i, table.schema.field(i), splits), folder / "pairs.parquet")
+    before = _files_under(tmp_path)
+    with pytest.raises(ExportError, match=r"pairs\.parquet: split name '\.\./\.\./\.\./escaped': use letters"):
+        export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
+    assert _files_under(tmp_path) == before  # no escaped folder, no shard, no --to folder left
+
+
+@pytest.mark.parametrize("name", ["../../x", "../x", "x/../../../x", "/abs", "x\n"])
+def test_a_curation_name_that_leaves_curated_is_refused(tmp_path, name):
+    """`prefkit export ../../x` used to read <store>/curated/../../x: here a curation placed at tmp/x."""
+    write_curation(tmp_path / "elsewhere", name="x", limit=10, tables=("pairs",))
+    (tmp_path / "elsewhere/curated/x").rename(tmp_path / "x")
+    (tmp_path / "store/curated").mkdir(parents=True)
+    with pytest.raises(ExportError, match=r"curation name .*: use letters, digits"):
+        export_curated(tmp_path / "store", name, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_to_that_is_a_file_is_an_error_naming_it(tmp_path):
+    write_curation(tmp_path / "store", limit=10, tables=("pairs",))
+    (tmp_path / "taken").write_text("mine")
+    for to in (tmp_path / "taken", tmp_path / "taken/below"):
+        with pytest.raises(
+            ExportError, match=r"taken is a file, so .* cannot be the export folder; give --to a folder"
+        ):
+            export_curated(tmp_path / "store", "pandalm", to)
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_a_damaged_curated_table_is_named(tmp_path):
+    """Bytes in the middle of the file damaged, its footer intact: the schema reads, the rows do not."""
+    folder = write_curation(tmp_path / "store", limit=60, tables=("pairs",))
+    data = bytearray((folder / "pairs.parquet").read_bytes())
+    for k in range(len(data) // 4, len(data) // 2):
+        data[k] = (data[k] * 7 + 13) % 256
+    (folder / "pairs.parquet").write_bytes(bytes(data))
+    with pytest.raises(ExportError, match=r"pairs\.parquet: cannot read it \(.*\); re-run `prefkit curate`"):
+        export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
+    assert _leftovers(tmp_path / "out") == []
