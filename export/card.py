@@ -6,13 +6,18 @@ from `report.json` and `recipe.yaml`. The report is written by curation, whose k
 section looks up the keys it knows (listed in `REPORT_SECTIONS`, documented in docs/exporting.md) and
 is left out when they are missing; a missing report gives a card with counts only.
 
-Text from the report (annotator names, model names) is escaped: the Hub renders the card as HTML.
+Every string from the report or the user (annotator and model names, sources, step reasons, the
+license) is escaped twice over: as HTML (the Hub renders the card as HTML) and as Markdown — each
+character that could start Markdown syntax gets a backslash, so `![p](https://…)` stays text instead of
+an image fetched by every reader, and `:`/`.` are escaped too, which keeps renderers from turning a
+bare address into a link. Line breaks become spaces, so a value cannot start a new block.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -154,15 +159,25 @@ def body(name: str, configs: Sequence[CardConfig], report: Mapping | None, recip
     out += [
         "## License",
         "",
-        f"`{_text(license)}`" + (" (not stated; set with `--license`)" if license == "other" else ""),
+        _text(license) + (" (not stated; set with `--license`)" if license == "other" else ""),
         "",
     ]
     return "\n".join(out)
 
 
+# The ASCII punctuation that can start Markdown (CommonMark, GFM, the Hub's math and mentions) when it
+# is not escaped; & < > " ' are HTML-escaped instead. CommonMark lets any ASCII punctuation be escaped.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:@$^])")
+
+
 def _text(value) -> str:
-    """A report value as inert Markdown table text."""
-    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")
+    """A report value as inert text for a Markdown table cell, bullet or paragraph."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return str(value)  # digits, '.', '-', 'e': nothing a renderer reads as syntax inside a line
+    # Every kind of line break becomes a space, and leading spaces go (after a bullet's "- " they would
+    # open a code block): a value stays inline.
+    text = " ".join(str(value).splitlines()).strip()
+    return html.escape(_MARKDOWN.sub(r"\\\1", text), quote=True)
 
 
 def _is_scalar(v) -> bool:
