@@ -9,9 +9,8 @@ Training run page reads files on the server, so it is for admins only.
 """
 
 import streamlit as st
-
-from annotate.app.pages import annotate, dashboard, learn, review
-from annotate.app.ui import current_user, login_page, logout_button
+from prefkit.annotate.app.pages import annotate, dashboard, learn, review
+from prefkit.annotate.app.ui import current_user, login_page, logout_button
 
 st.set_page_config(page_title="prefkit", page_icon="⚖️", layout="wide")
 

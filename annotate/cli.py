@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 
-from annotate.importers import SHAPES, ImportFailed
-from annotate.importers.ratings import RATING_RANGE
-from annotate.importers.readers import MAX_RECORD_BYTES
-from annotate.store import Store, StoreError
-from annotate.text import printable
-from annotate.validate import ContractError
+from prefkit.annotate.importers import SHAPES, ImportFailed
+from prefkit.annotate.importers.ratings import RATING_RANGE
+from prefkit.annotate.importers.readers import MAX_RECORD_BYTES
+from prefkit.annotate.store import Store, StoreError
+from prefkit.annotate.text import printable
+from prefkit.annotate.validate import ContractError
+
 from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (StoreError, ContractError, ImportFailed)
@@ -46,7 +47,7 @@ def _megabytes(text: str) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from annotate.importers import import_files
+    from prefkit.annotate.importers import import_files
 
     result = import_files(
         Store(store_path(args)),
@@ -71,7 +72,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from annotate.stats import format_stats, store_stats
+    from prefkit.annotate.stats import format_stats, store_stats
 
     stats = store_stats(Store(store_path(args), create=False))
     print(json.dumps(stats, default=str, indent=2) if args.json else format_stats(stats))

@@ -99,7 +99,7 @@ class Prompt:
 
     def __post_init__(self) -> None:
         if not self.prompt_id:
-            from annotate.ids import prompt_id
+            from prefkit.annotate.ids import prompt_id
 
             self.prompt_id = prompt_id(self.messages)
 
@@ -119,7 +119,7 @@ class Response:
 
     def __post_init__(self) -> None:
         if not self.response_id:
-            from annotate.ids import response_id
+            from prefkit.annotate.ids import response_id
 
             self.response_id = response_id(self.prompt_id, self.content)
 

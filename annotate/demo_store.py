@@ -10,7 +10,7 @@ category, demo id), its responses, and one `ranking` judgement by `demo:author` 
 The build is deterministic: ids are content hashes and every timestamp is fixed, so rebuilding from
 the same source gives the same rows (tests/annotate/test_demo_store.py checks the committed store).
 
-    python -m annotate.demo_store            # rebuild data/demo from data/demo-source
+    python -m prefkit.annotate.demo_store            # rebuild data/demo from data/demo-source
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from annotate.contract import ROLES, Judgement, Prompt, Response
-from annotate.ids import import_judgement_id
-from annotate.store import TABLES, Store
+from prefkit.annotate.contract import ROLES, Judgement, Prompt, Response
+from prefkit.annotate.ids import import_judgement_id
+from prefkit.annotate.store import TABLES, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "data" / "demo-source"

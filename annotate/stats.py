@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import duckdb
-
-from annotate.store import TABLES, Store, damaged
-from annotate.text import printable
+from prefkit.annotate.store import TABLES, Store, damaged
+from prefkit.annotate.text import printable
 
 _BREAKDOWNS = {
     "judgements by kind and status": "SELECT kind, status, count(*) AS n FROM judgements GROUP BY ALL ORDER BY n DESC, kind",

@@ -40,9 +40,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from annotate.contract import ID_COLUMN, SCHEMAS
-from annotate.validate import to_table
+from prefkit.annotate.contract import ID_COLUMN, SCHEMAS
+from prefkit.annotate.validate import to_table
 
 TABLES = tuple(SCHEMAS)
 _REMOTE = re.compile(r"^(s3|s3a|gs|gcs|r2|hf|https?|az|abfss)://")

@@ -13,8 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from annotate.contract import (
+from prefkit.annotate.contract import (
     ANNOTATOR_TYPES,
     ID_COLUMN,
     KINDS,

@@ -4,7 +4,7 @@ The server (tests/support/openai_server.py, its own process so its CPU is not co
 answers every request after 200 ms. At 64 requests in flight the best possible throughput is
 64 / 0.2 s = 320 requests/s. Measured in one run, alternating, several repeats, medians:
 
-- prefkit: `annotate.ai.judge.judge` on a fresh store copy, 2,000 pairwise requests (1,000 comparisons in
+- prefkit: `prefkit.annotate.ai.judge.judge` on a fresh store copy, 2,000 pairwise requests (1,000 comparisons in
   both orders) at --concurrency 64: prompts rendered, each answer cached in SQLite as it arrives, verdicts
   parsed, rows written to Parquet;
 - thread pool: the same 2,000 request bodies sent with the synchronous `openai.OpenAI` client from a
@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from annotate.ai.engine import EngineConfig  # noqa: E402
-from annotate.ai.judge import JudgeOptions, judge, pairwise_tasks  # noqa: E402
-from annotate.ai.templates import load  # noqa: E402
-from annotate.contract import Prompt, Response  # noqa: E402
-from annotate.store import Store  # noqa: E402
+from prefkit.annotate.ai.engine import EngineConfig  # noqa: E402
+from prefkit.annotate.ai.judge import JudgeOptions, judge, pairwise_tasks  # noqa: E402
+from prefkit.annotate.ai.templates import load  # noqa: E402
+from prefkit.annotate.contract import Prompt, Response  # noqa: E402
+from prefkit.annotate.store import Store  # noqa: E402
 
 LATENCY = 0.2
 CONCURRENCY = 64

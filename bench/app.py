@@ -33,14 +33,14 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from annotate.app import submit  # noqa: E402
-from annotate.app.board import Board  # noqa: E402
-from annotate.app.items import Item, display_order  # noqa: E402
-from annotate.app.project import Project, Task  # noqa: E402
-from annotate.app.submit import Shown  # noqa: E402
-from annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES  # noqa: E402
-from annotate.ids import content_hash, new_judgement_id  # noqa: E402
-from annotate.store import Store  # noqa: E402
+from prefkit.annotate.app import submit  # noqa: E402
+from prefkit.annotate.app.board import Board  # noqa: E402
+from prefkit.annotate.app.items import Item, display_order  # noqa: E402
+from prefkit.annotate.app.project import Project, Task  # noqa: E402
+from prefkit.annotate.app.submit import Shown  # noqa: E402
+from prefkit.annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES  # noqa: E402
+from prefkit.annotate.ids import content_hash, new_judgement_id  # noqa: E402
+from prefkit.annotate.store import Store  # noqa: E402
 
 K = 4
 WORDS = "the a model answer question because therefore result step first then finally value test check".split()

@@ -1,10 +1,10 @@
 """Curation speed: the near-duplicate stage against datasketch, and the whole default recipe at scale.
 
 1. **Near duplicates** on 100,000 generated prompts with planted exact and near copies
-   (`curate.synthetic.planted_prompts`: case, whitespace, punctuation, 1–3 changed words), side by
+   (`prefkit.curate.synthetic.planted_prompts`: case, whitespace, punctuation, 1–3 changed words), side by
    side, alternating, in one process (numpy and datasketch both run on one thread here):
 
-       prefkit     curate.minhash.near_duplicate_groups  normalise → word 2-gram shingles → 128 MinHashes
+       prefkit     prefkit.curate.minhash.near_duplicate_groups  normalise → word 2-gram shingles → 128 MinHashes
                                                           → 32×4 LSH bands → verify → components (numpy)
        datasketch  the same steps as a user writes them:  Python normalise/shingle per text,
                    MinHash.bulk(128), MinHashLSH(params=(32, 4)), query each, verify with jaccard(),
@@ -42,9 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from curate.minhash import near_duplicate_groups  # noqa: E402
-from curate.recipe import NearDuplicates  # noqa: E402
-from curate.synthetic import pair_scores, planted_prompts  # noqa: E402
+from prefkit.curate.minhash import near_duplicate_groups  # noqa: E402
+from prefkit.curate.recipe import NearDuplicates  # noqa: E402
+from prefkit.curate.synthetic import pair_scores, planted_prompts  # noqa: E402
 
 CFG = NearDuplicates()  # the default recipe's options: word 2-grams, 128 permutations, 32 bands, 0.7
 
@@ -112,9 +112,8 @@ def bench_neardup(n: int, repeats: int) -> dict:
 def build_store(path: Path, prompts: int, judgements: int, seed: int = 3) -> None:
     """A store of `prompts` prompts (10% near copies), two responses each, `judgements` pairwise votes."""
     import pyarrow as pa
-
-    from annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES
-    from annotate.store import Store
+    from prefkit.annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES
+    from prefkit.annotate.store import Store
 
     rng = np.random.default_rng(seed)
     texts, _ = planted_prompts(prompts, dup_share=0.1, near_share=0.7, seed=seed, min_words=12, max_words=40)
@@ -210,7 +209,7 @@ def build_store(path: Path, prompts: int, judgements: int, seed: int = 3) -> Non
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from curate.pipeline import curate
+from prefkit.curate.pipeline import curate
 started = time.perf_counter()
 result = curate({store!r}, None, "bench")
 seconds = time.perf_counter() - started

@@ -38,8 +38,7 @@ def make_pairs(path: Path, rows: int, seed: int = 0) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from curate.tables import PAIRS
+    from prefkit.curate.tables import PAIRS
 
     rng = np.random.default_rng(seed)
     words = np.array(["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 9))) for _ in range(5000)])
@@ -77,7 +76,7 @@ def make_pairs(path: Path, rows: int, seed: int = 0) -> int:
 
 
 def run_prefkit(store: Path, out: Path, threads: int) -> None:
-    from export import export_curated
+    from prefkit.export import export_curated
 
     export_curated(store, "bench", out, formats="preference", threads=threads)
 
@@ -85,8 +84,7 @@ def run_prefkit(store: Path, out: Path, threads: int) -> None:
 def run_pandas(store: Path, out: Path, threads: int) -> None:
     import pandas as pd
     from datasets import Dataset, DatasetDict
-
-    from curate.tables import curated_dir
+    from prefkit.curate.tables import curated_dir
 
     df = pd.read_parquet(curated_dir(store, "bench") / "pairs.parquet")
     df["prompt"] = [m[0]["content"] for m in df["prompt"]]

@@ -66,8 +66,8 @@ def make_pairs(path: Path, pairs: int, seed: int = 0, words: tuple[int, int, int
 # The children: each times only its own work (imports done first) and reports its peak RSS.
 CHILD_PREFKIT = """
 import json, resource, sys, time
-from annotate.importers import import_files
-from annotate.store import Store
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store
 t = time.perf_counter()
 result = import_files(Store(sys.argv[2]), [sys.argv[1]])
 seconds = time.perf_counter() - t
@@ -127,9 +127,9 @@ def bench_import(work: Path, pairs: int, repeats: int, threads: int) -> list[tup
 
 
 def bench_compact(work: Path, parts: int, repeats: int, threads: int) -> tuple[float, float]:
-    from annotate.contract import Judgement, Prompt, Response
-    from annotate.ids import new_judgement_id
-    from annotate.store import Store
+    from prefkit.annotate.contract import Judgement, Prompt, Response
+    from prefkit.annotate.ids import new_judgement_id
+    from prefkit.annotate.store import Store
 
     many = Store(work / "many-parts")
     for i in range(parts):  # one small write per part, like the app's submissions

@@ -48,8 +48,7 @@ def rss_mb() -> float:
 
 def make_world(d: Path, pairs: int, hidden: int, layers: int) -> None:
     from datasets import Dataset, DatasetDict
-
-    from train.tiny import save_tiny
+    from prefkit.train.tiny import save_tiny
 
     save_tiny(d / "model", extra_words=WORDS, hidden=hidden, layers=layers, heads=4)
     rng = random.Random(0)
@@ -62,9 +61,8 @@ def make_world(d: Path, pairs: int, hidden: int, layers: int) -> None:
 
 
 def epoch_tokens(d: Path) -> int:
+    from prefkit.train.data import Tokenise, load_splits
     from transformers import AutoTokenizer
-
-    from train.data import Tokenise, load_splits
 
     tokenise = Tokenise(AutoTokenizer.from_pretrained(d / "model"), 512, 256)
     total = 0
@@ -86,10 +84,9 @@ def worker(variant: str, d: Path, threads: int, batch: int, lr: float) -> dict:
     base = rss_mb()
     out = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-"))
     if variant == "trl":
+        from prefkit.train.data import load_splits
         from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
         from trl import DPOConfig, DPOTrainer
-
-        from train.data import load_splits
 
         marks: dict[str, float] = {}
         steps: list[tuple[float, int]] = []
@@ -139,8 +136,8 @@ def worker(variant: str, d: Path, threads: int, batch: int, lr: float) -> dict:
         step1 = next(r["loss"] for r in trainer.state.log_history if "loss" in r)
         ref_pass = 0.0
     else:
-        from train.config import TrainConfig
-        from train.trainer import read_metrics, train
+        from prefkit.train.config import TrainConfig
+        from prefkit.train.trainer import read_metrics, train
 
         cfg = TrainConfig(
             method="dpo",

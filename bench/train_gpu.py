@@ -131,9 +131,8 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
     batch = 16 if kto else 8  # 8 pairs = 16 sequences; KTO: 16 completions (+16 KL rows)
     bf16 = device == "cuda"
     if variant.startswith("trl"):
+        from prefkit.train.data import load_splits
         from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-
-        from train.data import load_splits
 
         marks: list[tuple[float, int]] = []
 
@@ -192,8 +191,8 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
         n_params = sum(p.numel() for p in model.parameters())
         ref_forward = True
     else:
-        from train.config import TrainConfig
-        from train.trainer import read_metrics, train
+        from prefkit.train.config import TrainConfig
+        from prefkit.train.trainer import read_metrics, train
 
         cfg = TrainConfig(
             method="kto" if kto else "dpo",
@@ -226,7 +225,7 @@ def worker(variant: str, d: Path, device: str, steps: int, warmup: int, threads:
                 for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d / "model")).parameters()
             )
         ref_forward = False  # the reference log-probs were cached before the first step
-    from train.metrics import mfu
+    from prefkit.train.metrics import mfu
 
     util = mfu(n_params, tokens_per_s, torch.device(device), ref_forward=ref_forward)
     return {

@@ -2,7 +2,7 @@
 
 `curate(store, recipe=None, name=None, out_root=None) -> CurationResult` (curate/pipeline.py) is the
 entry point; recipes are read by `load_recipe` (curate/recipe.py). Both are imported on first use, so
-`import curate.tables` stays light.
+`import prefkit.curate.tables` stays light.
 """
 
 from typing import Any
@@ -12,11 +12,11 @@ __all__ = ["CurateError", "CurationResult", "Recipe", "RecipeError", "curate", "
 
 def __getattr__(name: str) -> Any:
     if name in ("curate", "CurationResult", "CurateError"):
-        from curate import pipeline
+        from prefkit.curate import pipeline
 
         return getattr(pipeline, name)
     if name in ("Recipe", "RecipeError", "load_recipe"):
-        from curate import recipe
+        from prefkit.curate import recipe
 
         return getattr(recipe, name)
     raise AttributeError(name)

@@ -10,9 +10,8 @@ count and show what each one removed.
 from __future__ import annotations
 
 import duckdb
-
-from curate.recipe import Binarise, Votes
-from curate.votes import TIER
+from prefkit.curate.recipe import Binarise, Votes
+from prefkit.curate.votes import TIER
 
 REVISION_ORIGINS = ("human_edit", "critique_revision", "clair_revision")
 PROMPT_CONTENT = "array_to_string(list_transform(messages, lambda m: m.content), chr(10))"

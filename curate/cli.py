@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from annotate.store import StoreError
-from curate.decontaminate import EvalSetError
-from curate.pipeline import CurateError
-from curate.recipe import RecipeError
+from prefkit.annotate.store import StoreError
+from prefkit.curate.decontaminate import EvalSetError
+from prefkit.curate.pipeline import CurateError
+from prefkit.curate.recipe import RecipeError
+
 from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (RecipeError, CurateError, EvalSetError, StoreError)
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from annotate.store import Store
-    from curate.pipeline import curate
-    from curate.recipe import load_recipe
+    from prefkit.annotate.store import Store
+    from prefkit.curate.pipeline import curate
+    from prefkit.curate.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     result = curate(Store(store_path(args), create=False), recipe, args.out, args.out_dir)

@@ -4,7 +4,7 @@ decontamination) with an eval set the user names.
 Eval sets are files — `.jsonl`, `.json`, `.parquet`, `.csv`, `.txt` — or Hugging Face datasets saved
 with `save_to_disk` (a folder; every split is read). From each record every string field is read
 (or only `fields`), and conversations (lists of `{role, content}`) give their contents. Matching is
-on `curate.text.words` (case, punctuation and Unicode form ignored), vectorised with numpy.
+on `prefkit.curate.text.words` (case, punctuation and Unicode form ignored), vectorised with numpy.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-
-from curate.recipe import Decontaminate
-from curate.text import ngram_hashes, word_tokens, words
+from prefkit.curate.recipe import Decontaminate
+from prefkit.curate.text import ngram_hashes, word_tokens, words
 
 
 class EvalSetError(ValueError):

@@ -7,7 +7,7 @@ to its canonical copy, as DuckDB tables the later stages join through.
 - `r_map(response_id, canon_id, prompt_id)`: responses to the same canonical prompt with the same
   normalised content are one response; `prompt_id` here is the canonical prompt.
 
-Pair-level deduplication happens after binarisation (see `curate.filters.duplicate_pairs`).
+Pair-level deduplication happens after binarisation (see `prefkit.curate.filters.duplicate_pairs`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from curate.minhash import Groups, near_duplicate_groups
-from curate.recipe import Dedupe, NearDuplicates
-from curate.text import normalise
+from prefkit.curate.minhash import Groups, near_duplicate_groups
+from prefkit.curate.recipe import Dedupe, NearDuplicates
+from prefkit.curate.text import normalise
 
 PROMPT_TEXT = "array_to_string(list_transform(messages, lambda m: m.role || ': ' || m.content), chr(10))"
 

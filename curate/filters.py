@@ -13,9 +13,8 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-
-from curate.decontaminate import contaminated
-from curate.recipe import (
+from prefkit.curate.decontaminate import contaminated
+from prefkit.curate.recipe import (
     Decontaminate,
     Length,
     LengthBias,

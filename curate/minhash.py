@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from curate.recipe import NearDuplicates
-from curate.text import as_array, char_tokens, mix64, ngram_hashes, normalise, word_tokens, words
+from prefkit.curate.recipe import NearDuplicates
+from prefkit.curate.text import as_array, char_tokens, mix64, ngram_hashes, normalise, word_tokens, words
 
 
 @dataclass

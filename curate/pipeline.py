@@ -18,11 +18,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from annotate.store import Store
-from curate import binarise, dedupe, filters, report, splits, votes
-from curate.recipe import Recipe, load_recipe
-from curate.tables import CURATED, curated_dir, name_problem
+from prefkit.annotate.store import Store
+from prefkit.curate import binarise, dedupe, filters, report, splits, votes
+from prefkit.curate.recipe import Recipe, load_recipe
+from prefkit.curate.tables import CURATED, curated_dir, name_problem
 
 
 class CurateError(ValueError):

@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 import duckdb
-
-from annotate.agreement import krippendorff_alpha_from_sums
+from prefkit.annotate.agreement import krippendorff_alpha_from_sums
 
 KEPT_PAIRS = "SELECT * FROM pairs_w WHERE drop_reason IS NULL"
 
@@ -31,7 +30,7 @@ def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         """
     ).fetchall()[0]
     units, unanimous, mean_agreement, observed, total, ca, cb, ct = row
-    # annotate.agreement's α and its convention (None when undefined, e.g. every vote one outcome)
+    # prefkit.annotate.agreement's α and its convention (None when undefined, e.g. every vote one outcome)
     alpha = krippendorff_alpha_from_sums(observed or 0.0, {"a": ca or 0, "b": cb or 0, "tie": ct or 0})
     single = con.execute("SELECT count(*) FROM comparisons WHERE n_votes = 1").fetchall()[0][0]
     return {

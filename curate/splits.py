@@ -9,9 +9,8 @@ group's source is the source of its first prompt), so small sources are represen
 from __future__ import annotations
 
 import duckdb
-
-from curate.filters import TABLES
-from curate.recipe import Split
+from prefkit.curate.filters import TABLES
+from prefkit.curate.recipe import Split
 
 
 def assign(con: duckdb.DuckDBPyConnection, cfg: Split, seed: int) -> dict[str, int]:

@@ -14,8 +14,7 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
-
-from annotate.contract import MESSAGE
+from prefkit.annotate.contract import MESSAGE
 
 MESSAGES = pa.list_(MESSAGE)
 _LINEAGE = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from export.errors import ExportError
+from prefkit.export.errors import ExportError
+
 from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS = (ExportError,)
@@ -58,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.exporter import export_curated
-    from export.hub import push_to_hub
+    from prefkit.export.exporter import export_curated
+    from prefkit.export.hub import push_to_hub
 
     if args.dry_run and not args.push_to_hub:
         raise ExportError("--dry-run applies to --push-to-hub; add --push-to-hub REPO")

@@ -21,13 +21,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from annotate.store import pid_alive
-from curate.tables import CURATED, curated_dir, name_problem
-from export import card as cards
-from export.errors import ExportError
-from export.formats import ALL, FORMATS, Format
-from export.writer import Written, connect, has_conversations, split_counts, write_format, write_jsonl
+from prefkit.annotate.store import pid_alive
+from prefkit.curate.tables import CURATED, curated_dir, name_problem
+from prefkit.export import card as cards
+from prefkit.export.errors import ExportError
+from prefkit.export.formats import ALL, FORMATS, Format
+from prefkit.export.writer import Written, connect, has_conversations, split_counts, write_format, write_jsonl
 
 
 @dataclass

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from export import card as cards
-from export.errors import ExportError
-from export.exporter import load_report, step_label_note
-from export.formats import ALL, FORMATS
+from prefkit.export import card as cards
+from prefkit.export.errors import ExportError
+from prefkit.export.exporter import load_report, step_label_note
+from prefkit.export.formats import ALL, FORMATS
 
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<n>\d{5})\.parquet$")
 

@@ -22,10 +22,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from curate.tables import name_problem
-from export.errors import ExportError
-from export.formats import CONVERSATIONAL_PROMPTS_SQL, Format, select_sql
+from prefkit.curate.tables import name_problem
+from prefkit.export.errors import ExportError
+from prefkit.export.formats import CONVERSATIONAL_PROMPTS_SQL, Format, select_sql
 
 SHARD_BYTES = 500 * 1024 * 1024  # the Hub's customary shard size (and `datasets`' push_to_hub default)
 BATCH_ROWS = 32_768
@@ -57,7 +56,7 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
 
 def split_counts(con: duckdb.DuckDBPyConnection, source: Path) -> dict[str, int]:
     """Rows per split of a curated table. Split names become folder and file names of the export, so
-    each must pass the rule curation names do (`curate.tables.name_problem`): a table from elsewhere
+    each must pass the rule curation names do (`prefkit.curate.tables.name_problem`): a table from elsewhere
     whose split is `x/../../y` is refused before anything is written."""
     rows = con.execute("SELECT split, count(*) FROM read_parquet(?) GROUP BY split", [str(source)]).fetchall()
     counts = dict(rows)

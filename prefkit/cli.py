@@ -19,12 +19,12 @@ from prefkit import __version__
 
 # The stages, in pipeline order; each is a module with `register(subparsers)` and `ERRORS`.
 STAGE_MODULES = [
-    "annotate.cli",
-    "annotate.app.cli",
-    "annotate.ai.cli",
-    "curate.cli",
-    "export.cli",
-    "train.cli",
+    "prefkit.annotate.cli",
+    "prefkit.annotate.app.cli",
+    "prefkit.annotate.ai.cli",
+    "prefkit.curate.cli",
+    "prefkit.export.cli",
+    "prefkit.train.cli",
     "prefkit.score",
     "prefkit.demo",
 ]
@@ -45,7 +45,7 @@ def add_command(
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
-    from annotate.store import default_store_path
+    from prefkit.annotate.store import default_store_path
 
     parser.add_argument(
         "--store",
@@ -55,7 +55,7 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
 
 
 def store_path(args: argparse.Namespace) -> str:
-    from annotate.store import default_store_path
+    from prefkit.annotate.store import default_store_path
 
     return args.store or default_store_path()
 
@@ -111,7 +111,7 @@ def run(parser: argparse.ArgumentParser, errors: tuple[type[BaseException], ...]
     try:
         return int(args.func(args) or 0)
     except errors as exc:
-        from annotate.text import printable  # messages quote input text: no escapes reach the terminal
+        from prefkit.annotate.text import printable  # messages quote input text: no escapes reach the terminal
 
         print(f"prefkit {args.command}: error: {printable(exc, newlines=False)}", file=sys.stderr)
         return 1

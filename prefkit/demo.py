@@ -128,8 +128,8 @@ def last_eval(run: Path) -> str:
 
 def build_tiny_model(store: Path, to: Path) -> Path:
     """A tiny Llama and a word-level tokenizer whose vocabulary is the demo's own words."""
-    from annotate.store import Store
-    from train.tiny import save_tiny, vocabulary_from
+    from prefkit.annotate.store import Store
+    from prefkit.train.tiny import save_tiny, vocabulary_from
 
     con = Store(store).connect()
     texts = [r[0] for r in con.execute("SELECT content FROM responses").fetchall()]

@@ -16,9 +16,9 @@ import json
 import math
 from pathlib import Path
 
-from annotate.contract import Judgement
-from annotate.ids import prompt_id, request_id, response_id
-from annotate.store import Store
+from prefkit.annotate.contract import Judgement
+from prefkit.annotate.ids import prompt_id, request_id, response_id
+from prefkit.annotate.store import Store
 
 
 class ScoreError(ValueError):
@@ -93,7 +93,7 @@ def score_pairs(
     split: str | None = None,
     below: float | None = None,
 ) -> list[Judgement]:
-    from train.scoring import pair_margins
+    from prefkit.train.scoring import pair_margins
 
     margins = pair_margins(run_dir, data, split)
     judgements = disagreement_judgements(margins, Path(run_dir).resolve().name, top, below)
@@ -104,7 +104,7 @@ def score_pairs(
 
 def score_responses(store: Store, model_dir: str | Path, limit: int | None = None) -> int:
     """Rate every response of the store not yet rated by this reward model; returns how many were written."""
-    from train.scoring import reward_scores
+    from prefkit.train.scoring import reward_scores
 
     annotator = f"ai:{Path(model_dir).resolve().name}:reward-model"
     con = store.connect()
@@ -193,9 +193,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _wrap(fn):
-    from train.config import ConfigError
-    from train.data import DataError
-    from train.trainer import TrainError
+    from prefkit.train.config import ConfigError
+    from prefkit.train.data import DataError
+    from prefkit.train.trainer import TrainError
 
     try:
         return fn()

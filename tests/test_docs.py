@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from prefkit.annotate.store import Store
 
-from annotate.store import Store
 from prefkit.cli import build_parser
 from tests.support import scripted_model
 from tests.support.openai_server import OpenAIServer
@@ -181,8 +181,8 @@ def test_ai_labelling_guide_runs(sandbox):
 @pytest.mark.slow
 def test_training_guide_runs(sandbox):
     work, env = sandbox
-    from curate.pipeline import curate
-    from export.exporter import export_curated
+    from prefkit.curate.pipeline import curate
+    from prefkit.export.exporter import export_curated
 
     store = work / "prefkit-store"
     assert main_ok("import", *sorted((ROOT / "data" / "demo-source").glob("*.jsonl")), "--store", store)

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from train.data import Example
+from prefkit.train.data import Example
 
 
 @dataclass

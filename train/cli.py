@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from train.config import ConfigError, add_flags, merge
-from train.data import DataError
-from train.methods import METHODS
+from prefkit.train.config import ConfigError, add_flags, merge
+from prefkit.train.data import DataError
+from prefkit.train.methods import METHODS
 
 ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
 
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.trainer import TrainError, train
+    from prefkit.train.trainer import TrainError, train
 
     try:
         cfg = merge(args)

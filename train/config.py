@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from train.methods import METHODS
+from prefkit.train.methods import METHODS
 
 
 class ConfigError(ValueError):

@@ -9,9 +9,8 @@ head's memory is `chunk × vocab`, whatever the batch.
 from __future__ import annotations
 
 import torch
+from prefkit.train.batching import Batch
 from torch import nn
-
-from train.batching import Batch
 
 
 class ChunkedTokenLogps(torch.autograd.Function):

@@ -18,9 +18,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from prefkit.train.methods import METHODS, REFERENCE_FREE, needs_reference  # noqa: F401  (re-exported)
 from torch import Tensor
-
-from train.methods import METHODS, REFERENCE_FREE, needs_reference  # noqa: F401  (re-exported)
 
 
 class LossOutput(NamedTuple):

@@ -1,4 +1,4 @@
-"""Method names, importable without torch (the CLI's --help must stay fast). `train.losses.LOSSES` is the
+"""Method names, importable without torch (the CLI's --help must stay fast). `prefkit.train.losses.LOSSES` is the
 table of their loss functions; a test checks the two agree."""
 
 METHODS = ("dpo", "cdpo", "robust", "hinge", "ipo", "apo-zero", "apo-down", "simpo", "orpo", "kto", "rm")

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-
-from train.batching import collate, plan_micro_batches
-from train.data import Example
-from train.forward import run
-from train.safeload import UnsafeFileError, load_tensors
+from prefkit.train.batching import collate, plan_micro_batches
+from prefkit.train.data import Example
+from prefkit.train.forward import run
+from prefkit.train.safeload import UnsafeFileError, load_tensors
 
 
 def data_fingerprint(examples: list[Example]) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from train.batching import collate, plan_micro_batches
-from train.data import Tokenise, build_examples, load_splits
-from train.forward import SequenceLogps, SequenceScores, run
-from train.losses import needs_reference
-from train.trainer import TrainError, config_from_run
+from prefkit.train.batching import collate, plan_micro_batches
+from prefkit.train.data import Tokenise, build_examples, load_splits
+from prefkit.train.forward import SequenceLogps, SequenceScores, run
+from prefkit.train.losses import needs_reference
+from prefkit.train.trainer import TrainError, config_from_run
 
 
 def _rewards(method: str, beta: float, logps: torch.Tensor, ref: torch.Tensor | None, lengths: torch.Tensor):
@@ -90,7 +89,7 @@ def reward_scores(
     module = SequenceScores(model)
     tokenise = Tokenise(tok, max_length, max_length // 2)
     scores: list[float] = []
-    from train.data import Example
+    from prefkit.train.data import Example
 
     for start in range(0, len(items), batch_size):
         ex = []

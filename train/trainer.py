@@ -28,16 +28,15 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-
-from train import metrics as M
-from train.batching import collate, packing_supported, plan_micro_batches
-from train.config import TrainConfig, validate
-from train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_kind, load_splits
-from train.forward import SequenceLogps, SequenceScores, count_params, run
-from train.losses import LOSSES, kto_reference_point, needs_reference
-from train.refcache import cached, compute, data_fingerprint, model_fingerprint
-from train.safeload import UnsafeFileError, load_tensors
-from train.sharding import (
+from prefkit.train import metrics as M
+from prefkit.train.batching import collate, packing_supported, plan_micro_batches
+from prefkit.train.config import TrainConfig, validate
+from prefkit.train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_kind, load_splits
+from prefkit.train.forward import SequenceLogps, SequenceScores, count_params, run
+from prefkit.train.losses import LOSSES, kto_reference_point, needs_reference
+from prefkit.train.refcache import cached, compute, data_fingerprint, model_fingerprint
+from prefkit.train.safeload import UnsafeFileError, load_tensors
+from prefkit.train.sharding import (
     full_state_dict,
     full_training_state,
     grad_norm_value,
@@ -730,8 +729,7 @@ def _progress(total: int, start: int, show: bool):
 
 def config_from_run(run_dir: str | Path) -> TrainConfig:
     import yaml
-
-    from train.config import from_mapping
+    from prefkit.train.config import from_mapping
 
     return from_mapping(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()), source=str(run_dir))
 

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from annotate.ai.transport import redact_url
+from prefkit.annotate.ai.transport import redact_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (

@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from annotate.ai.engine import AIError, EngineConfig
-from annotate.ai.jobs import Sampling
-from annotate.store import Store, StoreError
-from annotate.validate import ContractError
+from prefkit.annotate.ai.engine import AIError, EngineConfig
+from prefkit.annotate.ai.jobs import Sampling
+from prefkit.annotate.store import Store, StoreError
+from prefkit.annotate.validate import ContractError
+
 from prefkit.cli import add_command, add_store_option, run, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ContractError)
@@ -89,7 +90,7 @@ def _budget(summary) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from annotate.ai.judge import JudgeOptions, judge
+    from prefkit.annotate.ai.judge import JudgeOptions, judge
 
     options = JudgeOptions(
         method=args.method,
@@ -123,7 +124,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from annotate.ai.generate import GenerateOptions, generate
+    from prefkit.annotate.ai.generate import GenerateOptions, generate
 
     options = GenerateOptions(
         n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard, limit=args.limit, dry_run=args.dry_run
@@ -144,7 +145,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _revise_options(args: argparse.Namespace, **extra):
-    from annotate.ai.revise import ReviseOptions
+    from prefkit.annotate.ai.revise import ReviseOptions
 
     return ReviseOptions(
         losers=args.losers, mode=args.mode, sampling=_sampling(args), shard=args.shard, limit=args.limit, **extra
@@ -161,14 +162,14 @@ def _revise_report(report, what: str) -> int:
 
 
 def cmd_critique(args: argparse.Namespace) -> int:
-    from annotate.ai.revise import critique
+    from prefkit.annotate.ai.revise import critique
 
     options = _revise_options(args, constitution=args.constitution, rounds=args.rounds)
     return _revise_report(critique(Store(store_path(args)), _config(args), options), "critique")
 
 
 def cmd_revise(args: argparse.Namespace) -> int:
-    from annotate.ai.revise import clair
+    from prefkit.annotate.ai.revise import clair
 
     if not args.clair:
         raise AIError("choose a revision method: --clair (the only one so far)")
@@ -190,7 +191,7 @@ def _revise_flags(p: argparse.ArgumentParser) -> None:
 def cmd_judge_eval(args: argparse.Namespace) -> int:
     import json
 
-    from annotate.ai.evaluate import evaluate, format_eval, judges
+    from prefkit.annotate.ai.evaluate import evaluate, format_eval, judges
 
     store = Store(store_path(args), create=False)
     names = [args.judge] if args.judge else judges(store)
@@ -339,7 +340,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m annotate.ai.cli judge …`: the same commands without loading every other stage
+    """`python -m prefkit.annotate.ai.cli judge …`: the same commands without loading every other stage
     (some import torch at start-up), for jobs started many times, such as by tests."""
     parser = argparse.ArgumentParser(prog="prefkit")
     register(parser.add_subparsers(title="commands", metavar="COMMAND"))

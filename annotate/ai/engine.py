@@ -34,10 +34,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from annotate.ai.cache import Cache
-from annotate.ai.transport import AnswerRefused, lean_transport_applies, make_http_client, redact_url
-from annotate.ids import request_id
-from annotate.text import printable
+from prefkit.annotate.ai.cache import Cache
+from prefkit.annotate.ai.transport import AnswerRefused, lean_transport_applies, make_http_client, redact_url
+from prefkit.annotate.ids import request_id
+from prefkit.annotate.text import printable
 
 PER_CLIENT = 16  # connections per client on the stock transport (see Engine._make_clients)
 MAX_ANSWER_MIB = 512  # the cap's own upper bound: SQLite stores strings up to 1e9 bytes

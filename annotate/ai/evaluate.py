@@ -10,7 +10,7 @@ rows), and each person counts once per comparison: a re-vote replaces the earlie
 extra rows by the same person).
 
 Reported: accuracy against the human majority (all comparisons, and those people did not call a tie),
-Cohen's κ over the three labels (`annotate.agreement`; None when undefined), position consistency
+Cohen's κ over the three labels (`prefkit.annotate.agreement`; None when undefined), position consistency
 (share of comparisons judged the same in both orders) and which position the judge favours when it is
 inconsistent, and length bias (how often the longer response wins a decisive verdict, for the judge
 and for people).
@@ -22,9 +22,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from annotate.agreement import ONE_LABEL, cohen_kappa, latest_vote_sql
-from annotate.ai.engine import AIError
-from annotate.store import Store
+from prefkit.annotate.agreement import ONE_LABEL, cohen_kappa, latest_vote_sql
+from prefkit.annotate.ai.engine import AIError
+from prefkit.annotate.store import Store
 
 LABELS = ("lo", "hi", "tie")
 REFERENCE_TYPES = ("human", "import", "adjudicator")

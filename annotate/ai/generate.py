@@ -13,11 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from annotate.ai.engine import Engine, EngineConfig, RunSummary
-from annotate.ai.jobs import RowSink, Sampling, body, existing, in_shard, open_cache, parse_shard, write_run_log
-from annotate.contract import Response
-from annotate.ids import request_id
-from annotate.store import Store
+from prefkit.annotate.ai.engine import Engine, EngineConfig, RunSummary
+from prefkit.annotate.ai.jobs import RowSink, Sampling, body, existing, in_shard, open_cache, parse_shard, write_run_log
+from prefkit.annotate.contract import Response
+from prefkit.annotate.ids import request_id
+from prefkit.annotate.store import Store
 
 
 @dataclass

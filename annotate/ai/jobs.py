@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from annotate.ai.cache import Cache, cache_dir
-from annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
-from annotate.contract import ID_COLUMN, to_row
-from annotate.ids import content_hash
-from annotate.store import Store
+from prefkit.annotate.ai.cache import Cache, cache_dir
+from prefkit.annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
+from prefkit.annotate.contract import ID_COLUMN, to_row
+from prefkit.annotate.ids import content_hash
+from prefkit.annotate.store import Store
 
 MODES = ("auto", "logprobs", "json", "text")
 

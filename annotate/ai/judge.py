@@ -16,9 +16,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotate.ai import verdicts
-from annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
-from annotate.ai.jobs import (
+from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
+from prefkit.annotate.ai.jobs import (
     RowSink,
     Sampling,
     body,
@@ -30,10 +30,10 @@ from annotate.ai.jobs import (
     parse_shard,
     write_run_log,
 )
-from annotate.ai.templates import Template, load, render_conversation
-from annotate.contract import Judgement
-from annotate.ids import content_hash, request_id
-from annotate.store import Store
+from prefkit.annotate.ai.templates import Template, load, render_conversation
+from prefkit.annotate.contract import Judgement
+from prefkit.annotate.ids import content_hash, request_id
+from prefkit.annotate.store import Store
 
 PAIRS = ("all", "judged")
 METHODS = ("pairwise", "rubric", "ranking", "listwise")
@@ -501,7 +501,7 @@ async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeO
     finally:
         sink.flush()
     if options.method == "ranking":
-        from annotate.ai.ranking import write_rankings
+        from prefkit.annotate.ai.ranking import write_rankings
 
         unfinished = {t.prompt_id for t in tasks if t.key not in done}  # a success row's id is its task's key
         report.rankings = write_rankings(store, annotator, template.guidelines, unfinished)

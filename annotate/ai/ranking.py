@@ -18,11 +18,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from annotate.ai.engine import AIError
-from annotate.contract import Judgement
-from annotate.ids import content_hash
-from annotate.store import Store
+from prefkit.annotate.ai.engine import AIError
+from prefkit.annotate.contract import Judgement
+from prefkit.annotate.ids import content_hash
+from prefkit.annotate.store import Store
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:

@@ -21,10 +21,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from annotate.ai import verdicts
-from annotate.ai.edits import check_revision
-from annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
-from annotate.ai.jobs import (
+from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.edits import check_revision
+from prefkit.annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
+from prefkit.annotate.ai.jobs import (
     RowSink,
     Sampling,
     body,
@@ -36,11 +36,11 @@ from annotate.ai.jobs import (
     parse_shard,
     write_run_log,
 )
-from annotate.ai.judge import read_pairwise
-from annotate.ai.templates import Template, load, render_conversation
-from annotate.contract import Judgement, Response
-from annotate.ids import content_hash
-from annotate.store import Store
+from prefkit.annotate.ai.judge import read_pairwise
+from prefkit.annotate.ai.templates import Template, load, render_conversation
+from prefkit.annotate.contract import Judgement, Response
+from prefkit.annotate.ids import content_hash
+from prefkit.annotate.store import Store
 
 _CLAIR_SCHEMA = json_schema_format("revision", {"reasoning": {"type": "string"}, "revision": {"type": "string"}})
 

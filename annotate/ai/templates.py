@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from annotate.ai.engine import AIError
-from annotate.ids import content_hash
+from prefkit.annotate.ai.engine import AIError
+from prefkit.annotate.ids import content_hash
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

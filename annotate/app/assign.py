@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from annotate.app.items import Item, build_items
-from annotate.app.project import Project
-from annotate.ids import content_hash
-from annotate.store import PRIVATE_DIR, PRIVATE_FILE, Store
+from prefkit.annotate.app.items import Item, build_items
+from prefkit.annotate.app.project import Project
+from prefkit.annotate.ids import content_hash
+from prefkit.annotate.store import PRIVATE_DIR, PRIVATE_FILE, Store
 
 COUNTED = ("submitted", "flagged")  # statuses that use up one of an item's k slots
 
@@ -98,7 +97,7 @@ class Index:
 
     def _gold(self, con) -> dict[str, str]:
         """Pairwise item key → the response id its gold answer prefers."""
-        from annotate.app.items import gold_answers
+        from prefkit.annotate.app.items import gold_answers
 
         answers = gold_answers(con)
         return {

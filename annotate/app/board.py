@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from annotate.app.assign import Assigner, Index
-from annotate.app.content import Content
-from annotate.app.items import display_order
-from annotate.app.project import Project
-from annotate.app.submit import Shown, write
-from annotate.contract import Judgement, Response
-from annotate.store import TABLES, Store, StoreError
+from prefkit.annotate.app.assign import Assigner, Index
+from prefkit.annotate.app.content import Content
+from prefkit.annotate.app.items import display_order
+from prefkit.annotate.app.project import Project
+from prefkit.annotate.app.submit import Shown, write
+from prefkit.annotate.contract import Judgement, Response
+from prefkit.annotate.store import TABLES, Store, StoreError
 
 
 def open_store(path: str | os.PathLike) -> Store:

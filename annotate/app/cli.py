@@ -10,11 +10,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from annotate.app.board import open_store
-from annotate.app.learn import RunPathError, metrics_path
-from annotate.app.project import Project, ProjectError, hash_password, load_project
-from annotate.app.supervise import run_supervised
-from annotate.store import StoreError
+from prefkit.annotate.app.board import open_store
+from prefkit.annotate.app.learn import RunPathError, metrics_path
+from prefkit.annotate.app.project import Project, ProjectError, hash_password, load_project
+from prefkit.annotate.app.supervise import run_supervised
+from prefkit.annotate.store import StoreError
+
 from prefkit.cli import add_command, add_store_option, store_path
 
 ROOT = Path(__file__).resolve().parents[2]

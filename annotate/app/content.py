@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
-
-from annotate.store import Store
+from prefkit.annotate.store import Store
 
 
 class Content:

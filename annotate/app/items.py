@@ -15,8 +15,7 @@ import re
 from dataclasses import dataclass
 
 import duckdb
-
-from annotate.ids import content_hash
+from prefkit.annotate.ids import content_hash
 
 ORIGINAL = ("imported", "generated")  # responses that are labelled; edits and revisions are not
 PER_RESPONSE = ("binary", "rating", "edit", "steps")

@@ -6,7 +6,7 @@ in. Each person counts once per item: a re-vote replaces the earlier vote (lates
 judgement_id), as curation's `latest_human_vote` does. Agreement is computed on those labels:
 
 - percent agreement, Cohen's κ (two annotators), Fleiss' κ (any number per item) and Krippendorff's
-  α (nominal), all from `annotate.agreement` (None where undefined; `undefined_reason` says why);
+  α (nominal), all from `prefkit.annotate.agreement` (None where undefined; `undefined_reason` says why);
 - position bias: among non-tied human judgements, how often the left (first shown) response won;
 - length bias: how often the longer response won.
 """
@@ -17,9 +17,8 @@ from collections import Counter
 
 import duckdb
 import pandas as pd
-
-from annotate import agreement
-from annotate.agreement import cohen_kappa
+from prefkit.annotate import agreement
+from prefkit.annotate.agreement import cohen_kappa
 
 # People's labels: those made in the app and those imported from human-labelled datasets.
 HUMAN = ("human", "import")

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
-from annotate.ids import content_hash
+from prefkit.annotate.ids import content_hash
 
 ROLES = ("annotator", "reviewer", "admin")
 TASK_KINDS = ("pairwise", "ranking", "binary", "rating", "edit", "steps")

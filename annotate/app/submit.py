@@ -12,12 +12,12 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from annotate.app.assign import Assigner
-from annotate.app.items import Item, edit_ratio, metadata
-from annotate.app.project import Project
-from annotate.contract import Judgement, Response
-from annotate.ids import new_judgement_id
-from annotate.store import Store
+from prefkit.annotate.app.assign import Assigner
+from prefkit.annotate.app.items import Item, edit_ratio, metadata
+from prefkit.annotate.app.project import Project
+from prefkit.annotate.contract import Judgement, Response
+from prefkit.annotate.ids import new_judgement_id
+from prefkit.annotate.store import Store
 
 PAIRWISE_CHOICES = ("A", "B", "tie", "both_bad")
 STEP_LABELS = {"right": 1, "neutral": 0, "wrong": -1}

@@ -11,11 +11,10 @@ import math
 import os
 
 import streamlit as st
-
-from annotate.app.board import Board
-from annotate.app.project import Project, User, authenticate, load_project
-from annotate.app.throttle import LoginGuard
-from annotate.store import StoreError, default_store_path
+from prefkit.annotate.app.board import Board
+from prefkit.annotate.app.project import Project, User, authenticate, load_project
+from prefkit.annotate.app.throttle import LoginGuard
+from prefkit.annotate.store import StoreError, default_store_path
 
 
 def store_path() -> str:

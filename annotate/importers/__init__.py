@@ -7,8 +7,8 @@ that shape's module (pairs, hh, unpaired, ratings, votes, prompts) and streams t
 not written again, so importing a file twice adds nothing.
 """
 
-from annotate.importers.detect import SHAPES
-from annotate.importers.errors import ImportFailed
-from annotate.importers.run import FileResult, ImportResult, import_files
+from prefkit.annotate.importers.detect import SHAPES
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.run import FileResult, ImportResult, import_files
 
 __all__ = ["SHAPES", "FileResult", "ImportFailed", "ImportResult", "import_files"]

@@ -13,8 +13,8 @@ import functools
 from collections import Counter
 from typing import Any
 
-from annotate.importers import hh, votes
-from annotate.importers.fields import PROMPT_FIELDS
+from prefkit.annotate.importers import hh, votes
+from prefkit.annotate.importers.fields import PROMPT_FIELDS
 
 SHAPES = ("pairs", "hh", "unpaired", "ratings", "votes", "prompts")
 DETECT_RECORDS = 100  # records looked at before the shape is decided

@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotate.contract import ROLES
-from annotate.importers.errors import ImportFailed
+from prefkit.annotate.contract import ROLES
+from prefkit.annotate.importers.errors import ImportFailed
 
 PROMPT_FIELDS = ("prompt", "messages", "instruction")
 

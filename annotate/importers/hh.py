@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from annotate.importers import fields, pairs
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields, pairs
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant): ?")
 _ROLE = {"Human": "user", "Assistant": "assistant"}

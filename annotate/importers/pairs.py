@@ -8,10 +8,10 @@ scores = [1, 0].
 
 from __future__ import annotations
 
-from annotate.importers import fields
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 USED = {"prompt", "messages", "instruction", "input", "system", "chosen", "rejected", "chosen_model", "rejected_model"}
 

@@ -5,9 +5,9 @@ answer), where curation and the app can read it.
 
 from __future__ import annotations
 
-from annotate.importers import fields
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 USED = {"prompt", "messages", "instruction", "input", "system", "metadata"}
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 
-from annotate.importers import fields
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 TEXT_KEYS = ("response", "content", "completion", "text")
 NOT_RATED = {"n/a", "na", ""}

@@ -25,9 +25,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import json_kind
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import json_kind
 
 UTF8_FIX = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)"
 FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf")

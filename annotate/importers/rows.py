@@ -19,12 +19,11 @@ from collections import Counter
 from datetime import datetime
 
 import pyarrow as pa
-
-from annotate.contract import SCHEMAS
-from annotate.importers import fastids
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fastids import import_judgement_id, prompt_id, response_id
-from annotate.importers.fields import Record
+from prefkit.annotate.contract import SCHEMAS
+from prefkit.annotate.importers import fastids
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fastids import import_judgement_id, prompt_id, response_id
+from prefkit.annotate.importers.fields import Record
 
 TABLE_ORDER = ("prompts", "responses", "judgements")
 # Columns an import fills; the rest of each schema is constant for imported rows (see `table`).

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from annotate.contract import ID_COLUMN, utcnow
-from annotate.importers import hh, pairs, prompts, ratings, unpaired, votes
-from annotate.importers.detect import DETECT_RECORDS, SHAPES, decide, describe_expected, misfit
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.readers import DEEP_FIX, MAX_RECORD_BYTES, open_source
-from annotate.importers.rows import TABLE_ORDER, Rows, Seen
-from annotate.store import Store
-from annotate.validate import ContractError
+from prefkit.annotate.contract import ID_COLUMN, utcnow
+from prefkit.annotate.importers import hh, pairs, prompts, ratings, unpaired, votes
+from prefkit.annotate.importers.detect import DETECT_RECORDS, SHAPES, decide, describe_expected, misfit
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.readers import DEEP_FIX, MAX_RECORD_BYTES, open_source
+from prefkit.annotate.importers.rows import TABLE_ORDER, Rows, Seen
+from prefkit.annotate.store import Store
+from prefkit.annotate.validate import ContractError
 
 CHUNK_RECORDS = 10_000  # records converted before their rows are validated and written as parts
 CHUNK_TEXT_BYTES = 32 << 20  # …or fewer, when the texts are long: this bounds memory on big files

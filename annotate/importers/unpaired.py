@@ -6,10 +6,10 @@ label, [0] for a bad one.
 
 from __future__ import annotations
 
-from annotate.importers import fields
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 GOOD = {"true", "1", "yes", "up", "good", "thumbs_up", "positive", "+1"}
 BAD = {"false", "0", "no", "down", "bad", "thumbs_down", "negative", "-1"}

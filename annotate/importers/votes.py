@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from annotate.importers import fields
-from annotate.importers.errors import ImportFailed
-from annotate.importers.fields import Record
-from annotate.importers.rows import Rows
+from prefkit.annotate.importers import fields
+from prefkit.annotate.importers.errors import ImportFailed
+from prefkit.annotate.importers.fields import Record
+from prefkit.annotate.importers.rows import Rows
 
 VOTER = re.compile(r"^annotator_?\d+$")
 SCORES = {0: [0.5, 0.5], 1: [1.0, 0.0], 2: [0.0, 1.0]}

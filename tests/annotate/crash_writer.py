@@ -3,7 +3,8 @@ has returned (the acknowledgement). The test kills it with SIGKILL at random mom
 
 import sys
 
-from annotate.store import Store
+from prefkit.annotate.store import Store
+
 from tests.support.factories import pairwise, prompt, response
 
 store = Store(sys.argv[1])

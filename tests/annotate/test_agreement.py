@@ -1,4 +1,4 @@
-"""annotate.agreement against independent implementations: scikit-learn's Cohen's κ, statsmodels'
+"""prefkit.annotate.agreement against independent implementations: scikit-learn's Cohen's κ, statsmodels'
 Fleiss' κ, the `krippendorff` package's α, and plain re-computations from each statistic's definition,
 on seeded random units (2–6 raters, missing ratings, 2–4 labels) and on the edge cases where a
 statistic is undefined, and the curation report's α, which aggregates in SQL. Tolerance 1e-9 throughout; an undefined statistic (None here) must be one the
@@ -16,11 +16,10 @@ import krippendorff
 import numpy as np
 import pyarrow as pa
 import pytest
+from prefkit.annotate import agreement
+from prefkit.curate import report
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
-
-from annotate import agreement
-from curate import report
 
 TOL = 1e-9
 TRIALS = 400

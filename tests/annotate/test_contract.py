@@ -2,10 +2,10 @@ import uuid
 
 import pyarrow as pa
 import pytest
+from prefkit.annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES, Judgement
+from prefkit.annotate.ids import import_judgement_id, new_judgement_id, prompt_id, request_id, response_id
+from prefkit.annotate.validate import ContractError, to_table
 
-from annotate.contract import JUDGEMENTS, PROMPTS, RESPONSES, Judgement
-from annotate.ids import import_judgement_id, new_judgement_id, prompt_id, request_id, response_id
-from annotate.validate import ContractError, to_table
 from tests.support.factories import pairwise, prompt, response
 
 

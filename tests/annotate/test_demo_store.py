@@ -5,9 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
+from prefkit.annotate import demo_store
+from prefkit.annotate.store import TABLES, Store
 
-from annotate import demo_store
-from annotate.store import TABLES, Store
 from prefkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def demo():
 
 def test_committed_store_is_what_the_source_builds(demo, tmp_path):
     """Rebuilding from data/demo-source gives the same rows as the committed data/demo (run
-    `python -m annotate.demo_store` after editing the source)."""
+    `python -m prefkit.annotate.demo_store` after editing the source)."""
     rebuilt = Store(tmp_path / "rebuilt")
     demo_store.build(rebuilt.root)
     for table in TABLES:

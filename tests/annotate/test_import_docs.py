@@ -5,9 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
-
-from annotate.importers import import_files
-from annotate.store import Store
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "importing.md"
 

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from prefkit.annotate.importers import ImportFailed, import_files, run
+from prefkit.annotate.store import Store
 
-from annotate.importers import ImportFailed, import_files, run
-from annotate.store import Store
 from prefkit.cli import main
 
 GOOD = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
@@ -383,8 +383,8 @@ def test_the_cli_takes_the_record_limit_and_the_rating_scale(store, tmp_path, ca
 
 CHILD = """
 import resource, sys
-from annotate.importers import ImportFailed, import_files
-from annotate.store import Store
+from prefkit.annotate.importers import ImportFailed, import_files
+from prefkit.annotate.store import Store
 try:
     import_files(Store(sys.argv[2]), [sys.argv[1]], max_record_bytes=1 << 20)
 except ImportFailed as exc:

@@ -2,8 +2,8 @@
 
 import random
 
-from annotate import ids
-from annotate.importers import fastids
+from prefkit.annotate import ids
+from prefkit.annotate.importers import fastids
 
 AWKWARD = [
     "plain",

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import resource, sys
-from annotate.importers import import_files, run
-from annotate.store import Store
+from prefkit.annotate.importers import import_files, run
+from prefkit.annotate.store import Store
 run.CHUNK_TEXT_BYTES = 1 << 20  # small chunks, so the chunk itself is a small, fixed cost
 result = import_files(Store(sys.argv[2]), [sys.argv[1]])
 print(result.added["judgements"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

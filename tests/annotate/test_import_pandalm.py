@@ -4,9 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from annotate.importers import import_files
-from annotate.store import Store
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 PANDALM = ROOT.parent / "shared/data/pandalm/testset-v1.json"

@@ -6,10 +6,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from annotate.ids import prompt_id, response_id
-from annotate.importers import ImportFailed, import_files
-from annotate.store import Store
+from prefkit.annotate.ids import prompt_id, response_id
+from prefkit.annotate.importers import ImportFailed, import_files
+from prefkit.annotate.store import Store
 
 
 def write_jsonl(path, records):
@@ -337,8 +336,8 @@ def test_ranked_responses_make_one_ranking_judgement(tmp_path):
     """The demo source's own shape: messages + responses with a rank each (1 = best)."""
     import json as _json
 
-    from annotate.importers import import_files
-    from annotate.store import Store
+    from prefkit.annotate.importers import import_files
+    from prefkit.annotate.store import Store
 
     src = tmp_path / "ranked.jsonl"
     src.write_text(

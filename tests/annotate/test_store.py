@@ -2,9 +2,9 @@ import os
 
 import pyarrow.parquet as pq
 import pytest
+from prefkit.annotate.store import Store, StoreError
+from prefkit.annotate.validate import ContractError
 
-from annotate.store import Store, StoreError
-from annotate.validate import ContractError
 from tests.support.factories import pairwise, prompt, response
 
 

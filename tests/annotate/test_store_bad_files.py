@@ -13,9 +13,9 @@ import stat
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store, StoreError
 
-from annotate.importers import import_files
-from annotate.store import Store, StoreError
 from prefkit.cli import main
 from tests.support.factories import pairwise, prompt, response
 

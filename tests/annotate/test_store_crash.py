@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from annotate.store import Store
+from prefkit.annotate.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

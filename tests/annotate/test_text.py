@@ -1,10 +1,9 @@
-"""`annotate.text.printable`: what reaches a terminal holds no escape sequence or control character."""
+"""`prefkit.annotate.text.printable`: what reaches a terminal holds no escape sequence or control character."""
 
 import unicodedata
 
 import pytest
-
-from annotate.text import printable
+from prefkit.annotate.text import printable
 
 HOSTILE = [
     ("clear\x1b[2J\x1b[Hscreen", "clearscreen"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from annotate.contract import Judgement, Prompt, Response
-from annotate.store import Store
-from curate.recipe import parse_recipe
+from prefkit.annotate.contract import Judgement, Prompt, Response
+from prefkit.annotate.store import Store
+from prefkit.curate.recipe import parse_recipe
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 _counter = iter(range(10**9))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+from prefkit.curate.pipeline import curate
 
-from curate.pipeline import curate
 from tests.curate.helpers import judge, make_store, prompt, recipe, response, vote
 
 P = prompt("Suggest a name for a cat.")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from prefkit.curate import bradley_terry
+from prefkit.curate.pipeline import curate
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from curate import bradley_terry
-from curate.pipeline import curate
 from tests.curate.helpers import make_store, prompt, recipe, response, vote
 
 

@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from prefkit.curate.minhash import components, exact_groups, near_duplicate_groups
+from prefkit.curate.pipeline import curate
+from prefkit.curate.recipe import NearDuplicates
+from prefkit.curate.synthetic import pair_scores, planted_prompts
 
-from curate.minhash import components, exact_groups, near_duplicate_groups
-from curate.pipeline import curate
-from curate.recipe import NearDuplicates
-from curate.synthetic import pair_scores, planted_prompts
 from tests.curate.helpers import make_store, prompt, recipe, response, vote
 
 

@@ -6,9 +6,9 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from prefkit.curate.decontaminate import EvalSetError
+from prefkit.curate.pipeline import curate
 
-from curate.decontaminate import EvalSetError
-from curate.pipeline import curate
 from tests.curate.helpers import make_store, prompt, recipe, response, vote
 
 

@@ -29,12 +29,11 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from prefkit.curate.minhash import lsh_groups, near_duplicate_groups, shingles, signatures
+from prefkit.curate.recipe import NearDuplicates
+from prefkit.curate.text import normalise
 from scipy.sparse.csgraph import connected_components
 from scipy.stats import binom
-
-from curate.minhash import lsh_groups, near_duplicate_groups, shingles, signatures
-from curate.recipe import NearDuplicates
-from curate.text import normalise
 
 CFG = NearDuplicates()  # the default recipe's: word 2-grams, 128 permutations, 32 bands of 4, threshold 0.7
 ABOVE, BELOW = 0.15, 0.25

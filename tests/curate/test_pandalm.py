@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store
+from prefkit.curate.pipeline import curate
 
-from annotate.importers import import_files
-from annotate.store import Store
-from curate.pipeline import curate
 from prefkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from prefkit.curate.pipeline import CurateError, curate
+from prefkit.curate.recipe import RecipeError, load_recipe
 
-from curate.pipeline import CurateError, curate
-from curate.recipe import RecipeError, load_recipe
 from prefkit.cli import main
 from tests.curate.helpers import make_store, prompt, recipe, response, vote
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+from prefkit.curate.pipeline import curate
 
-from curate.pipeline import curate
 from tests.curate.helpers import judge, make_store, prompt, recipe, response, vote
 
 P = prompt("Which is the capital of France?")

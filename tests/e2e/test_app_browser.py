@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefkit.annotate.app.items import split_steps
+from prefkit.annotate.app.project import MIN_ROUNDS, hash_password
+from prefkit.annotate.contract import Prompt, Response
+from prefkit.annotate.store import Store
 
-from annotate.app.items import split_steps
-from annotate.app.project import MIN_ROUNDS, hash_password
-from annotate.contract import Prompt, Response
-from annotate.store import Store
 from tests.support.browser import chromium, current_item, log_in, press_until, serve_app, until, wait_next_item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from datasets import load_from_disk
-
-from annotate.store import Store
+from prefkit.annotate.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

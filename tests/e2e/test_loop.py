@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from datasets import load_from_disk
+from prefkit.annotate.app.project import MIN_ROUNDS, hash_password
+from prefkit.annotate.ids import prompt_id, response_id
+from prefkit.annotate.store import Store
 
-from annotate.app.project import MIN_ROUNDS, hash_password
-from annotate.ids import prompt_id, response_id
-from annotate.store import Store
 from prefkit.cli import main
 from tests.support import scripted_model
 from tests.support.browser import chromium, current_item, log_in, press_until, serve_app

@@ -1,6 +1,6 @@
 import pytest
+from prefkit.export import export_curated
 
-from export import export_curated
 from tests.export.curated import write_curation
 
 

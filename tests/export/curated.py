@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from annotate.ids import prompt_id, response_id
-from curate.tables import PAIRS, SFT, STEPS, UNPAIRED, curated_dir
+from prefkit.annotate.ids import prompt_id, response_id
+from prefkit.curate.tables import PAIRS, SFT, STEPS, UNPAIRED, curated_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PANDALM = ROOT.parent / "shared/data/pandalm/testset-v1.json"

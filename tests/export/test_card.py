@@ -5,9 +5,9 @@ from html.parser import HTMLParser
 import pytest
 from datasets import load_from_disk
 from markdown_it import MarkdownIt
+from prefkit.export import ExportError, export_curated
+from prefkit.export.card import parse, size_category
 
-from export import ExportError, export_curated
-from export.card import parse, size_category
 from tests.export.curated import REPORT, write_curation
 
 

@@ -10,8 +10,8 @@ import shlex
 from pathlib import Path
 
 import pytest
+from prefkit.export.cli import DOC
 
-from export.cli import DOC
 from prefkit.cli import main
 from tests.export.curated import write_curation
 

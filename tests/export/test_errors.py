@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import load_from_disk
+from prefkit.export import ExportError, export_curated
 
-from export import ExportError, export_curated
 from tests.export.curated import write_curation
 
 
@@ -29,7 +29,7 @@ def test_named_format_without_its_table_is_an_error_but_all_skips_it(tmp_path):
 
 def test_empty_table(tmp_path):
     folder = write_curation(tmp_path / "store", limit=10, tables=("pairs", "sft"))
-    from curate.tables import SFT
+    from prefkit.curate.tables import SFT
 
     pq.write_table(SFT.empty_table(), folder / "sft.parquet")
     with pytest.raises(ExportError, match=r"sft\.parquet: no rows"):

@@ -1,10 +1,10 @@
 """What `--push-to-hub` would send (files and card), checked offline: the plan is exactly what the push executes."""
 
 import pytest
+from prefkit.export import ExportError, export_curated
+from prefkit.export.card import parse
+from prefkit.export.hub import plan_push, push_to_hub
 
-from export import ExportError, export_curated
-from export.card import parse
-from export.hub import plan_push, push_to_hub
 from tests.export.curated import write_curation
 
 
@@ -66,8 +66,7 @@ def test_the_push_calls_fit_the_installed_libraries(exported):
 
     from datasets import DatasetDict, load_from_disk
     from huggingface_hub import HfApi
-
-    from export.hub import card_upload_kwargs, push_kwargs
+    from prefkit.export.hub import card_upload_kwargs, push_kwargs
 
     root, _ = exported
     plan = plan_push(root / "out", "alice/p")

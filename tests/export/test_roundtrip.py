@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from datasets import Features, List, Value, load_dataset, load_from_disk
+from prefkit.export import export_curated
 
-from export import export_curated
 from tests.export.curated import rows, write_curation
 
 MESSAGES = List({"role": Value("string"), "content": Value("string")})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from annotate.contract import Judgement, Prompt, Response
-from annotate.ids import new_judgement_id
+from prefkit.annotate.contract import Judgement, Prompt, Response
+from prefkit.annotate.ids import new_judgement_id
 
 
 def prompt(text: str = "What is 2+2?", source: str = "test") -> Prompt:

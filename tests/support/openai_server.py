@@ -37,7 +37,7 @@ Capabilities: `logprobs=` and `response_format=` are True (supported), False (HT
 parameter, as vLLM and OpenAI do for unsupported options) or "ignore" (accepted, silently ignored, as
 some llama.cpp/Ollama builds do).
 
-Every request is logged with the hash of its canonical JSON body (`annotate.ids.request_id`), its outcome
+Every request is logged with the hash of its canonical JSON body (`prefkit.annotate.ids.request_id`), its outcome
 and the bearer token it carried; `repeats_of_ok` counts requests identical to one already answered "ok",
 and `counts(since=mark())` gives the requests per body from a point in the log on (e.g. a second run).
 """
@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from annotate.ids import request_id
+from prefkit.annotate.ids import request_id
 
 FAULT_KINDS = ("500", "429", "timeout", "malformed", "empty", "length")
 

@@ -5,11 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-
-from tests.support.tiny_model import make_tokenizer, vocabulary_from
-from tests.train.synth import BAD, GOOD, TOPIC, pairs, save_dataset, unpaired
-from train.batching import collate, example_tokens, plan_micro_batches
-from train.data import (
+from prefkit.train.batching import collate, example_tokens, plan_micro_batches
+from prefkit.train.data import (
     DataError,
     Example,
     Tokenise,
@@ -19,6 +16,9 @@ from train.data import (
     load_splits,
     unpair,
 )
+
+from tests.support.tiny_model import make_tokenizer, vocabulary_from
+from tests.train.synth import BAD, GOOD, TOPIC, pairs, save_dataset, unpaired
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from prefkit.train import losses as L
+from prefkit.train.batching import collate, packing_supported
+from prefkit.train.data import Example
+from prefkit.train.forward import ChunkedTokenLogps, SequenceLogps, run
+from prefkit.train.refcache import cached, compute, data_fingerprint, model_fingerprint
 
 from tests.support.tiny_model import make_model, make_tokenizer
 from tests.train.synth import BAD, GOOD, TOPIC
-from train import losses as L
-from train.batching import collate, packing_supported
-from train.data import Example
-from train.forward import ChunkedTokenLogps, SequenceLogps, run
-from train.refcache import cached, compute, data_fingerprint, model_fingerprint
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-
-from train import losses as L
+from prefkit.train import losses as L
 
 PC, PR = torch.tensor([-10.0, -20.0]), torch.tensor([-12.0, -18.0])
 RC, RR = torch.tensor([-11.0, -19.0]), torch.tensor([-11.5, -19.5])
@@ -101,7 +100,7 @@ def test_every_loss_documents_its_formula_and_paper():
 
 
 def test_method_names_match_the_loss_table():
-    from train.methods import METHODS
+    from prefkit.train.methods import METHODS
 
     assert tuple(L.LOSSES) == METHODS
 
@@ -110,7 +109,7 @@ def test_cli_module_imports_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, train.cli, prefkit.score; print('torch' in sys.modules)"
+    code = "import sys, prefkit.train.cli, prefkit.score; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -267,15 +266,16 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
     # other prompts), a step's examples in the trainer's order, a real tiny policy and reference, the
     # reference pass of the cache, the KL rows' pass and the completions' micro-batches. TRL gets the
     # same step as one micro-batch, with the same KL rows.
+    from prefkit.train.batching import collate
+    from prefkit.train.config import TrainConfig
+    from prefkit.train.data import Tokenise, build_examples
+    from prefkit.train.forward import SequenceLogps, run
+    from prefkit.train.refcache import compute
+    from prefkit.train.tiny import make_model, make_tokenizer
+    from prefkit.train.trainer import _step_indices, kto_kl_rows, micro_outputs
+
     from tests.train import trl_reference as R
     from tests.train.synth import BAD, GOOD, TOPIC, pairs
-    from train.batching import collate
-    from train.config import TrainConfig
-    from train.data import Tokenise, build_examples
-    from train.forward import SequenceLogps, run
-    from train.refcache import compute
-    from train.tiny import make_model, make_tokenizer
-    from train.trainer import _step_indices, kto_kl_rows, micro_outputs
 
     tok = make_tokenizer(GOOD + BAD + TOPIC)
     policy = SequenceLogps(make_model(len(tok), seed=0))

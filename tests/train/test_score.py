@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from prefkit.annotate.contract import Prompt, Response
+from prefkit.annotate.store import Store
 
-from annotate.contract import Prompt, Response
-from annotate.store import Store
 from prefkit.cli import main
 from tests.train.synth import pairs, save_dataset, tiny_model
 

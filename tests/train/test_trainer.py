@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from prefkit.train.config import TrainConfig
+from prefkit.train.trainer import read_metrics, train
 
 from tests.train.synth import pairs, save_dataset, tiny_model, unpaired
-from train.config import TrainConfig
-from train.trainer import read_metrics, train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,8 +250,8 @@ def test_killed_and_resumed_equals_uninterrupted(world):
     c = cfg(world, "killed", max_steps=6, lr=1e-3, save_steps=2)
     script = (
         "import os, signal, sys\n"
-        "from train.config import TrainConfig\n"
-        "from train.trainer import train\n"
+        "from prefkit.train.config import TrainConfig\n"
+        "from prefkit.train.trainer import train\n"
         f"cfg = TrainConfig(**{c.to_dict()!r})\n"
         "train(cfg, on_step=lambda step, row: step == 3 and os.kill(os.getpid(), signal.SIGKILL))\n"
     )
@@ -454,11 +454,10 @@ def test_conversational_data_trains_through_the_chat_template(world, tmp_path):
 
 
 def test_reference_log_probs_come_from_the_model_in_eval_mode(world, tmp_path):
+    from prefkit.train.forward import SequenceLogps
+    from prefkit.train.refcache import compute
+    from prefkit.train.trainer import prepare_data
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from train.forward import SequenceLogps
-    from train.refcache import compute
-    from train.trainer import prepare_data
 
     model_dir = tiny_model(tmp_path / "dropout_model")
     config = json.loads((model_dir / "config.json").read_text())

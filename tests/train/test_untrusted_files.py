@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from prefkit.train.config import TrainConfig
+from prefkit.train.refcache import cached
+from prefkit.train.safeload import UnsafeFileError
+from prefkit.train.trainer import TrainError, _load_checkpoint, _save_checkpoint, train
 
 from tests.train.synth import pairs, save_dataset, tiny_model
-from train.config import TrainConfig
-from train.refcache import cached
-from train.safeload import UnsafeFileError
-from train.trainer import TrainError, _load_checkpoint, _save_checkpoint, train
 
 torch.set_num_threads(1)
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
-
-from annotate.app import submit
-from annotate.app.board import Board
-from annotate.app.content import inert_images
-from annotate.app.items import split_steps, word_diff
-from annotate.app.submit import STEP_LABELS, Shown, SubmitError
-from annotate.app.ui import board as get_board
-from annotate.app.ui import current_user
-from annotate.store import StoreError
-from annotate.validate import ContractError
+from prefkit.annotate.app import submit
+from prefkit.annotate.app.board import Board
+from prefkit.annotate.app.content import inert_images
+from prefkit.annotate.app.items import split_steps, word_diff
+from prefkit.annotate.app.submit import STEP_LABELS, Shown, SubmitError
+from prefkit.annotate.app.ui import board as get_board
+from prefkit.annotate.app.ui import current_user
+from prefkit.annotate.store import StoreError
+from prefkit.annotate.validate import ContractError
 
 LETTERS = "ABCDEFGH"
 SKIP_REASONS = ["unclear prompt", "cannot judge (expertise)", "broken or empty response", "offensive content", "other"]

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-
-from annotate.app import metrics
-from annotate.app.ui import board as get_board
-from annotate.app.ui import current_user, reload_board, store_path
-from annotate.store import Store
+from prefkit.annotate.app import metrics
+from prefkit.annotate.app.ui import board as get_board
+from prefkit.annotate.app.ui import current_user, reload_board, store_path
+from prefkit.annotate.store import Store
 
 
 @st.cache_data(ttl=30, show_spinner="Reading judgements…")

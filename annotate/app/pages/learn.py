@@ -8,9 +8,8 @@ import os
 import numpy as np
 import pandas as pd
 import streamlit as st
-
-from annotate.app.learn import RunPathError, dpo, metrics_path, read_metrics
-from annotate.app.ui import current_user, runs_root
+from prefkit.annotate.app.learn import RunPathError, dpo, metrics_path, read_metrics
+from prefkit.annotate.app.ui import current_user, runs_root
 
 RUN_SERIES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
 

@@ -4,14 +4,13 @@ verdict is stored as an `adjudicator` judgement naming the votes it settles."""
 from __future__ import annotations
 
 import streamlit as st
-
-from annotate.app import metrics, submit
-from annotate.app.content import inert_images
-from annotate.app.items import parse_key
-from annotate.app.pages.dashboard import _pairwise
-from annotate.app.ui import board as get_board
-from annotate.app.ui import current_user, store_path
-from annotate.validate import ContractError
+from prefkit.annotate.app import metrics, submit
+from prefkit.annotate.app.content import inert_images
+from prefkit.annotate.app.items import parse_key
+from prefkit.annotate.app.pages.dashboard import _pairwise
+from prefkit.annotate.app.ui import board as get_board
+from prefkit.annotate.app.ui import current_user, store_path
+from prefkit.annotate.validate import ContractError
 
 VERDICTS = {"first": "A is better", "second": "B is better", "tie": "Tie"}
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from prefkit.annotate.store import Store
 
-from annotate.store import Store
 from tests.support.factories import prompt, response
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from prefkit.annotate.store import Store
 
-from annotate.store import Store
 from tests.annotate.ai.conftest import fill
 from tests.support.openai_server import OpenAIServer
 
@@ -21,7 +21,7 @@ def _run(args, logs: Path, name: str, env_name: str = "OPENAI_API_KEY"):
     env[env_name] = SECRET
     with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
         return subprocess.run(
-            [sys.executable, "-m", "annotate.ai.cli", *args], env=env, stdout=out, stderr=err, timeout=120
+            [sys.executable, "-m", "prefkit.annotate.ai.cli", *args], env=env, stdout=out, stderr=err, timeout=120
         ).returncode
 
 

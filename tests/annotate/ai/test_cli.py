@@ -3,8 +3,8 @@
 import json
 
 import pytest
+from prefkit.annotate.ai.cli import main
 
-from annotate.ai.cli import main
 from tests.support.openai_server import OpenAIServer, Reply
 
 

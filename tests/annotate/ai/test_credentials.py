@@ -8,9 +8,9 @@ import base64
 import json
 
 import pyarrow.parquet as pq
+from prefkit.annotate.ai.cli import main
+from prefkit.annotate.ai.transport import redact_url
 
-from annotate.ai.cli import main
-from annotate.ai.transport import redact_url
 from tests.support.openai_server import OpenAIServer, Reply
 
 PASSWORD = "s3cr3t-pw"

@@ -5,9 +5,10 @@ row with its reason; no row has a silent empty verdict."""
 import json
 from collections import Counter
 
-from annotate.ai.engine import EngineConfig
-from annotate.ai.judge import JudgeOptions, judge
-from annotate.store import Store
+from prefkit.annotate.ai.engine import EngineConfig
+from prefkit.annotate.ai.judge import JudgeOptions, judge
+from prefkit.annotate.store import Store
+
 from tests.annotate.ai.conftest import fill
 from tests.support.openai_server import FAULT_KINDS, OpenAIServer, Reply
 

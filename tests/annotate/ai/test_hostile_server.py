@@ -16,9 +16,9 @@ import zlib
 
 import openai
 import pytest
+from prefkit.annotate.ai.engine import Engine, EngineConfig
+from prefkit.annotate.ai.transport import AnswerRefused
 
-from annotate.ai.engine import Engine, EngineConfig
-from annotate.ai.transport import AnswerRefused
 from tests.annotate.ai.conftest import fill
 from tests.annotate.ai.test_transport import RawServer, completion
 
@@ -291,8 +291,8 @@ def test_a_judge_job_records_hostile_answers_as_error_rows_and_writes_the_rest(
 ):
     """One prompt per kind of answer, two requests each (both orders). The job finishes; the good prompt
     gets its verdicts and every other request an error row that says why."""
-    from annotate.ai.judge import JudgeOptions, judge
-    from annotate.store import Store
+    from prefkit.annotate.ai.judge import JudgeOptions, judge
+    from prefkit.annotate.store import Store
 
     names = sorted(KINDS)
     store = fill(Store(tmp_path / "s"), prompts=len(names), responses=2)
@@ -345,7 +345,7 @@ def test_a_judge_job_records_hostile_answers_as_error_rows_and_writes_the_rest(
 
 
 def test_the_cap_is_a_flag_and_a_silly_value_is_one_line(store, capsys):
-    from annotate.ai.cli import main
+    from prefkit.annotate.ai.cli import main
 
     argv = ["judge", "--store", str(store.root), "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
     assert main([*argv, "--max-answer-mib", "0", "--mode", "text", "--no-progress"]) == 1
@@ -362,8 +362,9 @@ def test_a_servers_error_body_reaches_rows_logs_and_the_terminal_short_and_witho
     """The error body is the server's to fill: what prefkit keeps and prints of it is one line of at
     most ERROR_CHARS (+ "…") with no escape sequence or control character (old code: 100 kB of it,
     escapes and all, in every row and on the terminal)."""
-    from annotate.ai.cli import main
-    from annotate.ai.engine import ERROR_CHARS
+    from prefkit.annotate.ai.cli import main
+    from prefkit.annotate.ai.engine import ERROR_CHARS
+
     from tests.support.openai_server import OpenAIServer, Reply
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-error-body")

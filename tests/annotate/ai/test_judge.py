@@ -4,11 +4,11 @@ scores, Bradley–Terry rankings, shards, dry runs, budgets, generation and idem
 import json
 
 import pytest
+from prefkit.annotate.ai.engine import EngineConfig
+from prefkit.annotate.ai.generate import GenerateOptions, generate
+from prefkit.annotate.ai.jobs import Sampling
+from prefkit.annotate.ai.judge import JudgeOptions, judge
 
-from annotate.ai.engine import EngineConfig
-from annotate.ai.generate import GenerateOptions, generate
-from annotate.ai.jobs import Sampling
-from annotate.ai.judge import JudgeOptions, judge
 from tests.support.openai_server import OpenAIServer, Reply
 
 

@@ -14,17 +14,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from prefkit.annotate.agreement import ONE_LABEL, cohen_kappa
+from prefkit.annotate.ai.cli import main as ai_main
+from prefkit.annotate.ai.engine import EngineConfig
+from prefkit.annotate.ai.evaluate import evaluate
+from prefkit.annotate.ai.judge import JudgeOptions, judge
+from prefkit.annotate.ai.templates import load, render_conversation
+from prefkit.annotate.ids import content_hash
+from prefkit.annotate.importers import import_files
+from prefkit.annotate.store import Store
 from sklearn.metrics import cohen_kappa_score
 
-from annotate.agreement import ONE_LABEL, cohen_kappa
-from annotate.ai.cli import main as ai_main
-from annotate.ai.engine import EngineConfig
-from annotate.ai.evaluate import evaluate
-from annotate.ai.judge import JudgeOptions, judge
-from annotate.ai.templates import load, render_conversation
-from annotate.ids import content_hash
-from annotate.importers import import_files
-from annotate.store import Store
 from tests.support.factories import pairwise, prompt, response
 from tests.support.openai_server import OpenAIServer, Reply
 

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
+from prefkit.annotate.store import Store
 
-from annotate.store import Store
 from tests.annotate.ai.conftest import fill
 from tests.support.openai_server import OpenAIServer, Reply
 
@@ -31,7 +31,7 @@ def _judge(store_path, base_url):
     cmd = [
         sys.executable,
         "-m",
-        "annotate.ai.cli",
+        "prefkit.annotate.ai.cli",
         "judge",
         "--store",
         str(store_path),

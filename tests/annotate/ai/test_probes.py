@@ -2,9 +2,9 @@
 cut off at max_tokens, refused, failing at the transport, or not coming at all."""
 
 import pytest
+from prefkit.annotate.ai.engine import AIError, EngineConfig
+from prefkit.annotate.ai.judge import JudgeOptions, judge
 
-from annotate.ai.engine import AIError, EngineConfig
-from annotate.ai.judge import JudgeOptions, judge
 from tests.support.openai_server import OpenAIServer, Reply
 
 

@@ -4,10 +4,9 @@ strength 1), over random tournaments, cycles, a response that always wins, and t
 
 import numpy as np
 import pytest
+from prefkit.annotate.ai.ranking import bradley_terry
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
-
-from annotate.ai.ranking import bradley_terry
 
 TOL = 1e-6  # on strengths normalised to sum 1, and on log-strength differences
 

@@ -6,14 +6,14 @@ critique), sends nothing that had been answered, and leaves the store as one cle
 import re
 
 import pytest
+from prefkit.annotate.ai.engine import EngineConfig
+from prefkit.annotate.ai.generate import GenerateOptions, generate
+from prefkit.annotate.ai.jobs import Sampling
+from prefkit.annotate.ai.judge import JudgeOptions, judge
+from prefkit.annotate.ai.revise import ReviseOptions, clair, critique
+from prefkit.annotate.ids import request_id
+from prefkit.annotate.store import Store
 
-from annotate.ai.engine import EngineConfig
-from annotate.ai.generate import GenerateOptions, generate
-from annotate.ai.jobs import Sampling
-from annotate.ai.judge import JudgeOptions, judge
-from annotate.ai.revise import ReviseOptions, clair, critique
-from annotate.ids import request_id
-from annotate.store import Store
 from tests.annotate.ai.conftest import fill
 from tests.support.openai_server import OpenAIServer, Reply
 

@@ -2,8 +2,9 @@
 
 import json
 
-from annotate.ai.engine import EngineConfig
-from annotate.ai.revise import ReviseOptions, clair, critique
+from prefkit.annotate.ai.engine import EngineConfig
+from prefkit.annotate.ai.revise import ReviseOptions, clair, critique
+
 from tests.support.openai_server import OpenAIServer, Reply
 
 
@@ -94,7 +95,7 @@ def test_clair_verify_keeps_only_revisions_the_judge_prefers(store):
 
 
 def _sampling():
-    from annotate.ai.jobs import Sampling
+    from prefkit.annotate.ai.jobs import Sampling
 
     return Sampling(temperature=0.0, max_tokens=64)
 

@@ -11,8 +11,7 @@ import threading
 
 import openai
 import pytest
-
-from annotate.ai.transport import LeanTransport, lean_transport_applies
+from prefkit.annotate.ai.transport import LeanTransport, lean_transport_applies
 
 COMPLETION = {
     "id": "c1",
@@ -259,10 +258,11 @@ def test_the_stock_transport_is_kept_where_a_proxy_applies(monkeypatch):
 def test_a_judge_job_runs_on_either_transport(tmp_path, monkeypatch, proxied):
     """The engine picks the lean transport (one client) or, where a proxy applies, the stock one (clients
     of 16 connections); both complete the same job against the loopback server."""
-    import annotate.ai.engine as engine_module
-    from annotate.ai.engine import Engine, EngineConfig
-    from annotate.ai.judge import JudgeOptions, judge
-    from annotate.store import Store
+    import prefkit.annotate.ai.engine as engine_module
+    from prefkit.annotate.ai.engine import Engine, EngineConfig
+    from prefkit.annotate.ai.judge import JudgeOptions, judge
+    from prefkit.annotate.store import Store
+
     from tests.annotate.ai.conftest import fill
     from tests.support.openai_server import OpenAIServer
 

@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 import pytest
+from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.edits import check_revision, edit_metrics, levenshtein
+from prefkit.annotate.ai.engine import AIError, Engine, EngineConfig, Limiter, retry_after_seconds
+from prefkit.annotate.ai.jobs import in_shard, parse_shard
+from prefkit.annotate.ai.ranking import bradley_terry
 
-from annotate.ai import verdicts
-from annotate.ai.edits import check_revision, edit_metrics, levenshtein
-from annotate.ai.engine import AIError, Engine, EngineConfig, Limiter, retry_after_seconds
-from annotate.ai.jobs import in_shard, parse_shard
-from annotate.ai.ranking import bradley_terry
 from tests.support.openai_server import OpenAIServer
 
 

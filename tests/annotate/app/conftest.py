@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 
 import pytest
-
-from annotate.app.project import MIN_ROUNDS, Project, Task, User, hash_password
-from annotate.contract import Prompt, Response
-from annotate.store import Store
+from prefkit.annotate.app.project import MIN_ROUNDS, Project, Task, User, hash_password
+from prefkit.annotate.contract import Prompt, Response
+from prefkit.annotate.store import Store
 
 PASSWORDS = {"alice": "wonderland", "bob": "builder", "rita": "reviewer!", "lee": "the lead"}
 
@@ -55,7 +54,7 @@ def store(tmp_path):
 def fresh_login_guard():
     """The login back-off is one per process (st.cache_resource): start every test without the
     failures of the tests before it."""
-    from annotate.app import ui
+    from prefkit.annotate.app import ui
 
     ui._login_guard.clear()
     yield

@@ -7,11 +7,11 @@ import stat
 from collections import Counter
 
 import pytest
+from prefkit.annotate.app import submit
+from prefkit.annotate.app.board import Board
+from prefkit.annotate.app.items import judgement_item_key
+from prefkit.annotate.store import Store
 
-from annotate.app import submit
-from annotate.app.board import Board
-from annotate.app.items import judgement_item_key
-from annotate.store import Store
 from tests.annotate.app.conftest import make_project, make_store
 from tests.annotate.app.workers import run_process
 

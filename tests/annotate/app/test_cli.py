@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefkit.annotate.app import cli
+from prefkit.annotate.app.project import Project, verify_password
 from streamlit.testing.v1 import AppTest
 
-from annotate.app import cli
-from annotate.app.project import Project, verify_password
 from prefkit.cli import main
 from tests.annotate.app.conftest import make_project, make_store, password_hash
 from tests.support.browser import stop_app

@@ -13,12 +13,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from prefkit.annotate import agreement
+from prefkit.annotate.app import metrics
+from prefkit.annotate.store import Store
 from sklearn.metrics import cohen_kappa_score
 from streamlit.testing.v1 import AppTest
 
-from annotate import agreement
-from annotate.app import metrics
-from annotate.store import Store
 from tests.annotate.app.conftest import make_store
 from tests.annotate.test_agreement import _fleiss_by_pairs, _percent_by_pairs
 from tests.support.factories import pairwise
@@ -248,7 +248,7 @@ def test_undefined_figures_say_why():
 
 
 def _dashboard():
-    from annotate.app.pages import dashboard
+    from prefkit.annotate.app.pages import dashboard
 
     dashboard.page()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefkit.annotate.app import learn
+from prefkit.annotate.store import Store
 from streamlit.testing.v1 import AppTest
 
-from annotate.app import learn
-from annotate.store import Store
 from tests.annotate.app.conftest import PASSWORDS, make_store, password_hash
 from tests.support.factories import pairwise
 
@@ -134,13 +134,13 @@ def _labelled_store(store):
 
 
 def _dashboard():
-    from annotate.app.pages import dashboard
+    from prefkit.annotate.app.pages import dashboard
 
     dashboard.page()
 
 
 def _review():
-    from annotate.app.pages import review
+    from prefkit.annotate.app.pages import review
 
     review.page()
 
@@ -170,13 +170,13 @@ def test_review_settles_a_disagreement_as_adjudicator(env):
 
 
 def _dpo():
-    from annotate.app.pages import learn
+    from prefkit.annotate.app.pages import learn
 
     learn.dpo_page()
 
 
 def _run():
-    from annotate.app.pages import learn
+    from prefkit.annotate.app.pages import learn
 
     learn.run_page()
 

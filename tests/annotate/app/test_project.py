@@ -8,8 +8,7 @@ import statistics
 import time
 
 import pytest
-
-from annotate.app.project import (
+from prefkit.annotate.app.project import (
     DEFAULT_ROUNDS,
     MIN_ROUNDS,
     ProjectError,
@@ -18,6 +17,7 @@ from annotate.app.project import (
     load_project,
     verify_password,
 )
+
 from tests.annotate.app.conftest import PASSWORDS, make_project, password_hash
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from prefkit.annotate.app import submit
+from prefkit.annotate.app.board import Board
+from prefkit.annotate.app.items import split_steps, word_diff
+from prefkit.annotate.app.submit import SubmitError
+from prefkit.annotate.contract import Judgement
+from prefkit.annotate.ids import new_judgement_id
+from prefkit.annotate.store import Store
 
-from annotate.app import submit
-from annotate.app.board import Board
-from annotate.app.items import split_steps, word_diff
-from annotate.app.submit import SubmitError
-from annotate.contract import Judgement
-from annotate.ids import new_judgement_id
-from annotate.store import Store
 from tests.annotate.app.conftest import make_project, make_store
 
 
@@ -76,7 +76,7 @@ def test_edit_is_a_human_edit_response_and_a_revision(tmp_path):
 
 def test_gold_items_are_mixed_in_and_scored(tmp_path):
     store = make_store(tmp_path / "s", n_prompts=30)
-    from annotate.contract import Prompt
+    from prefkit.annotate.contract import Prompt
 
     con = store.connect()
     pid, rid = con.execute("SELECT prompt_id, min(response_id) FROM responses GROUP BY 1 ORDER BY 1 LIMIT 1").fetchone()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from annotate.app.throttle import LoginGuard, Throttle
+from prefkit.annotate.app.throttle import LoginGuard, Throttle
 
 
 class Clock:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 
-from annotate.app import submit
-from annotate.app.board import Board
+from prefkit.annotate.app import submit
+from prefkit.annotate.app.board import Board
+
 from tests.annotate.app.conftest import make_project
 
 
