@@ -13,7 +13,7 @@ Policies, in the order they apply (each counted in the report):
    imported votes set AI votes aside.
 
 Aggregation (`method`): `majority` (the plurality of a/b/tie; no plurality is a tie), `mean` (sign of
-the mean score difference), `bradley_terry` (strengths fitted per prompt over all its comparisons, see `prefkit.curate.bradley_terry`).
+the mean score difference), `bradley_terry` (strengths fitted per prompt over all its comparisons, see `prefkit.annotate.bradley_terry`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pyarrow as pa
-from prefkit.curate import bradley_terry
+from prefkit.annotate import bradley_terry
 from prefkit.curate.recipe import Votes
 
 TIER = """CASE annotator_type WHEN 'adjudicator' THEN 3 WHEN 'ai' THEN {ai_tier} ELSE 2 END"""
@@ -191,7 +191,7 @@ def aggregate(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
 
 def _bradley_terry(con: duckdb.DuckDBPyConnection) -> dict:
     """Create `bt(prompt_id, aspect, response_id, strength)`: log-strengths fitted per (prompt, aspect) by
-    `prefkit.curate.bradley_terry.fit` (regularised by one virtual tie per response, iterated to a tolerance);
+    `prefkit.annotate.bradley_terry.fit` (regularised by one virtual tie per response, iterated to a tolerance);
     return how the fit went, for the report."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE bt_players AS

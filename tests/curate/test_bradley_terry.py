@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from prefkit.curate import bradley_terry
+from prefkit.annotate import bradley_terry
 from prefkit.curate.pipeline import curate
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
