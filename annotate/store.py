@@ -3,15 +3,15 @@
 Layout: `<store>/{prompts,responses,judgements}/<yyyy-mm-dd>/<part>.parquet`.
 
 Durability rules (DESIGN §3):
-- a part is written to a temporary name, fsynced, renamed, and its folder fsynced: a reader never
-  sees half a file, and once `append` returns the rows survive a crash;
+- a part is written to a temporary name, fsynced, renamed, and its folder fsynced (`prefkit.files`):
+  a reader never sees half a file, and once `append` returns the rows survive a crash;
 - temporary names carry the writer's pid, so opening a store removes only the leftovers of dead
-  writers, never a file another live process is still writing;
+  writers (`prefkit.files.clean_leftovers`), never a file another live process is still writing;
 - readers dedupe on the id column, so a crash between writing a compacted file and deleting the
   parts it replaced double-counts nothing, and re-running an import or an AI job is idempotent.
 
 Safety rules:
-- a store is private to its owner: folders are created 0700 and parts 0600 (`_write_private`), so
+- a store is private to its owner: folders are created 0700 and parts 0600 (`_write_part`), so
   the judgements, the AI cache and the app's files inside are not readable by other local users;
 - writes never follow a link out of the store (a table or day folder that is a symlink pointing
   elsewhere is refused), and temporaries are created with O_EXCL | O_NOFOLLOW;
@@ -43,12 +43,13 @@ import pyarrow.parquet as pq
 from prefkit.annotate.contract import ID_COLUMN, SCHEMAS
 from prefkit.annotate.validate import to_table
 
+from prefkit import files
+from prefkit.files import PRIVATE_DIR, PRIVATE_FILE
+
 TABLES = tuple(SCHEMAS)
 _REMOTE = re.compile(r"^(s3|s3a|gs|gcs|r2|hf|https?|az|abfss)://")
-_TMP = re.compile(r"\.(\d+)\.tmp$")
 DEFAULT_STORE = "prefkit-store"
 QUARANTINE = "quarantine"  # where `prefkit check --repair` moves unreadable parts, inside the store
-PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 class StoreError(RuntimeError):
@@ -70,25 +71,6 @@ def default_store_path() -> str:
     return os.environ.get("PREFKIT_STORE", DEFAULT_STORE)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this machine (a temporary file's writer, say)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -106,10 +88,9 @@ def damaged(exc: duckdb.Error) -> bool:
     return type(exc) is duckdb.Error or isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException))
 
 
-def _write_private(path: Path, arrow: pa.Table) -> None:
+def _write_part(path: Path, arrow: pa.Table) -> None:
     """Write `arrow` as Parquet to a new file `path` (0600, never through a link), fsynced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as fh:
+    with files.create_new(path, PRIVATE_FILE) as fh:
         pq.write_table(arrow, fh, compression="zstd")
         fh.flush()
         os.fsync(fh.fileno())
@@ -239,11 +220,10 @@ class Store:
     def remove_stray_temporaries(self) -> list[Path]:
         """Delete temporary files left by writers that died mid-write. Returns what was removed."""
         removed = []
-        for path in self.root.glob("*/*/.*.tmp"):
-            match = _TMP.search(path.name)
-            if match and not pid_alive(int(match.group(1))):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+        for table in TABLES:
+            for folder in [self.root / table, *(self.root / table).glob("*")]:
+                if folder.is_dir() and not folder.is_symlink():
+                    removed += files.clean_leftovers(folder)
         return removed
 
     # -- reading ---------------------------------------------------------------------------------
@@ -414,26 +394,22 @@ class Store:
 
     def _merge(self, table: str, day: Path, parts: list[Path]) -> Path:
         final = day / f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}-compact.parquet"
-        tmp = day / f".{final.stem}.{os.getpid()}.tmp"
-        files = "[" + ", ".join(_sql_str(glob_escape(str(p))) for p in parts) + "]"
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute(
-                f"COPY (SELECT * FROM read_parquet({files}, union_by_name = true) "
-                f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1 "
-                f"ORDER BY created_at) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-            )
-        finally:
-            con.close()
-        os.chmod(tmp, PRIVATE_FILE)  # DuckDB creates it with the umask's mode
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.rename(tmp, final)
-        _fsync_dir(day)
+        sources = "[" + ", ".join(_sql_str(glob_escape(str(p))) for p in parts) + "]"
+        # DuckDB creates the file with the umask's mode: atomic_path makes it private before the rename.
+        with files.atomic_path(final, mode=PRIVATE_FILE) as tmp:
+            con = duckdb.connect()
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet({sources}, union_by_name = true) "
+                    f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1 "
+                    f"ORDER BY created_at) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                )
+            finally:
+                con.close()
         for part in parts:
             part.unlink()
-        _fsync_dir(day)
+        files.fsync_dir(day)
         return final
 
 
@@ -450,20 +426,20 @@ class _Batch:
         if arrow.num_rows == 0:
             return 0
         final = self.store._part_path(table)
-        tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp")
+        tmp = files.temp_path(final)
         self.staged.append((tmp, final))
-        _write_private(tmp, arrow)
+        _write_part(tmp, arrow)
         self.rows[table] += arrow.num_rows
         return arrow.num_rows
 
     def commit(self) -> None:
         folders = set()
         for tmp, final in self.staged:
-            os.rename(tmp, final)
+            files.commit(tmp, final, sync_folder=False)
             folders.add(final.parent)
         for folder in folders:
-            _fsync_dir(folder)
+            files.fsync_dir(folder)
 
     def discard(self) -> None:
         for tmp, _ in self.staged:
-            tmp.unlink(missing_ok=True)
+            files.discard(tmp)
