@@ -7,11 +7,15 @@ judgements, so curation and the review page see them like any other label.
 - `score-pairs`: the implicit reward margin of every exported pair under a trained policy; the pairs
   the model most strongly disagrees with (lowest margin) → `pairwise` judgements giving the model's
   own preference, with the margin in `metadata`, for people to review.
+
+A judgement names the responses by the store ids the export carries (`prompt_id`, `chosen_id`,
+`rejected_id`). Only a dataset exported before prefkit kept them falls back to re-hashing prompt and
+text, with a notice: that gives the wrong id for a response curation merged onto a duplicate prompt
+(its id hashes the prompt it was stored under, the export names the canonical one).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -35,20 +39,40 @@ def _content(completion) -> str:
     return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
+def pair_ids(row: dict) -> tuple[str, list[str], bool]:
+    """(prompt id, [chosen id, rejected id], whether the response ids were re-hashed) of an exported
+    preference row.
+
+    The row's own store ids (`prompt_id`, `chosen_id`, `rejected_id`, as `prefkit export` writes them)
+    when it has them; else (an export from before they were kept, or a dataset from elsewhere) the hash
+    of prompt and text, which is the store's id only for a response stored under that very prompt."""
+    pid = row.get("prompt_id") or prompt_id(_messages(row["prompt"]))
+    if row.get("chosen_id") and row.get("rejected_id"):
+        return pid, [row["chosen_id"], row["rejected_id"]], False
+    return pid, [response_id(pid, _content(row["chosen"])), response_id(pid, _content(row["rejected"]))], True
+
+
+def rehash_notice(data: str | Path, rehashed: int, total: int) -> str:
+    return (
+        f"{data}: {rehashed} of {total} pairs have no chosen_id and rejected_id (exported before prefkit "
+        "kept the store's ids), so their response ids were re-hashed from the text; a response curation merged "
+        "onto a duplicate prompt gets an id the store does not have. Re-run `prefkit export` to keep the ids"
+    )
+
+
 def disagreement_judgements(
     margins: list[dict], run_name: str, top: int, below: float | None = None
 ) -> list[Judgement]:
     """The `top` pairs with the lowest margin (only those under `below`, when given), as the model's
-    pairwise judgement (response_ids in the dataset's order [chosen, rejected]; scores give the model's
-    own preference, so a pair it still agrees with is recorded as agreement, not as a dispute)."""
+    pairwise judgement (response_ids in the dataset's order [chosen, rejected], from `pair_ids`; scores
+    give the model's own preference, so a pair it still agrees with is recorded as agreement, not as a
+    dispute)."""
     kept = [m for m in margins if below is None or m["margin"] < below]
     worst = sorted(kept, key=lambda m: m["margin"])[:top]
     annotator = f"ai:{run_name}:implicit-reward"
     out = []
     for m in worst:
-        row = m["row"]
-        pid = row.get("prompt_id") or prompt_id(_messages(row["prompt"]))
-        ids = [response_id(pid, _content(row["chosen"])), response_id(pid, _content(row["rejected"]))]
+        pid, ids, _ = pair_ids(m["row"])
         p_first = 1 / (1 + math.exp(-m["margin"]))  # Bradley–Terry: P(chosen ≻ rejected) under the policy
         out.append(
             Judgement(
@@ -92,10 +116,17 @@ def score_pairs(
     top: int = 50,
     split: str | None = None,
     below: float | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> list[Judgement]:
+    """Score the preference rows of the exported dataset `data` under the run's policy and append the
+    `disagreement_judgements` to `store`. When rows lack the store ids, `notice` (default: a Python
+    warning) gets one line saying their ids were re-hashed."""
     from prefkit.train.scoring import pair_margins
 
     margins = pair_margins(run_dir, data, split)
+    rehashed = sum(pair_ids(m["row"])[2] for m in margins)
+    if rehashed:
+        (notice or (lambda msg: warnings.warn(msg, stacklevel=3)))(rehash_notice(data, rehashed, len(margins)))
     judgements = disagreement_judgements(margins, Path(run_dir).resolve().name, top, below)
     if judgements:
         store.append("judgements", judgements)
@@ -139,85 +170,3 @@ def score_responses(store: Store, model_dir: str | Path, limit: int | None = Non
         ],
     )
     return len(rows)
-
-
-# ---------------------------------------------------------------- CLI
-
-
-ERRORS: tuple[type[BaseException], ...] = (ScoreError,)
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from prefkit.cli import add_command, add_store_option
-
-    p = add_command(
-        subparsers,
-        "score",
-        _score_cmd,
-        """\
-        Rate every response in the store with a reward model trained by `prefkit train rm`.
-
-        Each score becomes a `rating` judgement by `ai:<model folder>:reward-model`; responses this
-        model already rated are skipped, so re-running only scores what is new.
-
-        Example:
-          prefkit score --model runs/rm1/final
-        """,
-    )
-    p.add_argument("--model", required=True, help="the reward model folder (RUN_DIR/final of `prefkit train rm`)")
-    p.add_argument("--limit", type=int, help="score at most N responses")
-    add_store_option(p)
-
-    p = add_command(
-        subparsers,
-        "score-pairs",
-        _score_pairs_cmd,
-        """\
-        Find the exported pairs a trained policy disagrees with, and send them back for review.
-
-        Computes each pair's implicit reward margin (chosen − rejected) under RUN's final model and
-        writes the --top pairs with the lowest margin (with --below 0: only pairs it gets wrong) to the
-        store as AI pairwise judgements (the model's own preference, margin in metadata), so the
-        review page can show them to people.
-
-        Example:
-          prefkit score-pairs runs/dpo1 --data exports/helpful --top 20
-        """,
-    )
-    p.add_argument("run", help="a finished `prefkit train` run folder")
-    p.add_argument("--data", required=True, help="the exported dataset the pairs come from")
-    p.add_argument("--split", help="one split only (default: all)")
-    p.add_argument("--top", type=int, default=50, help="how many of the lowest-margin pairs to write (default 50)")
-    p.add_argument("--below", type=float, help="only pairs whose margin is under this (0: only real disagreements)")
-    add_store_option(p)
-
-
-def _wrap(fn):
-    from prefkit.train.config import ConfigError
-    from prefkit.train.data import DataError
-    from prefkit.train.trainer import TrainError
-
-    try:
-        return fn()
-    except (TrainError, DataError, ConfigError, FileNotFoundError) as exc:
-        raise ScoreError(str(exc)) from exc
-
-
-def _score_cmd(args: argparse.Namespace) -> int:
-    from prefkit.cli import store_path
-
-    if not Path(args.model).exists():
-        raise ScoreError(f"--model {args.model}: no such folder")
-    n = _wrap(lambda: score_responses(Store(store_path(args)), args.model, args.limit))
-    print(f"scored {n} responses")
-    return 0
-
-
-def _score_pairs_cmd(args: argparse.Namespace) -> int:
-    from prefkit.cli import store_path
-
-    if not (Path(args.run) / "config.yaml").exists():
-        raise ScoreError(f"{args.run}: not a prefkit train run folder (no config.yaml)")
-    written = _wrap(lambda: score_pairs(Store(store_path(args)), args.run, args.data, args.top, args.split, args.below))
-    print(f"wrote {len(written)} disagreeing pairs as judgements")
-    return 0

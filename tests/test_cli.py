@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from prefkit.cli import STAGE_MODULES, build_parser
+from prefkit.cli import build_parser, command_modules
 
 
 def _commands():
@@ -15,10 +15,11 @@ def _commands():
 
 
 def test_every_stage_module_is_present():
-    import importlib
-
-    for name in STAGE_MODULES:
-        importlib.import_module(name)
+    names = [m.__name__ for m in command_modules()]
+    assert names == [
+        f"prefkit.cli.{n}" for n in ("annotate", "app", "ai", "curate", "export", "train", "score", "demo")
+    ]
+    assert all(callable(m.register) and isinstance(m.ERRORS, tuple) for m in command_modules())
 
 
 @pytest.mark.parametrize("name", sorted(_commands()))

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from prefkit.export.cli import DOC
+from prefkit.cli.export import DOC
 
 from prefkit.cli import main
 from tests.export.curated import write_curation

@@ -109,7 +109,7 @@ def test_cli_module_imports_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, prefkit.train.cli, prefkit.score; print('torch' in sys.modules)"
+    code = "import sys, prefkit.cli.train, prefkit.cli.score; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -21,7 +21,7 @@ def _run(args, logs: Path, name: str, env_name: str = "OPENAI_API_KEY"):
     env[env_name] = SECRET
     with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
         return subprocess.run(
-            [sys.executable, "-m", "prefkit.annotate.ai.cli", *args], env=env, stdout=out, stderr=err, timeout=120
+            [sys.executable, "-m", "prefkit.cli.ai", *args], env=env, stdout=out, stderr=err, timeout=120
         ).returncode
 
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from prefkit.annotate.ai.cli import main
+from prefkit.cli.ai import main
 
 from tests.support.openai_server import OpenAIServer, Reply
 

@@ -8,7 +8,7 @@ import base64
 import json
 
 import pyarrow.parquet as pq
-from prefkit.annotate.ai.cli import main
+from prefkit.cli.ai import main
 from prefkit.annotate.ai.transport import redact_url
 
 from tests.support.openai_server import OpenAIServer, Reply

@@ -345,7 +345,7 @@ def test_a_judge_job_records_hostile_answers_as_error_rows_and_writes_the_rest(
 
 
 def test_the_cap_is_a_flag_and_a_silly_value_is_one_line(store, capsys):
-    from prefkit.annotate.ai.cli import main
+    from prefkit.cli.ai import main
 
     argv = ["judge", "--store", str(store.root), "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]
     assert main([*argv, "--max-answer-mib", "0", "--mode", "text", "--no-progress"]) == 1
@@ -362,7 +362,7 @@ def test_a_servers_error_body_reaches_rows_logs_and_the_terminal_short_and_witho
     """The error body is the server's to fill: what prefkit keeps and prints of it is one line of at
     most ERROR_CHARS (+ "…") with no escape sequence or control character (old code: 100 kB of it,
     escapes and all, in every row and on the terminal)."""
-    from prefkit.annotate.ai.cli import main
+    from prefkit.cli.ai import main
     from prefkit.annotate.ai.engine import ERROR_CHARS
 
     from tests.support.openai_server import OpenAIServer, Reply

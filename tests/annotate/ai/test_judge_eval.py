@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prefkit.annotate.agreement import ONE_LABEL, cohen_kappa
-from prefkit.annotate.ai.cli import main as ai_main
+from prefkit.cli.ai import main as ai_main
 from prefkit.annotate.ai.engine import EngineConfig
 from prefkit.annotate.ai.evaluate import evaluate
 from prefkit.annotate.ai.judge import JudgeOptions, judge

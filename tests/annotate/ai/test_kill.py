@@ -31,7 +31,7 @@ def _judge(store_path, base_url):
     cmd = [
         sys.executable,
         "-m",
-        "prefkit.annotate.ai.cli",
+        "prefkit.cli.ai",
         "judge",
         "--store",
         str(store_path),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefkit.annotate.app import cli
+from prefkit.annotate.app import serve as cli
 from prefkit.annotate.app.project import Project, verify_password
 from streamlit.testing.v1 import AppTest
 

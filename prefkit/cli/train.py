@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from prefkit.cli import add_command
 from prefkit.train.config import ConfigError, add_flags, merge
 from prefkit.train.data import DataError
 from prefkit.train.methods import METHODS
@@ -12,12 +13,10 @@ ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from prefkit.cli import add_command
-
     p = add_command(
         subparsers,
         "train",
-        run,
+        cmd_train,
         f"""\
         Train a model on an exported preference dataset (DPO, KTO and their variants, or a reward model).
 
@@ -39,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_flags(p, skip=("method",))
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from prefkit.train.trainer import TrainError, train
 
     try:

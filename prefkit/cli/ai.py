@@ -11,7 +11,6 @@ from prefkit.annotate.ai.engine import AIError, EngineConfig
 from prefkit.annotate.ai.jobs import Sampling
 from prefkit.annotate.store import Store, StoreError
 from prefkit.annotate.validate import ContractError
-
 from prefkit.cli import add_command, add_store_option, run, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (AIError, StoreError, ContractError)
@@ -340,7 +339,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m prefkit.annotate.ai.cli judge …`: the same commands without loading every other stage
+    """`python -m prefkit.cli.ai judge …`: the same commands without loading every other stage
     (some import torch at start-up), for jobs started many times, such as by tests."""
     parser = argparse.ArgumentParser(prog="prefkit")
     register(parser.add_subparsers(title="commands", metavar="COMMAND"))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from prefkit.export.errors import ExportError
-
 from prefkit.cli import add_command, add_store_option, store_path
+from prefkit.export.errors import ExportError
 
 ERRORS = (ExportError,)
 
@@ -34,7 +33,7 @@ Example:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(subparsers, "export", run, DOC)
+    p = add_command(subparsers, "export", cmd_export, DOC)
     p.add_argument("name", help="the curation's name (<store>/curated/NAME/)")
     p.add_argument("--to", required=True, metavar="DIR", help="folder to write DIR/<format>/ into")
     p.add_argument(
@@ -58,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_store_option(p)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from prefkit.export.exporter import export_curated
     from prefkit.export.hub import push_to_hub
 

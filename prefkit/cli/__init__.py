@@ -1,33 +1,22 @@
 """The `prefkit` command line: a thin layer over the library.
 
-Each stage registers its own subcommands from its `cli` module (`register(subparsers)`), reads its
-arguments, calls one library function, and prints what happened. Errors the stages raise on bad
-input (listed in each module's `ERRORS`) become a one-line message and exit status 1 here, in one
-place; anything else is a bug and keeps its traceback.
+One module here per stage (`prefkit/cli/annotate.py`, `ai.py`, `app.py`, `curate.py`, `export.py`,
+`train.py`, `score.py`, `demo.py`) registers that stage's subcommands (`register(subparsers)`): it
+reads the arguments, calls one library function, and prints what happened. The stages are libraries
+and never import this package. Errors the stages raise on bad input (listed in each module's
+`ERRORS`) become a one-line message and exit status 1 here, in one place; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import sys
 import textwrap
 from collections.abc import Callable
 
 from prefkit import __version__
-
-# The stages, in pipeline order; each is a module with `register(subparsers)` and `ERRORS`.
-STAGE_MODULES = [
-    "prefkit.annotate.cli",
-    "prefkit.annotate.app.cli",
-    "prefkit.annotate.ai.cli",
-    "prefkit.curate.cli",
-    "prefkit.export.cli",
-    "prefkit.train.cli",
-    "prefkit.score",
-    "prefkit.demo",
-]
 
 
 def add_command(
@@ -60,15 +49,12 @@ def store_path(args: argparse.Namespace) -> str:
     return args.store or default_store_path()
 
 
-def _stages() -> list:
-    modules = []
-    for name in STAGE_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise  # a missing dependency inside the module, not a missing module
-    return modules
+def command_modules() -> list:
+    """The command modules, in pipeline order. Imported here, not at the top, so that
+    `python -m prefkit.cli.ai` loads only its own module; each imports its heavy libraries lazily."""
+    from prefkit.cli import ai, annotate, app, curate, demo, export, score, train
+
+    return [annotate, app, ai, curate, export, train, score, demo]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], ...]]:
@@ -91,7 +77,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], 
     parser.add_argument("--version", action="version", version=f"prefkit {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     errors: list[type[BaseException]] = []
-    for module in _stages():
+    for module in command_modules():
         module.register(subparsers)
         errors.extend(getattr(module, "ERRORS", ()))
     return parser, tuple(errors)
@@ -118,7 +104,3 @@ def run(parser: argparse.ArgumentParser, errors: tuple[type[BaseException], ...]
     except KeyboardInterrupt:
         print(f"prefkit {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 
 from prefkit.annotate.store import StoreError
+from prefkit.cli import add_command, add_store_option, store_path
 from prefkit.curate.decontaminate import EvalSetError
 from prefkit.curate.pipeline import CurateError
 from prefkit.curate.recipe import RecipeError
-
-from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (RecipeError, CurateError, EvalSetError, StoreError)
 

@@ -12,7 +12,6 @@ from prefkit.annotate.importers.readers import MAX_RECORD_BYTES
 from prefkit.annotate.store import Store, StoreError
 from prefkit.annotate.text import printable
 from prefkit.annotate.validate import ContractError
-
 from prefkit.cli import add_command, add_store_option, store_path
 
 ERRORS: tuple[type[BaseException], ...] = (StoreError, ContractError, ImportFailed)

@@ -1,0 +1,122 @@
+"""Serving the labelling app: the Streamlit command, the demo store's working copy, and the checks
+made before anything starts (project file, store, who may write, open mode on a network address)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from prefkit.annotate.app.board import open_store
+from prefkit.annotate.app.learn import metrics_path
+from prefkit.annotate.app.project import Project, load_project
+from prefkit.annotate.app.supervise import run_supervised
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+DEMO_STORE = ROOT / "data" / "demo"
+DEMO_PROJECT = ROOT / "data" / "demo-project.yaml"
+DEMO_COPY = Path(".prefkit") / "demo-store"
+
+
+class AppError(RuntimeError):
+    """The app cannot start (missing demo store, app.py, project file)."""
+
+
+def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
+    """A working copy of the bundled demo store (made once; the bundled one is never written)."""
+    if copy.is_dir():
+        return copy
+    if not source.is_dir():
+        raise AppError(f"the bundled demo store {source} is missing; reinstall prefkit from a full checkout")
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    tmp = copy.with_name(copy.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp"))
+    os.replace(tmp, copy)
+    return copy
+
+
+def streamlit_command(port: int, host: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
+        # a crash shows visitors a generic message; the traceback stays in the server's log
+        "--client.showErrorDetails",
+        "none",
+    ]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (a host name may resolve to anything)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def who_can_write(project: Project, url: str) -> str:
+    """The line `prefkit app` prints so the operator knows who may write to the store."""
+    if project.open_mode:
+        return f"open mode (no logins): everyone who can reach {url} labels as {project.open_user!r}, an admin"
+    logins = ", ".join(f"{u.login} ({u.role})" for u in project.users[:10])
+    more = f" and {len(project.users) - 10} more" if len(project.users) > 10 else ""
+    return f"{len(project.users)} login(s) may write, after a password: {logins}{more}"
+
+
+def serve(
+    store: str | Path | None,
+    project: str | Path | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    runs: Path,
+    run_dir: Path | None = None,
+    demo: bool = False,
+    open_to_network: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Check everything that can be checked here, then run Streamlit until it stops; its exit status.
+    `demo` serves a working copy of the bundled demo store (and its project, unless one is given)."""
+    if not APP.is_file():
+        raise AppError(f"{APP} not found: `prefkit app` runs from a checkout of the prefkit repository")
+    if demo:
+        store = demo_store()
+        project = project or str(DEMO_PROJECT)
+    proj = load_project(project)  # fail here, with the file and field named, rather than in the browser
+    open_store(store)  # the same for a missing store, or a file given as one
+    url = f"http://{host}:{port}"
+    if proj.open_mode and not is_loopback(host) and not open_to_network:
+        raise AppError(
+            f"open mode on {host}: everyone who can reach {url} would label as an admin, without a "
+            "password. List users in a project file (docs/security.md), or pass --open-to-network if you mean it"
+        )
+    env = dict(os.environ, PREFKIT_STORE=str(store), PREFKIT_RUNS=str(runs))
+    if project:
+        env["PREFKIT_PROJECT"] = str(project)
+    if run_dir:
+        env["PREFKIT_RUN_DIR"] = str(metrics_path(runs, run_dir).parent)
+    echo = echo or (lambda line: print(line, flush=True))  # seen before Streamlit's own output
+    echo(f"prefkit app: serving store {store} at {url}  (Ctrl+C stops)")
+    echo(f"prefkit app: {who_can_write(proj, url)}")
+    return run_supervised(streamlit_command(port, host), env)
