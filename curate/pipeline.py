@@ -2,15 +2,14 @@
 `<store>/curated/NAME/` (pairs, unpaired, sft, steps as Parquet; report.json, report.html, recipe.yaml).
 
 Everything runs in one DuckDB connection over the store's views. Outputs are written into a temporary
-folder beside the final one and renamed into place at the end, so a failed run leaves the previous
-curation (or nothing) — never half a curation.
+folder beside the final one and renamed into place at the end (`prefkit.files`), so a failed or killed
+run leaves the previous curation (or nothing) — never half a curation; the next run cleans its leftovers.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from prefkit.annotate.store import Store
 from prefkit.curate import binarise, dedupe, filters, report, splits, votes
 from prefkit.curate.recipe import Recipe, load_recipe
 from prefkit.curate.tables import CURATED, curated_dir, name_problem
+
+from prefkit import files
 
 
 class CurateError(ValueError):
@@ -79,9 +80,8 @@ def curate(
             final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CurateError(f"{final.parent}: cannot make the output folder ({exc.strerror or exc})") from None
-        tmp = final.parent / f".{name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        files.clean_leftovers(final.parent)  # what a killed curation left
+        tmp = files.make_temp_dir(final)
         try:
             write_started = time.perf_counter()
             rows = {t: _write(con, t, tmp / f"{t}.parquet") for t in CURATED}
@@ -93,9 +93,10 @@ def curate(
                 json.dumps(rep, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
             )
             (tmp / "report.html").write_text(report.html(rep, recipe.to_yaml()), encoding="utf-8")
-            _swap(tmp, final)
+            files.fsync_tree(tmp)
+            files.commit(tmp, final)  # the old curation moves aside first and is removed only after
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            files.discard(tmp)
             raise
     finally:
         con.close()
@@ -112,15 +113,6 @@ def _check_folder(folder: Path) -> None:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise CurateError(f"{existing} is a file, so {folder} cannot be made; give --out-dir a folder")
-
-
-def _swap(tmp: Path, final: Path) -> None:
-    """Put `tmp` where `final` is: the old curation moves aside first and is removed only after."""
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    if final.exists():
-        os.rename(final, old)
-    os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
