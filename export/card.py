@@ -50,6 +50,7 @@ class CardConfig:
     trl_columns: tuple[str, ...]
     extra_columns: tuple[str, ...]
     notes: tuple[str, ...] = ()  # anything a user of this config must know (e.g. how step labels were mapped)
+    id_columns: tuple[str, ...] = ()  # the store ids among extra_columns
 
 
 def size_category(n: int) -> str:
@@ -139,6 +140,11 @@ def body(name: str, configs: Sequence[CardConfig], report: Mapping | None, recip
             f"- **{c.name}**: TRL columns {', '.join(f'`{x}`' for x in c.trl_columns)}, {form}; "
             f"lineage and quality columns {', '.join(f'`{x}`' for x in c.extra_columns)}."
         )
+        if c.id_columns:
+            out.append(
+                f"  {', '.join(f'`{x}`' for x in c.id_columns)}: the ids of the prompt and responses in the "
+                "prefkit store the rows came from (`prefkit score-pairs` reads them)."
+            )
         out += [f"  {note}" for note in c.notes]
     out += ["", "```python", "from datasets import load_dataset", ""]
     first = configs[0]

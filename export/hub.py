@@ -81,19 +81,22 @@ def plan_push(export_dir: str | Path, repo_id: str, formats: list[str] | None = 
         ]
         from datasets import Features
 
-        first_shard = next((folder / "data").glob("*.parquet"))
+        schema = pq.read_schema(next((folder / "data").glob("*.parquet")))
         fmt = FORMATS[fname]
+        # The card lists the columns this export has: one written before the ids were kept has none.
+        present = set(schema.names)
         configs.append(
             cards.CardConfig(
                 name=config_name,
                 data_dir=data_dir,
-                features=Features.from_arrow_schema(pq.read_schema(first_shard))._to_yaml_list(),
+                features=Features.from_arrow_schema(schema)._to_yaml_list(),
                 splits=settings["splits"],
                 nbytes=settings.get("nbytes", {}),
                 conversational=settings["conversational"],
                 trainer=fmt.trainer,
                 trl_columns=fmt.trl_columns,
-                extra_columns=fmt.extra_columns,
+                extra_columns=tuple(c for c in fmt.extra_columns if c in present),
+                id_columns=tuple(c for c in fmt.ids if c in present),
                 notes=(step_label_note(settings.get("neutral_steps_are_good", True)),) if fname == "stepwise" else (),
             )
         )
