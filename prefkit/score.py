@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from prefkit.annotate.contract import Judgement
