@@ -2,17 +2,16 @@
 
 Each format folder holds a `save_to_disk` DatasetDict (`dataset_dict.json`, `train/`, `test/`), the
 Hub layout (`data/<split>-0000i-of-0000N.parquet` and the card `README.md`) and, when asked,
-`jsonl/<split>.jsonl`. Everything is built in a temporary folder inside `to` and renamed into place
-only when every requested format is complete: a failed export leaves nothing half written, and a
-previous export of the same format stays until the new one replaces it.
+`jsonl/<split>.jsonl`. Each format is built in a temporary folder inside `to` and renamed into place
+(`prefkit.files`) only when every requested format is complete: a failed export leaves nothing half
+written, a previous export of the same format stays until the new one replaces it, and a killed
+export's leftovers are cleaned by the next one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prefkit.annotate.store import pid_alive
 from prefkit.curate.tables import CURATED, curated_dir, name_problem
 from prefkit.export import card as cards
 from prefkit.export.errors import ExportError
 from prefkit.export.formats import ALL, FORMATS, Format
 from prefkit.export.writer import Written, connect, has_conversations, split_counts, write_format, write_jsonl
+
+from prefkit import files
 
 
 @dataclass
@@ -72,7 +72,7 @@ def check_table(path: Path, fmt: Format) -> None:
     except (pa.ArrowInvalid, OSError) as exc:
         raise ExportError(f"{path}: not a readable Parquet file ({exc}); re-run `prefkit curate`") from exc
     needed = {"prompt", "messages", "chosen", "rejected", "completion", "label", "completions", "labels", "split"}
-    needed |= set(fmt.extra_columns)
+    needed |= {fmt.source_column(c) for c in fmt.extra_columns}
     for name in needed & set(expected.names):
         want = expected.field(name).type
         if name not in schema.names:
@@ -142,7 +142,7 @@ def export_curated(
     to = Path(to)
     created = not to.exists()
     _make_folder(to)
-    _remove_stale_temporaries(to)
+    files.clean_leftovers(to)  # what a killed export left
     for fname in names:
         target = to / fname
         if target.exists() and not (target / "dataset_dict.json").exists():
@@ -150,9 +150,8 @@ def export_curated(
 
     result = ExportResult(to=to)
     con = connect(threads)
-    tmp = Path(tempfile.mkdtemp(prefix=f".prefkit-export-{os.getpid()}-", dir=to))
+    built: dict[str, Path] = {}  # format → its temporary folder, renamed into place at the end
     try:
-        built: dict[str, Path] = {}
         for fname in names:
             fmt = FORMATS[fname]
             source = source_dir / f"{fmt.table}.parquet"
@@ -169,41 +168,38 @@ def export_curated(
                         continue
                     raise ExportError(f"{source}: no rows, so there is no {fname} set to export")
                 conv = True if fname == "sft" else (conversational or has_conversations(con, source))
-                out = tmp / fname
+                out = built[fname] = files.make_temp_dir(to / fname)
                 kw = {"shard_bytes": shard_bytes} if shard_bytes else {}
                 written = write_format(con, fmt, source, out, conv, neutral_is_good, **kw)
-            files = list(written.files)
+            listed = list(written.files)
             if jsonl:
-                files += write_jsonl(con, written)
+                listed += write_jsonl(con, written)
             _keep_provenance(source_dir, out, name, fname, written, license, neutral_is_good)
             card_config = card_config_for("default", "data", fmt, written, neutral_is_good)
             text = cards.render(
                 f"{name} ({fname})", [card_config], report, recipe, license, fmt.task_categories, fmt.tags
             )
             (out / "README.md").write_text(text, encoding="utf-8")
-            files += ["README.md", "export.json"]
-            built[fname] = out
+            listed += ["README.md", "export.json"]
             result.formats[fname] = FormatResult(
-                fname, to / fname, written.splits, conv, list(written.schema.names), sorted(files)
+                fname, to / fname, written.splits, conv, list(written.schema.names), sorted(listed)
             )
         if not built:
             why = "; ".join(f"{f}: {r}" for f, r in result.skipped.items())
             raise ExportError(f"curation {name!r} has nothing to export ({why})")
         # Everything is complete: swap each format into place (an older export is removed only now).
+        for out in built.values():
+            files.fsync_tree(out)
         for fname, out in built.items():
-            target = to / fname
-            if target.exists():
-                old = tmp / f"old-{fname}"
-                os.replace(target, old)
-            os.replace(out, target)
+            files.commit(out, to / fname)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for out in built.values():
+            files.discard(out)
         if created and not any(to.iterdir()):
             to.rmdir()
         raise
     finally:
         con.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
@@ -229,14 +225,6 @@ def _reading(source: Path) -> Iterator[None]:
     except duckdb.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"{source}: cannot read it ({first}); re-run `prefkit curate`") from None
-
-
-def _remove_stale_temporaries(to: Path) -> None:
-    """Remove build folders left by an export whose process died (killed, power cut)."""
-    for folder in to.glob(".prefkit-export-*-*"):
-        pid = folder.name.split("-")[2]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _keep_provenance(
@@ -279,5 +267,6 @@ def card_config_for(
         trainer=fmt.trainer,
         trl_columns=fmt.trl_columns,
         extra_columns=fmt.extra_columns,
+        id_columns=fmt.ids,
         notes=(step_label_note(neutral_is_good),) if fmt.name == "stepwise" else (),
     )

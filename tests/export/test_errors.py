@@ -97,7 +97,7 @@ def test_stale_build_folder_of_a_dead_process_is_removed(tmp_path):
     import sys
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / "out" / f".prefkit-export-{dead.stdout.strip()}-abc"
+    stale = tmp_path / "out" / f".preference.{dead.stdout.strip()}.0123abcd.tmp"  # prefkit.files' temporary name
     (stale / "preference/data").mkdir(parents=True)
     write_curation(tmp_path / "store", limit=10, tables=("pairs",))
     export_curated(tmp_path / "store", "pandalm", tmp_path / "out")
