@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from prefkit.annotate import bradley_terry
+from prefkit.annotate.agreement import latest_vote_sql
 from prefkit.curate.recipe import Votes
 
 TIER = """CASE annotator_type WHEN 'adjudicator' THEN 3 WHEN 'ai' THEN {ai_tier} ELSE 2 END"""
@@ -74,12 +75,8 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
     # One pass for policies 1 and 2; each is left out of the SQL when it cannot drop anything.
     where = "WHERE judgement_id NOT IN (SELECT judgement_id FROM adjudicated)" if any_adjudicated else ""
     n_a = con.execute(f"SELECT count(*) FROM votes_raw {where}").fetchall()[0][0] if any_adjudicated else n_raw
-    latest = (
-        "QUALIFY annotator_type NOT IN ('human', 'adjudicator') OR row_number() OVER "
-        "(PARTITION BY prompt_id, a, b, aspect, annotator ORDER BY created_at DESC, judgement_id DESC) = 1"
-        if cfg.latest_human_vote
-        else ""
-    )
+    # The one latest-vote rule, shared with the annotation app's and the judge evaluation's agreement.
+    latest = f"QUALIFY {latest_vote_sql('prompt_id, a, b, aspect')}" if cfg.latest_human_vote else ""
     con.execute(f"CREATE OR REPLACE TEMP TABLE votes_b AS SELECT * FROM votes_raw {where} {latest}")
     n_b = con.execute("SELECT count(*) FROM votes_b").fetchall()[0][0]
     # Both-order collapse: one vote per (comparison, judge, order_key).
