@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from prefkit.annotate.store import Store
@@ -75,9 +76,15 @@ def _score_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notice(message: str) -> None:
+    print(f"prefkit score-pairs: {message}", file=sys.stderr)
+
+
 def _score_pairs_cmd(args: argparse.Namespace) -> int:
     if not (Path(args.run) / "config.yaml").exists():
         raise ScoreError(f"{args.run}: not a prefkit train run folder (no config.yaml)")
-    written = _wrap(lambda: score_pairs(Store(store_path(args)), args.run, args.data, args.top, args.split, args.below))
+    store = Store(store_path(args))
+    # A dataset exported before the ids were kept is scored by re-hashed ids; `_notice` says so on stderr.
+    written = _wrap(lambda: score_pairs(store, args.run, args.data, args.top, args.split, args.below, notice=_notice))
     print(f"wrote {len(written)} disagreeing pairs as judgements")
     return 0

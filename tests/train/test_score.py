@@ -5,9 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 from prefkit.annotate.contract import Prompt, Response
+from prefkit.annotate.ids import response_id
 from prefkit.annotate.store import Store
+from prefkit.curate import curate
+from prefkit.export import export_curated
 
 from prefkit.cli import main
+from prefkit.score import score_pairs
+from tests.curate.helpers import make_store, prompt, recipe, response, vote
 from tests.train.synth import pairs, save_dataset, tiny_model
 
 torch.set_num_threads(1)
@@ -63,10 +68,13 @@ def setup(tmp_path_factory):
     return d, rows, flipped
 
 
-def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_path):
+def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_path, capsys):
     d, rows, flipped = setup
     store = _store_with(rows, tmp_path / "store")
     assert _score_pairs(d, tmp_path, "--top", "6", "--below", "0") == 0
+    # This dataset has no chosen_id/rejected_id: the ids are re-hashed from the text, and the command says so.
+    (notice,) = [line for line in capsys.readouterr().err.splitlines() if "re-hashed" in line]
+    assert notice.startswith("prefkit score-pairs: ") and "Re-run `prefkit export`" in notice
     got = (
         store.connect()
         .execute(
@@ -89,6 +97,52 @@ def test_score_pairs_writes_the_mislabelled_pairs_as_ai_judgements(setup, tmp_pa
     assert _score_pairs(d, tmp_path, "--top", "10") == 0
     rows = store.read("judgements").to_pylist()
     assert len(rows) == 10 and sum(r["scores"] == [1.0, 0.0] for r in rows) == 4
+
+
+def test_score_pairs_without_ids_in_the_data_rehashes_and_says_so(setup, tmp_path):
+    d, rows, flipped = setup
+    store = _store_with(rows, tmp_path / "store")
+    notices: list[str] = []
+    written = score_pairs(store, d / "dpo", d / "data", top=6, split="train", below=0, notice=notices.append)
+    stored = set(store.read("responses")["response_id"].to_pylist())
+    assert len(written) == 6 and all(set(j.response_ids) <= stored for j in written)  # stored under that prompt
+    (line,) = notices
+    assert f"{len(rows)} of {len(rows)} pairs have no chosen_id and rejected_id" in line
+    assert "Re-run `prefkit export`" in line and "\n" not in line
+
+
+def test_score_pairs_on_an_export_uses_its_ids_where_rehashing_gives_other_ones(setup, tmp_path):
+    """Store → curate → export → score-pairs. The first two prompts are equal after normalisation, so
+    curation merges the second onto the first: the responses stored under the second keep ids that
+    hash the second prompt, while the export names the first. Every pair here is labelled against
+    what the policy learned (BAD words chosen), so each is written back, naming the store's responses."""
+    d, _, _ = setup
+    first, second, other = prompt("red blue", minute=0), prompt("Red  blue", minute=1), prompt("green gold", minute=2)
+    a, b = response(second, "sun tree bird"), response(second, "ash rust smoke")
+    c, e = response(other, "river stone"), response(other, "mud fog")
+    store = make_store(
+        tmp_path / "store", [first, second, other], [a, b, c, e], [vote(second, a, b, "b"), vote(other, c, e, "b")]
+    )
+    curate(store, recipe("dedupe", "votes", {"binarise": {"pairs": "comparisons"}}, {"split": {"test_size": 0}}), "x")
+    export_curated(tmp_path / "store", "x", tmp_path / "export", "preference")
+    assert response_id(first.prompt_id, b.content) != b.response_id  # re-hashing would miss the stored response
+
+    notices: list[str] = []
+    written = score_pairs(store, d / "dpo", tmp_path / "export" / "preference", top=5, below=0, notice=notices.append)
+    got = sorted(j.response_ids for j in written)
+    assert got == sorted([[b.response_id, a.response_id], [e.response_id, c.response_id]])
+    assert notices == []  # the export has its ids: nothing re-hashed
+    assert all(j.scores == [0.0, 1.0] for j in written)
+    # The judgements join the store's responses, as the review page reads them.
+    joined = (
+        store.connect()
+        .execute(
+            "SELECT c.content, r.content FROM judgements j JOIN responses c ON c.response_id = j.response_ids[1] "
+            "JOIN responses r ON r.response_id = j.response_ids[2] WHERE j.kind = 'pairwise' AND j.annotator_type = 'ai'"
+        )
+        .fetchall()
+    )
+    assert sorted(joined) == [("ash rust smoke", "sun tree bird"), ("mud fog", "river stone")]
 
 
 def test_score_rates_responses_with_the_reward_model(setup, tmp_path):
