@@ -1,8 +1,8 @@
 """Examples → micro-batches → tensors, padded or packed.
 
 A step's examples are split into micro-batches (by count, or by a token budget with the longest
-first), never splitting an example: a pair's chosen and rejected (or a KTO completion and its KL row)
-always run in the same forward. Each micro-batch becomes one `Batch`: either right-padded rows
+first), never splitting an example: a pair's chosen and rejected (or a KTO completion and its KL
+partner) always run in the same forward. Each micro-batch becomes one `Batch`: either right-padded rows
 `[n_seq, max_len]`, or the sequences packed end to end in rows `[rows, row_len]` with `position_ids`
 restarting at 0 for each sequence (transformers then restricts attention to each sequence),
 in as few rows as fit.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from prefkit.train.data import Example
+from prefkit.train.data import Completion, Example
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Batch:
     src: torch.Tensor  # (n_tokens,) flat index into (rows*length) of positions predicting completion tokens
     tgt: torch.Tensor  # (n_tokens,) the completion tokens they predict
     seg: torch.Tensor  # (n_tokens,) index of the sequence each belongs to
-    n_seq: int  # sequences: the first half chosen/completion, the second half rejected/KL
+    n_seq: int  # sequences: each example's first completion (chosen / the completion), then each one's second
     lengths: torch.Tensor  # (n_seq,) completion token counts
     last: torch.Tensor  # (n_seq,) flat index of each sequence's last token (reward-model score)
     tokens: int  # non-pad tokens (what tokens/s counts)
@@ -39,12 +39,14 @@ class Batch:
 
 
 def sequences(examples: list[Example]) -> list[tuple[list[int], list[int]]]:
-    """(prompt, completion) for every sequence: all chosen/completions first, then rejected/KL rows."""
-    return [(e.prompt, e.chosen) for e in examples] + [(e.prompt, e.rejected) for e in examples]
+    """(prompt, completion) for every sequence: every example's first completion (a pair's chosen, a
+    KTO completion), then every example's second (a pair's rejected, a KTO completion's KL partner)."""
+    return [(e.prompt, e.completions[0]) for e in examples] + [(e.prompt, e.completions[1]) for e in examples]
 
 
 def example_tokens(e: Example) -> int:
-    return 2 * len(e.prompt) + len(e.chosen) + len(e.rejected)
+    first, second = e.completions
+    return 2 * len(e.prompt) + len(first) + len(second)
 
 
 def plan_micro_batches(
@@ -95,12 +97,14 @@ def collate(
     """Padded rows, or (packed) sequences laid end to end in rows of at most `row_tokens` tokens
     (default: the longest sequence, so attention costs no more than padded rows; with varlen flash
     attention one long row is best). Rows are right-padded to the longest row; padding gets its own
-    position ids, so it forms a separate document no real token attends to. `parts`: "both" (chosen
-    then rejected), or only the "chosen" (KTO: the completions) or the "rejected" (KTO: the KL rows)."""
+    position ids, so it forms a separate document no real token attends to. `parts`: "both" (each
+    example's two completions); for KTO `Completion`s also only the "completion"s or only the "kl" rows."""
     seqs = sequences(examples)
     if parts != "both":
+        if parts not in ("completion", "kl") or not all(isinstance(e, Completion) for e in examples):
+            raise ValueError(f"parts={parts!r}: a pair runs whole; KTO completions take completion or kl")
         n = len(examples)
-        seqs = seqs[:n] if parts == "chosen" else seqs[n:]
+        seqs = seqs[:n] if parts == "completion" else seqs[n:]
     src, tgt, seg, last = [], [], [], []
     lengths = [len(c) for _, c in seqs]
     if packed:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefkit.train.methods import METHODS
+from prefkit.train.methods import LORA_LR_FACTOR, METHODS, Method
 
 
 class ConfigError(ValueError):
@@ -22,24 +22,6 @@ class ConfigError(ValueError):
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
-
-
-# Learning rates that work for full fine-tuning of 1–8B models (the papers' and TRL's usual values);
-# LoRA trains ~10× fewer, freshly initialised weights and wants ~10× more.
-DEFAULT_LR = {
-    "dpo": 5e-7,
-    "cdpo": 5e-7,
-    "robust": 5e-7,
-    "hinge": 5e-7,
-    "ipo": 5e-7,
-    "apo-zero": 5e-7,
-    "apo-down": 5e-7,
-    "simpo": 1e-6,
-    "orpo": 8e-6,
-    "kto": 5e-7,
-    "rm": 1e-5,
-}
-LORA_LR_FACTOR = 10.0
 
 
 @dataclass
@@ -108,13 +90,17 @@ class TrainConfig:
     resume: bool = _f(False, "continue from RUN_DIR/checkpoint if it exists")
     progress: bool = _f(True, "show a progress bar")
 
-    def resolved_beta(self) -> float:
-        return self.beta if self.beta is not None else (2.0 if self.method == "simpo" else 0.1)
+    def method_record(self) -> Method:
+        """The method's record (`validate` has checked the name)."""
+        return METHODS[self.method]
+
+    def resolved_beta(self) -> float | None:
+        return self.beta if self.beta is not None else self.method_record().beta
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return DEFAULT_LR[self.method] * (LORA_LR_FACTOR if self.lora else 1.0)
+        return self.method_record().lr * (LORA_LR_FACTOR if self.lora else 1.0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

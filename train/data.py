@@ -21,21 +21,45 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefkit.train.methods import METHODS, Kind, Method
+
 
 class DataError(ValueError):
     """The dataset cannot be used for this method; the message says what to change."""
 
 
 @dataclass(frozen=True)
-class Example:
-    """One tokenised training example. For a pair, both completions; for KTO, one completion, its label,
-    and the mismatched completion used for the KL estimate."""
+class Pair:
+    """One tokenised preference pair (the paired methods and the reward model)."""
 
     prompt: list[int]
-    chosen: list[int]  # the completion (KTO: the completion whatever its label)
-    rejected: list[int]  # paired: the rejected completion; KTO: the mismatched (KL) completion
-    label: bool = True  # KTO: desirable?
-    margin: float = 0.0  # reward model: optional per-pair margin
+    chosen: list[int]
+    rejected: list[int]
+    margin: float = 0.0  # reward model: the optional per-pair margin (0 for the other methods)
+
+    @property
+    def completions(self) -> tuple[list[int], list[int]]:
+        """The two sequences that run after the prompt, in one forward."""
+        return self.chosen, self.rejected
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One tokenised KTO completion with its label, and its KL partner: a completion of another
+    prompt, scored after this prompt, for the reference point z₀."""
+
+    prompt: list[int]
+    completion: list[int]
+    label: bool  # desirable?
+    kl_completion: list[int]
+
+    @property
+    def completions(self) -> tuple[list[int], list[int]]:
+        """The two sequences that run after the prompt, in one forward (or the KL row first, alone)."""
+        return self.completion, self.kl_completion
+
+
+Example = Pair | Completion  # what batching, the reference cache and the trainer take
 
 
 def load_splits(data: str | Path):
@@ -65,7 +89,8 @@ def load_splits(data: str | Path):
         raise DataError(f"{data}: could not load it as a Hub dataset id ({exc.__class__.__name__}: {exc})") from exc
 
 
-def dataset_kind(columns: list[str]) -> str:
+def dataset_format(columns: list[str]) -> str:
+    """ "preference" (prompt/chosen/rejected) or "unpaired" (prompt/completion/label), TRL's layouts."""
     if {"prompt", "chosen", "rejected"} <= set(columns):
         return "preference"
     if {"prompt", "completion", "label"} <= set(columns):
@@ -146,21 +171,22 @@ def _strip_trailing(ids: list[int], pad: int | None, eos: int | None) -> list[in
 
 def build_examples(
     rows: list[dict],
-    method: str,
+    method: Method,
     tokenise: Tokenise,
     *,
     batch_size: int,
     seed: int,
     warn: Callable[[str], None] | None = None,
-) -> list[Example]:
-    """Tokenise rows for `method`. KTO: preference rows are unpaired, and all rows shuffled with `seed`;
-    each example gets its KL row from `kl_partners` (fixed here, so cached reference log-probs stay
-    valid). `warn` gets one line where batches hold a single prompt."""
+) -> list[Pair] | list[Completion]:
+    """Tokenise rows for `method`: `Pair`s, or for an unpaired method `Completion`s. Unpaired:
+    preference rows are unpaired, and all rows shuffled with `seed`; each completion gets its KL
+    partner from `kl_partners` (fixed here, so cached reference log-probs stay valid). `warn` gets one
+    line where batches hold a single prompt."""
     if not rows:
         return []
-    kind = dataset_kind(list(rows[0]))
-    if method == "kto":
-        if kind == "preference":
+    layout = dataset_format(list(rows[0]))
+    if method.kind is Kind.UNPAIRED:
+        if layout == "preference":
             rows = unpair(rows, seed)
         else:
             rows = list(rows)
@@ -170,20 +196,24 @@ def build_examples(
         partner, note = kl_partners([tuple(p) for p, _ in toks], batch_size)
         if note and warn:
             warn(note)
-        return [Example(p, c, toks[j][1], bool(r["label"])) for r, (p, c), j in zip(rows, toks, partner, strict=True)]
-    if kind != "preference":
+        return [
+            Completion(p, c, bool(r["label"]), toks[j][1]) for r, (p, c), j in zip(rows, toks, partner, strict=True)
+        ]
+    if layout != "preference":
+        unpaired = " or ".join(f"`{m.name}`" for m in METHODS.values() if m.kind is Kind.UNPAIRED)
         raise DataError(
-            f"`{method}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
-            "(prompt/completion/label): use `kto`"
+            f"`{method.name}` needs preference data (prompt/chosen/rejected); this dataset is unpaired "
+            f"(prompt/completion/label): use {unpaired}"
         )
-    examples = []
+    pairs = []
     for r in rows:
         p, c = tokenise(r["prompt"], r["chosen"])
         p2, rj = tokenise(r["prompt"], r["rejected"])
         if p2 != p:
             raise DataError("prompt tokenised differently with chosen and rejected; check the chat template")
-        examples.append(Example(p, c, rj, True, float(r.get("margin") or 0.0) if method == "rm" else 0.0))
-    return examples
+        margin = float(r.get("margin") or 0.0) if method.kind is Kind.REWARD else 0.0
+        pairs.append(Pair(p, c, rj, margin))
+    return pairs
 
 
 def kl_partners(prompts: list[Hashable], batch_size: int) -> tuple[list[int], str | None]:
@@ -230,7 +260,7 @@ def kl_partners(prompts: list[Hashable], batch_size: int) -> tuple[list[int], st
     return partner, None
 
 
-def check_kto_weights(examples: list[Example], desirable_weight: float, undesirable_weight: float) -> str | None:
+def check_kto_weights(examples: list[Completion], desirable_weight: float, undesirable_weight: float) -> str | None:
     """KTO paper §4.2: keep λ_D·n_D / (λ_U·n_U) within [1, 4/3]. Returns a warning, or None."""
     n_d = sum(e.label for e in examples)
     n_u = len(examples) - n_d

@@ -1,4 +1,5 @@
-"""Preference losses as pure functions of per-sequence log-probs, looked up by name in `LOSSES`.
+"""Preference losses as pure functions of per-sequence log-probs; each method's record in
+`prefkit.train.methods` names its function, and `LOSSES` looks them up by method name.
 
 Every function takes 1-D tensors of shape `(batch,)` — summed log-probs of each completion given its
 prompt under the policy (`policy_*`) and the frozen reference (`ref_*`), and completion token counts
@@ -18,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from prefkit.train.methods import METHODS, REFERENCE_FREE, needs_reference  # noqa: F401  (re-exported)
+from prefkit.train.methods import METHODS
 from torch import Tensor
 
 
@@ -256,16 +257,5 @@ def bradley_terry(chosen_scores: Tensor, rejected_scores: Tensor, *, margin: Ten
     return _out(-F.logsigmoid(chosen_scores - rejected_scores - margin), chosen_scores, rejected_scores)
 
 
-PAIRED: dict[str, Callable[..., LossOutput]] = {
-    "dpo": dpo,
-    "cdpo": cdpo,
-    "robust": robust,
-    "hinge": hinge,
-    "ipo": ipo,
-    "apo-zero": apo_zero,
-    "apo-down": apo_down,
-    "simpo": simpo,
-    "orpo": orpo,
-}
-UNPAIRED: dict[str, Callable[..., LossOutput]] = {"kto": kto}
-LOSSES: dict[str, Callable[..., LossOutput]] = {**PAIRED, **UNPAIRED, "rm": bradley_terry}
+# the loss function of every method, by method name, in the table's order
+LOSSES: dict[str, Callable[..., LossOutput]] = {name: globals()[m.loss] for name, m in METHODS.items()}

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import torch
+from prefkit.train.methods import Kind, Method
 
 KEYS = (
     "loss",
@@ -42,12 +43,12 @@ class Accumulator:
         self.sums[key] += float(values[keep].sum())
         self.counts[key] += float(keep.sum())
 
-    def add(self, method: str, out, values: torch.Tensor, ref: torch.Tensor | None, n: int, tokens: int) -> None:
+    def add(self, method: Method, out, values: torch.Tensor, ref: torch.Tensor | None, n: int, tokens: int) -> None:
         self.tokens += tokens
         self._add("loss", out.losses)
         self._add("rewards/chosen", out.chosen_rewards)
         self._add("rewards/rejected", out.rejected_rewards)
-        if method == "kto":
+        if method.kind is Kind.UNPAIRED:  # desirable completions count as chosen, undesirable as rejected
             desirable = ~torch.isnan(out.chosen_rewards)
             nan = torch.full_like(values[:n], float("nan"))
             self._add("logps/chosen", torch.where(desirable, values[:n], nan))
@@ -57,7 +58,7 @@ class Accumulator:
             return
         self._add("rewards/margins", out.chosen_rewards - out.rejected_rewards)
         self._add("rewards/accuracies", (out.chosen_rewards > out.rejected_rewards).float())
-        if method != "rm":
+        if method.kind is not Kind.REWARD:  # a reward model's values are scores, not log-probs
             self._add("logps/chosen", values[:n])
             self._add("logps/rejected", values[n:])
 

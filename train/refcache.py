@@ -24,7 +24,7 @@ from prefkit.train.safeload import UnsafeFileError, load_tensors
 def data_fingerprint(examples: list[Example]) -> str:
     h = hashlib.sha256()
     for e in examples:
-        for part in (e.prompt, e.chosen, e.rejected):
+        for part in (e.prompt, *e.completions):  # a pair's chosen, rejected; a KTO completion, its KL partner
             h.update(len(part).to_bytes(4, "little"))
             h.update(torch.tensor(part, dtype=torch.int64).numpy().tobytes())
     return h.hexdigest()[:24]
@@ -64,7 +64,8 @@ def compute(
     micro_batch_size: int = 16,
     autocast=None,
 ) -> torch.Tensor:
-    """Reference log-probs, shape (n_examples, 2): [:, 0] chosen/completion, [:, 1] rejected/KL row."""
+    """Reference log-probs, shape (n_examples, 2), of each example's two completions: [:, 0] a pair's
+    chosen or a KTO completion, [:, 1] a pair's rejected or the completion's KL partner."""
     out = torch.empty(len(examples), 2)
     plans = plan_micro_batches(examples, micro_batch_size=micro_batch_size, max_tokens=max_tokens)
     for idx in plans:

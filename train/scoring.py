@@ -9,18 +9,17 @@ from pathlib import Path
 
 import torch
 from prefkit.train.batching import collate, plan_micro_batches
-from prefkit.train.data import Tokenise, build_examples, load_splits
+from prefkit.train.data import Pair, Tokenise, build_examples, load_splits
 from prefkit.train.forward import SequenceLogps, SequenceScores, run
-from prefkit.train.losses import needs_reference
+from prefkit.train.methods import Kind, Method
 from prefkit.train.trainer import TrainError, config_from_run
 
 
-def _rewards(method: str, beta: float, logps: torch.Tensor, ref: torch.Tensor | None, lengths: torch.Tensor):
-    if method in ("simpo", "orpo"):  # reference-free: β × mean token log-prob
-        return beta * logps / lengths
-    if method == "ipo":
-        return beta * (logps - ref) / lengths
-    return beta * (logps - ref)
+def _rewards(method: Method, beta: float, logps: torch.Tensor, ref: torch.Tensor | None, lengths: torch.Tensor):
+    """The loss's implicit reward: β × the log-ratio (reference-free: the log-prob), per completion
+    token where the method averages (IPO, SimPO, ORPO)."""
+    value = logps - ref if method.reference else logps
+    return beta * value / lengths if method.length_normalised else beta * value
 
 
 @torch.no_grad()
@@ -34,7 +33,8 @@ def pair_margins(
 
     run_dir = Path(run_dir)
     cfg = config_from_run(run_dir)
-    if cfg.method == "rm":
+    method = cfg.method_record()
+    if method.kind is Kind.REWARD:
         raise TrainError(f"{run_dir} trained a reward model; score pairs with `prefkit score` instead")
     final = run_dir / "final"
     if not final.exists():
@@ -42,21 +42,21 @@ def pair_margins(
     tok = AutoTokenizer.from_pretrained(final)
     policy = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32).to(device).eval()
     ref = None
-    if needs_reference(cfg.method):
+    if method.reference:
         ref = AutoModelForCausalLM.from_pretrained(cfg.ref_model or cfg.model, dtype=torch.float32).to(device).eval()
     tokenise = Tokenise(tok, cfg.max_length, cfg.max_prompt_length)
     splits = load_splits(data)
     out = []
     for name in [split] if split else list(splits):
         rows = splits[name].to_list()
-        examples = build_examples(rows, "dpo", tokenise, batch_size=batch_size, seed=0)
+        examples = build_examples(rows, method.on_pairs or method, tokenise, batch_size=batch_size, seed=0)
         for plan in plan_micro_batches(examples, micro_batch_size=batch_size):
             ex = [examples[i] for i in plan]
             batch = collate(ex, packed=False, pad_id=tok.pad_token_id).to(device)
             n = len(ex)
             lp = run(SequenceLogps(policy), batch)
             rp = run(SequenceLogps(ref), batch) if ref is not None else None
-            r = _rewards(cfg.method, cfg.resolved_beta(), lp, rp, batch.lengths.float())
+            r = _rewards(method, cfg.resolved_beta(), lp, rp, batch.lengths.float())
             for j, i in enumerate(plan):
                 out.append(
                     {
@@ -89,15 +89,13 @@ def reward_scores(
     module = SequenceScores(model)
     tokenise = Tokenise(tok, max_length, max_length // 2)
     scores: list[float] = []
-    from prefkit.train.data import Example
-
     for start in range(0, len(items), batch_size):
         ex = []
         for prompt, response in items[start : start + batch_size]:
             p, c = tokenise(
                 prompt, response if isinstance(prompt, str) else [{"role": "assistant", "content": response}]
             )
-            ex.append(Example(p, c, c))
+            ex.append(Pair(p, c, c))  # the response in both places: its score is the first half's
         batch = collate(ex, packed=False, pad_id=tok.pad_token_id).to(device)
         scores += run(module, batch)[: len(ex)].tolist()
     return scores

@@ -31,9 +31,10 @@ import torch
 from prefkit.train import metrics as M
 from prefkit.train.batching import collate, packing_supported, plan_micro_batches
 from prefkit.train.config import TrainConfig, validate
-from prefkit.train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_kind, load_splits
+from prefkit.train.data import Example, Tokenise, build_examples, check_kto_weights, dataset_format, load_splits
 from prefkit.train.forward import SequenceLogps, SequenceScores, count_params, run
-from prefkit.train.losses import LOSSES, kto_reference_point, needs_reference
+from prefkit.train.losses import kto_reference_point
+from prefkit.train.methods import Kind, Method
 from prefkit.train.refcache import cached, compute, data_fingerprint, model_fingerprint
 from prefkit.train.safeload import UnsafeFileError, load_tensors
 from prefkit.train.sharding import (
@@ -94,7 +95,7 @@ def check_model_name(name: str, flag: str = "--model") -> None:
         raise TrainError(f"{flag} {name}: no such folder")
 
 
-def load_model(name: str, method: str, seed: int, dtype: str = "float32", flag: str = "--model"):
+def load_model(name: str, method: Method, seed: int, dtype: str = "float32", flag: str = "--model"):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     check_model_name(name, flag)
@@ -108,7 +109,7 @@ def load_model(name: str, method: str, seed: int, dtype: str = "float32", flag: 
         tok.pad_token = tok.eos_token
     torch.manual_seed(seed)  # the reward head's initialisation
     try:
-        if method == "rm":
+        if method.kind is Kind.REWARD:
             model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, dtype=getattr(torch, dtype))
             model.config.pad_token_id = tok.pad_token_id
         else:
@@ -123,7 +124,7 @@ def _add_lora(model, cfg: TrainConfig):
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
         raise TrainError("--lora needs peft: pip install 'prefkit[lora]'") from exc
-    task = "SEQ_CLS" if cfg.method == "rm" else "CAUSAL_LM"
+    task = "SEQ_CLS" if cfg.method_record().kind is Kind.REWARD else "CAUSAL_LM"
     lc = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -150,8 +151,10 @@ def _rows(split) -> list[dict]:
 
 def prepare_data(
     cfg: TrainConfig, tok, log: Callable[[str], None] | None = None
-) -> tuple[list[Example], list[Example], str]:
-    """Train and eval examples; eval is paired (accuracies) when the test split is preference data."""
+) -> tuple[list[Example], list[Example], Method]:
+    """Train and eval examples, and the method that evaluates: the run's, or its `on_pairs` (KTO's
+    pair accuracies) when the test split is preference data."""
+    method = cfg.method_record()
     splits = load_splits(cfg.data)
     if "train" not in splits:
         raise TrainError(f"{cfg.data}: no `train` split (found {', '.join(splits)})")
@@ -161,22 +164,13 @@ def prepare_data(
     def warn(split: str) -> Callable[[str], None] | None:
         return (lambda msg: log(f"{split} split: {msg}")) if log else None
 
-    train = build_examples(
-        train_rows, cfg.method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed, warn=warn("train")
-    )
+    train = build_examples(train_rows, method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed, warn=warn("train"))
     test_rows = _rows(splits["test"]) if "test" in splits else []
-    eval_method = cfg.method
-    if cfg.method == "kto" and test_rows and dataset_kind(list(test_rows[0])) == "preference":
-        eval_method = "pairs"  # KTO trained, judged on held-out pairs: is β·ρ(chosen) > β·ρ(rejected)?
+    eval_method = method
+    if method.on_pairs and test_rows and dataset_format(list(test_rows[0])) == "preference":
+        eval_method = method.on_pairs
     test = (
-        build_examples(
-            test_rows,
-            "dpo" if eval_method == "pairs" else cfg.method,
-            tokenise,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            warn=warn("test"),
-        )
+        build_examples(test_rows, eval_method, tokenise, batch_size=cfg.batch_size, seed=cfg.seed, warn=warn("test"))
         if test_rows
         else []
     )
@@ -189,7 +183,7 @@ def prepare_data(
 
 
 def micro_outputs(
-    method: str,
+    method: Method,
     cfg: TrainConfig,
     policy,
     batch,
@@ -200,49 +194,37 @@ def micro_outputs(
     z0: torch.Tensor | None = None,
 ):
     """(LossOutput, policy values, ref values or None) for one micro-batch: values are (2n,) for a
-    batch of both parts, (n,) for KTO's completions alone (`collate(parts="chosen")`, given `z0`)."""
+    batch of both parts, (n,) for KTO's completions alone (`collate(parts="completion")`, given `z0`)."""
     n = len(examples)
     with autocast():
         values = run(policy, batch).float()
     ref = None
-    if needs_reference(method if method != "pairs" else "dpo"):
+    if method.reference:
         if ref_lp is not None:
             parts = [ref_lp[:, 0], ref_lp[:, 1]] if batch.n_seq == 2 * n else [ref_lp[:, 0]]
             ref = torch.cat(parts).to(values.device)
         else:
             with torch.no_grad(), autocast(), ref_module() as ref_mod:
                 ref = run(ref_mod, batch).float()
-    lengths = batch.lengths.float()
-    kw = {
-        "beta": cfg.resolved_beta(),
-        "label_smoothing": cfg.label_smoothing,
-        "gamma": cfg.gamma,
-        "chosen_lengths": lengths[:n],
-        "rejected_lengths": lengths[n:],
-    }
-    if method == "kto":
+    kw = {name: getattr(cfg, name) for name in method.options}
+    if method.length_normalised:
+        lengths = batch.lengths.float()
+        kw.update(chosen_lengths=lengths[:n], rejected_lengths=lengths[n:])
+    # the three kinds' losses take their values differently (losses.py); which one is the record's
+    if method.kind is Kind.UNPAIRED:
         labels = torch.tensor([e.label for e in examples], device=values.device)
         kl_rows = (values[n:], ref[n:]) if z0 is None else (None, None)
-        out = LOSSES["kto"](
-            values[:n],
-            ref[:n],
-            labels,
-            *kl_rows,
-            z0=z0,
-            beta=kw["beta"],
-            desirable_weight=cfg.desirable_weight,
-            undesirable_weight=cfg.undesirable_weight,
-        )
-    elif method == "rm":
+        out = method.loss_fn(values[:n], ref[:n], labels, *kl_rows, z0=z0, beta=cfg.resolved_beta(), **kw)
+    elif method.kind is Kind.REWARD:
         margin = torch.tensor([e.margin for e in examples], device=values.device)
-        out = LOSSES["rm"](values[:n], values[n:], margin=margin)
+        out = method.loss_fn(values[:n], values[n:], margin=margin)
     else:
-        fn = LOSSES["dpo" if method == "pairs" else method]
-        out = fn(
+        out = method.loss_fn(
             policy_chosen=values[:n],
             policy_rejected=values[n:],
             ref_chosen=None if ref is None else ref[:n],
             ref_rejected=None if ref is None else ref[n:],
+            beta=cfg.resolved_beta(),
             **kw,
         )
     return out, values, ref
@@ -276,7 +258,7 @@ def kto_kl_rows(
     ratios, tokens = [], 0
     for plan in _lockstep(plans, fsdp, device):
         rows = [mine[i] for i in plan] if plan is not None else [standin]  # None: a stand-in, not counted
-        batch = collate([examples[i] for i in rows], packed=packed, pad_id=pad_id, parts="rejected").to(device)
+        batch = collate([examples[i] for i in rows], packed=packed, pad_id=pad_id, parts="kl").to(device)
         with autocast():
             values = run(fwd, batch).float()
         if ref_lp is not None:
@@ -331,12 +313,15 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
     torch.manual_seed(cfg.seed)
 
     # ---- model, data
-    tok, model = load_model(cfg.model, cfg.method, cfg.seed, cfg.model_dtype)
+    method = cfg.method_record()
+    tok, model = load_model(cfg.model, method, cfg.seed, cfg.model_dtype)
     train_ex, eval_ex, eval_method = prepare_data(cfg, tok, log)
-    if cfg.method == "kto" and (warning := check_kto_weights(train_ex, cfg.desirable_weight, cfg.undesirable_weight)):
+    unpaired = method.kind is Kind.UNPAIRED
+    if unpaired and (warning := check_kto_weights(train_ex, cfg.desirable_weight, cfg.undesirable_weight)):
         log(warning)
-    packed = cfg.packing and cfg.method != "rm" and packing_supported()
-    if cfg.packing and cfg.method != "rm" and not packed:
+    reward_head = method.kind is Kind.REWARD  # one score per sequence from a classification head
+    packed = cfg.packing and not reward_head and packing_supported()
+    if cfg.packing and not reward_head and not packed:
         log("this transformers cannot restrict attention within packed sequences; using padded batches")
     if cfg.lora:
         model = _add_lora(model, cfg)
@@ -346,7 +331,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     autocast = _autocast(cfg, device)
-    wrap = (lambda m: SequenceScores(m)) if cfg.method == "rm" else (lambda m: SequenceLogps(m, cfg.head_chunk))
+    wrap = (lambda m: SequenceScores(m)) if reward_head else (lambda m: SequenceLogps(m, cfg.head_chunk))
     # FSDP: all-gather and compute in bf16 where autocast would anyway, the sharded fp32 weights stay fp32
     bf16 = (
         fsdp and device.type == "cuda" and _autocast_dtype(cfg, device) == "bfloat16" and cfg.model_dtype == "float32"
@@ -366,7 +351,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
 
     # ---- reference: cached log-probs (default) or a frozen model run every step
     ref_module, ref_train, ref_eval, ref_seconds = None, None, None, None
-    if needs_reference(cfg.method):
+    if method.reference:
         if cfg.lora:
             ref_model = model
             ref_module = lambda: _AdapterDisabled(model, policy)  # noqa: E731
@@ -375,7 +360,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             ref_module = lambda: nullcontext(policy)  # noqa: E731
         else:
             flag = "--ref-model" if cfg.ref_model else "--model"
-            _, ref_model = load_model(cfg.ref_model or cfg.model, cfg.method, cfg.seed, cfg.model_dtype, flag)
+            _, ref_model = load_model(cfg.ref_model or cfg.model, method, cfg.seed, cfg.model_dtype, flag)
             ref_model.eval().requires_grad_(False)  # frozen, dropout off
             frozen = place(wrap(ref_model), ref_model, frozen=True)  # sharded too: it is as big as the policy
             ref_module = lambda: nullcontext(frozen)  # noqa: E731
@@ -432,11 +417,11 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         acc = M.Accumulator()
         plans = plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens)
         z0, parts = None, "both"
-        if cfg.method == "kto":  # its reference point first, over the whole step
+        if unpaired:  # KTO: its reference point first, over the whole step
             z0, kl, kl_tokens = kto_kl_rows(fwd, train_ex, mine, idx[0], ref_train, ref_module, **kl_kw)
             acc.add_kl(kl)
             acc.tokens += kl_tokens
-            parts = "chosen"
+            parts = "completion"
             reshard(policy)  # a forward without backward leaves the root gathered: free it
         # FSDP reduce-scatters after every micro-batch rather than skipping the sync until the last
         # (`set_requires_gradient_sync(False)`): skipping would keep a whole unsharded gradient per
@@ -446,10 +431,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             mex = [train_ex[i] for i in rows]
             batch = collate(mex, packed=packed, pad_id=tok.pad_token_id, parts=parts).to(device)
             rl = ref_train[rows] if ref_train is not None else None
-            o, values, ref = micro_outputs(cfg.method, cfg, fwd, batch, mex, rl, ref_module, autocast, z0)
+            o, values, ref = micro_outputs(method, cfg, fwd, batch, mex, rl, ref_module, autocast, z0)
             (o.losses.sum() * (1.0 if plan is not None else 0.0) / len(idx)).backward()
             if plan is not None:
-                acc.add(cfg.method, o, values, ref, len(mex), batch.tokens)
+                acc.add(method, o, values, ref, len(mex), batch.tokens)
         if not fsdp:
             _all_reduce_grads(params, world)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm else None
@@ -572,7 +557,19 @@ def _cached_reference(cfg, model, mkey, ref_module, train_ex, eval_ex, packed, t
 
 @torch.no_grad()
 def evaluate(
-    cfg, eval_method, fwd, examples, ref_lp, ref_module, packed, pad_id, device, autocast, rank, world, fsdp=False
+    cfg,
+    eval_method: Method,
+    fwd,
+    examples,
+    ref_lp,
+    ref_module,
+    packed,
+    pad_id,
+    device,
+    autocast,
+    rank,
+    world,
+    fsdp=False,
 ) -> dict:
     mine = list(range(len(examples)))[rank::world]
     acc = M.Accumulator()
@@ -580,13 +577,13 @@ def evaluate(
     size = cfg.micro_batch_size or cfg.batch_size
     plans = plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens)
     z0, parts = None, "both"
-    if eval_method == "kto":  # one reference point for the whole evaluation, as for a training step
+    if eval_method.kind is Kind.UNPAIRED:  # one reference point for the whole evaluation, as for a training step
         kw = dict(packed=packed, pad_id=pad_id, device=device, autocast=autocast, world=world, fsdp=fsdp)
         z0, kl, _ = kto_kl_rows(
             fwd, examples, mine, 0, ref_lp, ref_module, micro_batch_size=size, max_tokens=cfg.max_tokens, **kw
         )
         acc.add_kl(kl)
-        parts = "chosen"
+        parts = "completion"
     for plan in _lockstep(plans, fsdp, device):
         rows = [mine[i] for i in plan] if plan is not None else [0]  # None: a stand-in, not counted
         mex = [examples[i] for i in rows]
@@ -597,8 +594,8 @@ def evaluate(
             acc.add(eval_method, o, values, ref, len(mex), batch.tokens)
     row = acc.row(world)
     row.pop("tokens")
-    if eval_method == "pairs":
-        row.pop("loss")  # a DPO loss would mislabel a KTO run; its accuracies and rewards are what matter
+    if not eval_method.reports_loss:
+        row.pop("loss")  # a stand-in's loss would mislabel the run; its accuracies and rewards are what matter
     return {f"eval/{k}": v for k, v in row.items()}
 
 

@@ -7,8 +7,9 @@ import torch
 from datasets import Dataset, DatasetDict
 from prefkit.train.batching import collate, example_tokens, plan_micro_batches
 from prefkit.train.data import (
+    Completion,
     DataError,
-    Example,
+    Pair,
     Tokenise,
     build_examples,
     check_kto_weights,
@@ -16,6 +17,7 @@ from prefkit.train.data import (
     load_splits,
     unpair,
 )
+from prefkit.train.methods import METHODS
 
 from tests.support.tiny_model import make_tokenizer, vocabulary_from
 from tests.train.synth import BAD, GOOD, TOPIC, pairs, save_dataset, unpaired
@@ -74,7 +76,7 @@ def test_loads_save_to_disk_and_parquet_layouts(tmp_path):
 
 def test_unpaired_data_for_a_paired_method_says_use_kto(tok):
     with pytest.raises(DataError, match="use `kto`"):
-        build_examples(unpaired(3, 0), "dpo", Tokenise(tok), batch_size=2, seed=0)
+        build_examples(unpaired(3, 0), METHODS["dpo"], Tokenise(tok), batch_size=2, seed=0)
 
 
 def test_kto_unpairs_preference_rows_and_shuffles_so_batches_mix(tok):
@@ -84,12 +86,12 @@ def test_kto_unpairs_preference_rows_and_shuffles_so_batches_mix(tok):
     assert labels != [True, False] * 40  # shuffled after unpairing
     batches = [labels[i : i + 8] for i in range(0, 80, 8)]
     assert sum(1 for b in batches if 0 < sum(b) < 8) >= 8
-    examples = build_examples(pairs(8, 0), "kto", Tokenise(tok), batch_size=4, seed=0)
+    examples = build_examples(pairs(8, 0), METHODS["kto"], Tokenise(tok), batch_size=4, seed=0)
     # the KL rows of a batch of 4 are that batch's own completions, each moved to another prompt
     for start in (0, 4):
         group = examples[start : start + 4]
-        assert sorted(e.rejected for e in group) == sorted(e.chosen for e in group)
-        assert all(e.rejected != e.chosen for e in group)
+        assert sorted(e.kl_completion for e in group) == sorted(e.completion for e in group)
+        assert all(e.kl_completion != e.completion for e in group)
 
 
 def _answers(rows: list[dict], tokenise: Tokenise) -> tuple[dict, dict]:
@@ -104,9 +106,9 @@ def _answers(rows: list[dict], tokenise: Tokenise) -> tuple[dict, dict]:
     return prompt_ids, answered
 
 
-def _same_prompt_kl_rows(examples: list[Example], rows: list[dict], tokenise: Tokenise) -> int:
+def _same_prompt_kl_rows(examples: list[Completion], rows: list[dict], tokenise: Tokenise) -> int:
     prompt_ids, answered = _answers(rows, tokenise)
-    return sum(1 for e in examples if prompt_ids[tuple(e.prompt)] & answered[tuple(e.rejected)])
+    return sum(1 for e in examples if prompt_ids[tuple(e.prompt)] & answered[tuple(e.kl_completion)])
 
 
 def test_kto_kl_rows_at_batch_4_answer_other_prompts_even_when_rows_come_sorted_by_prompt(tok):
@@ -118,13 +120,13 @@ def test_kto_kl_rows_at_batch_4_answer_other_prompts_even_when_rows_come_sorted_
         for c in ("chosen", "rejected")
     ][:19]  # 4 full batches of 4, then a final batch of 3
     tokenise = Tokenise(tok)
-    examples = build_examples(rows, "kto", tokenise, batch_size=4, seed=0)
+    examples = build_examples(rows, METHODS["kto"], tokenise, batch_size=4, seed=0)
     assert len(examples) == 19
     assert _same_prompt_kl_rows(examples, rows, tokenise) == 0
-    assert all(e.rejected != e.chosen for e in examples)
+    assert all(e.kl_completion != e.completion for e in examples)
     # the run's seed decides the order: the same seed the same examples, another seed another order
-    assert build_examples(rows, "kto", tokenise, batch_size=4, seed=0) == examples
-    assert build_examples(rows, "kto", tokenise, batch_size=4, seed=1) != examples
+    assert build_examples(rows, METHODS["kto"], tokenise, batch_size=4, seed=0) == examples
+    assert build_examples(rows, METHODS["kto"], tokenise, batch_size=4, seed=1) != examples
 
 
 def test_a_batch_of_one_prompt_and_a_final_batch_of_one_borrow_from_other_batches():
@@ -146,9 +148,9 @@ def test_a_batch_of_one_prompt_and_a_final_batch_of_one_borrow_from_other_batche
 def test_data_of_one_prompt_warns_once_and_never_uses_an_examples_own_completion(tok):
     rows = [{"prompt": "red blue", "completion": c, "label": i % 2 == 0} for i, c in enumerate(GOOD + BAD)]
     notes: list[str] = []
-    examples = build_examples(rows, "kto", Tokenise(tok), batch_size=4, seed=0, warn=notes.append)
+    examples = build_examples(rows, METHODS["kto"], Tokenise(tok), batch_size=4, seed=0, warn=notes.append)
     assert len(notes) == 1 and "every completion answers the same prompt" in notes[0]
-    assert all(e.rejected != e.chosen for e in examples)  # the next row's, distinct texts
+    assert all(e.kl_completion != e.completion for e in examples)  # the next row's, distinct texts
 
 
 @pytest.fixture(scope="module")
@@ -171,21 +173,21 @@ def test_kto_batches_of_the_demo_export_never_take_a_kl_row_of_the_same_prompt(d
     rows = load_splits(demo_export / kind)["train"].to_list()
     texts = [m["content"] for r in rows for k in ("prompt", "completion", "chosen", "rejected") for m in r.get(k) or []]
     tokenise = Tokenise(make_tokenizer(vocabulary_from(texts)))
-    examples = build_examples(rows, "kto", tokenise, batch_size=batch_size, seed=0)
+    examples = build_examples(rows, METHODS["kto"], tokenise, batch_size=batch_size, seed=0)
     assert len(examples) == (len(rows) if kind == "unpaired" else 2 * len(rows))
     assert len({tuple(e.prompt) for e in examples}) > 1
     assert _same_prompt_kl_rows(examples, rows, tokenise) == 0
 
 
 def test_kto_weight_rule_warns_outside_one_to_four_thirds():
-    ex = [Example([1], [2], [2], label=i < 2) for i in range(8)]  # 2 desirable, 6 undesirable
+    ex = [Completion([1], [2], i < 2, [2]) for i in range(8)]  # 2 desirable, 6 undesirable
     warning = check_kto_weights(ex, 1.0, 1.0)
     assert warning and "[1, 4/3]" in warning and "--undesirable-weight 0.33" in warning
     assert check_kto_weights(ex, 1.0, 1 / 3) is None
 
 
 def test_token_budget_never_splits_a_pair_and_respects_the_budget():
-    ex = [Example([1] * p, [2] * c, [3] * r) for p, c, r in [(3, 9, 1), (1, 1, 1), (7, 2, 30), (2, 2, 2), (5, 5, 5)]]
+    ex = [Pair([1] * p, [2] * c, [3] * r) for p, c, r in [(3, 9, 1), (1, 1, 1), (7, 2, 30), (2, 2, 2), (5, 5, 5)]]
     plans = plan_micro_batches(ex, max_tokens=40)
     assert sorted(i for p in plans for i in p) == list(range(5))
     for p in plans:
@@ -199,7 +201,7 @@ def test_token_budget_never_splits_a_pair_and_respects_the_budget():
 
 
 def test_collate_targets_are_exactly_the_completion_tokens():
-    ex = [Example([10, 11], [20, 21, 2], [30, 2]), Example([12], [22, 2], [31, 32, 33, 2])]
+    ex = [Pair([10, 11], [20, 21, 2], [30, 2]), Pair([12], [22, 2], [31, 32, 33, 2])]
     for packed in (False, True):
         b = collate(ex, packed=packed, pad_id=0)
         flat = b.input_ids.reshape(-1)
@@ -216,6 +218,8 @@ def test_collate_targets_are_exactly_the_completion_tokens():
 def test_datasetdict_extra_columns_are_ignored(tok, tmp_path):
     rows = [{**r, "margin": 2.0, "source": "x"} for r in pairs(4, 0)]
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "d"))
-    ex = build_examples(load_splits(tmp_path / "d")["train"].to_list(), "dpo", Tokenise(tok), batch_size=2, seed=0)
+    ex = build_examples(
+        load_splits(tmp_path / "d")["train"].to_list(), METHODS["dpo"], Tokenise(tok), batch_size=2, seed=0
+    )
     assert len(ex) == 4 and all(isinstance(t, int) for t in ex[0].chosen)
     assert torch.tensor(ex[0].chosen).dtype == torch.int64

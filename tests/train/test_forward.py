@@ -4,7 +4,7 @@ import pytest
 import torch
 from prefkit.train import losses as L
 from prefkit.train.batching import collate, packing_supported
-from prefkit.train.data import Example
+from prefkit.train.data import Pair
 from prefkit.train.forward import ChunkedTokenLogps, SequenceLogps, run
 from prefkit.train.refcache import cached, compute, data_fingerprint, model_fingerprint
 
@@ -22,14 +22,14 @@ def model():
     return m
 
 
-def _examples(vocab: int, seed: int = 0) -> list[Example]:
+def _examples(vocab: int, seed: int = 0) -> list[Pair]:
     g = torch.Generator().manual_seed(seed)
     lengths = [(2, 3, 40), (30, 1, 2), (5, 25, 7), (1, 2, 2), (17, 9, 31)]  # very different lengths
 
     def ids(n):
         return torch.randint(7, vocab, (n,), generator=g).tolist()
 
-    return [Example(ids(p), ids(c), ids(r), label=i % 2 == 0) for i, (p, c, r) in enumerate(lengths)]
+    return [Pair(ids(p), ids(c), ids(r)) for p, c, r in lengths]
 
 
 def test_packed_equals_padded_logps_and_losses(model):
@@ -46,7 +46,7 @@ def test_packed_equals_padded_logps_and_losses(model):
     ref = padded + 0.3 * torch.arange(2 * n)  # any fixed reference
     dpo = [L.dpo(v[:n], v[n:], ref[:n], ref[n:]).losses for v in (padded, packed)]
     torch.testing.assert_close(dpo[1], dpo[0], atol=1e-5, rtol=0)
-    labels = torch.tensor([e.label for e in ex])
+    labels = torch.tensor([i % 2 == 0 for i in range(n)])  # the first of each pair as a KTO completion
     kto = [L.kto(v[:n], ref[:n], labels, v[n:], ref[n:]).losses for v in (padded, packed)]
     torch.testing.assert_close(kto[1], kto[0], atol=1e-5, rtol=0)
 
@@ -81,7 +81,7 @@ def test_chunked_head_gradients_equal_full_log_softmax():
 @pytest.mark.slow  # inductor compiles C++ kernels with gcc: ~60 s on a busy 2-core machine
 def test_compiled_step_equals_eager():
     model = make_model(120, hidden=16, layers=1, heads=2, seed=1)  # one layer: fewer kernels to compile
-    ex = [Example([8, 9, 10], [11, 12, 2], [13, 2]), Example([8], [11, 2], [13, 14, 15, 16, 17, 2])]
+    ex = [Pair([8, 9, 10], [11, 12, 2], [13, 2]), Pair([8], [11, 2], [13, 14, 15, 16, 17, 2])]
     batch = collate(ex, packed=True, pad_id=0)
     eager = SequenceLogps(model, chunk=4)
     compiled = torch.compile(SequenceLogps(model, chunk=4), backend="inductor")

@@ -100,8 +100,9 @@ def test_every_loss_documents_its_formula_and_paper():
 
 
 def test_method_names_match_the_loss_table():
-    from prefkit.train.methods import METHODS
+    from prefkit.train.methods import METHODS as TABLE
 
+    METHODS = tuple(TABLE)  # the table's names
     assert tuple(L.LOSSES) == METHODS
 
 
@@ -270,6 +271,7 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
     from prefkit.train.config import TrainConfig
     from prefkit.train.data import Tokenise, build_examples
     from prefkit.train.forward import SequenceLogps, run
+    from prefkit.train.methods import METHODS
     from prefkit.train.refcache import compute
     from prefkit.train.tiny import make_model, make_tokenizer
     from prefkit.train.trainer import _step_indices, kto_kl_rows, micro_outputs
@@ -280,7 +282,7 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
     tok = make_tokenizer(GOOD + BAD + TOPIC)
     policy = SequenceLogps(make_model(len(tok), seed=0))
     reference = SequenceLogps(make_model(len(tok), seed=1))
-    examples = build_examples(pairs(24, 0), "kto", Tokenise(tok), batch_size=8, seed=0)
+    examples = build_examples(pairs(24, 0), METHODS["kto"], Tokenise(tok), batch_size=8, seed=0)
     ref_lp = compute(reference, examples, packed=False, pad_id=tok.pad_token_id, device="cpu")
     cfg = TrainConfig(method="kto", beta=0.5, undesirable_weight=1.3, micro_batch_size=micro_batch_size)
     for step in range(3):
@@ -304,8 +306,8 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
             for start in range(0, 8, micro_batch_size):
                 rows = idx[start : start + micro_batch_size]
                 mex = [examples[i] for i in rows]
-                batch = collate(mex, packed=False, pad_id=tok.pad_token_id, parts="chosen")
-                o, _, _ = micro_outputs("kto", cfg, policy, batch, mex, ref_lp[rows], None, nullcontext, z0)
+                batch = collate(mex, packed=False, pad_id=tok.pad_token_id, parts="completion")
+                o, _, _ = micro_outputs(METHODS["kto"], cfg, policy, batch, mex, ref_lp[rows], None, nullcontext, z0)
                 total += float(o.losses.sum())
             step_ex = [examples[i] for i in idx]
             values = run(policy, collate(step_ex, packed=False, pad_id=tok.pad_token_id)).double()
