@@ -25,6 +25,7 @@ This module is a leaf: it imports nothing else of prefkit, so every stage may us
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -104,11 +105,17 @@ def discard(tmp: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def commit(tmp: str | os.PathLike, final: str | os.PathLike, *, sync_folder: bool = True) -> None:
+def commit(tmp: str | os.PathLike, final: str | os.PathLike, *, sync_folder: bool = True, replace: bool = True) -> None:
     """Rename the finished (already fsynced) temporary `tmp` over `final`. A folder in the way moves
     aside first and is removed only once `tmp` has its name. `sync_folder=False` leaves the folder's
-    fsync to the caller (several commits in one folder need one)."""
+    fsync to the caller (several commits in one folder need one). `replace=False` keeps a `final`
+    that exists (another process made it first): FileExistsError, and `tmp` stays for the caller."""
     tmp, final = Path(tmp), Path(final)
+    if not replace:
+        _rename_new(tmp, final)
+        if sync_folder:
+            fsync_dir(final.parent)
+        return
     old = None
     if tmp.is_dir() and final.is_dir() and not final.is_symlink():
         old = temp_path(final, "old")
@@ -118,6 +125,20 @@ def commit(tmp: str | os.PathLike, final: str | os.PathLike, *, sync_folder: boo
         fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _rename_new(tmp: Path, final: Path) -> None:
+    """Give `tmp` the name `final` only if nothing has that name, in one step (no check-then-rename race)."""
+    try:
+        if tmp.is_dir():
+            os.rename(tmp, final)  # fails on a folder that has anything in it
+        else:
+            os.link(tmp, final, follow_symlinks=False)  # fails on any name that exists
+            os.unlink(tmp)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise FileExistsError(errno.EEXIST, "exists already", str(final)) from None
+        raise
 
 
 @contextmanager

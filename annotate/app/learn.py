@@ -7,10 +7,11 @@ prefers the loser, near zero once the pair is learned); the implicit rewards are
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from prefkit import files
 
 
 def log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -50,21 +51,9 @@ def metrics_path(root: str | Path, run_dir: str | Path) -> Path:
 def read_metrics(path: str | Path, start: int = 0) -> tuple[list[dict], int]:
     """Rows of a run's metrics.jsonl from byte `start`; returns (rows, offset to continue from).
 
-    A last line still being written (no newline yet) is left for the next call.
+    Read as the trainer reads it (`prefkit.files.read_jsonl`): a last line still being written (no
+    newline yet) is left for the next call, and a torn or foreign line is skipped rather than break
+    the chart.
     """
-    path = Path(path)
-    if not path.is_file():
-        return [], start
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        data = fh.read()
-    end = data.rfind(b"\n") + 1
-    rows = []
-    for line in data[:end].splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn or foreign line: skip it rather than break the chart
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows, start + end
+    rows, offset = files.read_jsonl(path, start)
+    return [row for row in rows if "step" in row], offset

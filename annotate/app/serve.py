@@ -15,6 +15,8 @@ from prefkit.annotate.app.learn import metrics_path
 from prefkit.annotate.app.project import Project, load_project
 from prefkit.annotate.app.supervise import run_supervised
 
+from prefkit import files
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 DEMO_STORE = ROOT / "data" / "demo"
@@ -33,10 +35,16 @@ def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
     if not source.is_dir():
         raise AppError(f"the bundled demo store {source} is missing; reinstall prefkit from a full checkout")
     copy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = copy.with_name(copy.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp"))
-    os.replace(tmp, copy)
+    files.clean_leftovers(copy.parent)  # a copy a killed app left half made
+    tmp = files.make_temp_dir(copy)
+    try:
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp", ".*.old"), dirs_exist_ok=True)
+        files.fsync_tree(tmp)
+        files.commit(tmp, copy, replace=False)
+    except FileExistsError:
+        pass  # another app starting at the same time made the copy first: keep it, it may be in use
+    finally:
+        files.discard(tmp)  # nothing left once committed
     return copy
 
 
