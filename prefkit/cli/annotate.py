@@ -79,26 +79,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import stat
+    from prefkit.annotate.check import check_store
 
-    store = Store(store_path(args), create=False)
-    mode = stat.S_IMODE(store.root.stat().st_mode)
-    if mode & 0o077:  # a store made before stores were private, or by hand
-        if args.repair:
-            store.root.chmod(mode & 0o700)
-            print(f"{store.root}: made private (mode {mode:o} → {mode & 0o700:o})")
-        else:
-            print(f"{store.root}: other users may read the store (mode {mode:o}); --repair makes it private")
-    found = store.problems(deep=True)
-    if not found:
-        print(f"{store.root}: every part is readable")
+    report = check_store(Store(store_path(args), create=False), repair=args.repair)
+    root, mode = report.root, report.mode
+    if report.made_private:
+        print(f"{root}: made private (mode {mode:o} → {mode & 0o700:o})")
+    elif report.shared:
+        print(f"{root}: other users may read the store (mode {mode:o}); --repair makes it private")
+    if not report.problems:
+        print(f"{root}: every part is readable")
         return 0
-    for problem in found:
+    for problem in report.problems:
         print(printable(problem, newlines=False))
     if not args.repair:
-        print(f"{len(found)} problem(s); run again with --repair to move them into {store.root / 'quarantine'}")
+        print(f"{len(report.problems)} problem(s); run again with --repair to move them into {root / 'quarantine'}")
         return 1
-    for old, new in store.quarantine(found):
+    for old, new in report.moved:
         print(printable(f"moved {old} → {new}", newlines=False))
     return 0
 
