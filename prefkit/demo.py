@@ -8,7 +8,6 @@ scripted output as a model's.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -112,7 +111,9 @@ def plan(out: Path, base_url: str | None, model: str | None, steps: int) -> list
 
 def last_eval(run: Path) -> str:
     """The run's last evaluation metrics, as one line."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    from prefkit.train.metrics import read
+
+    rows = read(run / "metrics.jsonl")
     evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
     if not evals:
         return "none logged"

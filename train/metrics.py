@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from prefkit.train.methods import Kind, Method
 
+from prefkit import files
+
 KEYS = (
     "loss",
     "rewards/chosen",
@@ -88,12 +90,19 @@ class Writer:
             f.write(json.dumps(clean) + "\n")
 
 
+def read(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl. A torn last line (a run killed mid-write) is left out; the app's
+    training page reads the file the same way (`prefkit.files.read_jsonl`)."""
+    return files.read_jsonl(path)[0]
+
+
 def truncate(path: Path, step: int) -> None:
-    """On resume: drop rows logged after the checkpoint's step (they will be logged again)."""
+    """On resume: drop rows logged after the checkpoint's step (they will be logged again), and a torn
+    last line; the file is replaced whole, so a crash here leaves the old one."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [row for row in read(path) if isinstance(row.get("step"), int) and row["step"] <= step]
+    files.write_text(path, "".join(json.dumps(row) + "\n" for row in keep))
 
 
 # bf16 dense peak FLOP/s by device name (vendor datasheets; no sparsity)

@@ -20,6 +20,8 @@ from prefkit.train.data import Example
 from prefkit.train.forward import run
 from prefkit.train.safeload import UnsafeFileError, load_tensors
 
+from prefkit import files
+
 
 def data_fingerprint(examples: list[Example]) -> str:
     h = hashlib.sha256()
@@ -80,9 +82,10 @@ def compute(
 def cached(
     key: str, cache_dir: Path | None, make, agree: Callable[[bool], bool] | None = None
 ) -> tuple[torch.Tensor, bool]:
-    """`make()` once per key; returns (tensor, came_from_cache). Written atomically (tmp + rename).
+    """`make()` once per key; returns (tensor, came_from_cache). Written atomically (`prefkit.files`).
     `agree(hit)` makes every process take the same branch: a sharded `make()` needs all of them."""
     path = Path(cache_dir or default_cache_dir()) / f"{key}.pt"
+    files.clean_leftovers(path.parent)  # a killed run's half-written cache file
     hit = path.exists()
     if agree is not None:
         hit = agree(hit)
@@ -93,7 +96,6 @@ def cached(
         return value, True
     value = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
+    with files.atomic_file(path) as fh:
+        torch.save(value, fh)
     return value, False

@@ -46,6 +46,8 @@ from prefkit.train.sharding import (
     shard,
 )
 
+from prefkit import files
+
 REF_PASS_TOKENS = 8192  # tokens per forward in the reference pass (no activations kept, so it can be large)
 
 
@@ -299,6 +301,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a parent that is a file, no permission
             raise TrainError(f"--out {out}: cannot create the run folder ({exc.strerror or exc})") from exc
+        files.clean_leftovers(out)  # a killed run's half-written checkpoint or model
     # One process has nothing to shard across: it trains the whole model as usual rather than on a
     # one-rank mesh, which would add a process group and FSDP hooks for the same memory.
     fsdp = cfg.sharding == "fsdp" and world > 1
@@ -654,14 +657,11 @@ def _save_checkpoint(path: Path, model, opt, sched, step: int, main: bool, fsdp:
         model_sd, optim_sd = model.state_dict(), opt.state_dict()
     if not main:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({"model": model_sd, "optimizer": optim_sd}, tmp / "state.pt")
-    meta = {"step": step, "sharding": "fsdp" if fsdp else "ddp", "scheduler": sched.state_dict()}
-    (tmp / "state.json").write_text(json.dumps(meta))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    # A crash while saving leaves the previous checkpoint (the new one replaces it only once whole).
+    with files.atomic_dir(path) as tmp:
+        torch.save({"model": model_sd, "optimizer": optim_sd}, tmp / "state.pt")
+        meta = {"step": step, "sharding": "fsdp" if fsdp else "ddp", "scheduler": sched.state_dict()}
+        (tmp / "state.json").write_text(json.dumps(meta))
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
@@ -714,8 +714,9 @@ def _save_final(model, tok, final: Path, lora: bool, main: bool, fsdp: bool) -> 
         model = model.merge_and_unload()  # a plain HF model that from_pretrained loads
     state = full_state_dict(model) if fsdp else None
     if main:
-        model.save_pretrained(final, state_dict=state)
-        tok.save_pretrained(final)
+        with files.atomic_dir(final) as tmp:  # a killed save leaves no half model under final/
+            model.save_pretrained(tmp, state_dict=state)
+            tok.save_pretrained(tmp)
 
 
 def _progress(total: int, start: int, show: bool):
@@ -732,8 +733,8 @@ def config_from_run(run_dir: str | Path) -> TrainConfig:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The rows of a run's metrics.jsonl (`prefkit.train.metrics.read`)."""
+    return M.read(Path(run_dir) / "metrics.jsonl")
 
 
 warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*use_reentrant.*")
