@@ -1,13 +1,13 @@
 """The training configuration: one dataclass that is the CLI flags and the YAML file.
 
-Every field becomes a `--flag` (underscores → dashes) with the comment in `help=`; a YAML file holds
-the same keys. Precedence: defaults < `--config FILE` < flags given on the command line. The final
-config is written to `RUN_DIR/config.yaml`, and loading that file reproduces the run.
+Every field becomes a `--flag` of `prefkit train` (underscores → dashes; the command line builds them,
+in prefkit/cli/train.py) with the comment in `help=`; a YAML file holds the same keys. Precedence:
+defaults < `--config FILE` < flags given on the command line. The final config is written to
+`RUN_DIR/config.yaml`, and loading that file reproduces the run.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -208,51 +208,3 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"model_dtype: `{cfg.model_dtype}` is not float32 or bfloat16")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device: `{cfg.device}` is not auto, cpu or cuda")
-
-
-# ---------------------------------------------------------------- flags
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text}")
-
-
-def add_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field; defaults are SUPPRESSed so `merge` can tell which flags were given."""
-    for name, f in FIELDS.items():
-        if name in skip:
-            continue
-        flag = "--" + name.replace("_", "-")
-        kind = f.type if isinstance(f.type, str) else str(f.type)
-        default = f.default
-        # argparse %-formats help: a literal % (as in "~30% slower") must be doubled
-        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
-        if kind.startswith("bool"):
-            parser.add_argument(
-                flag, nargs="?", const=True, type=_parse_bool, default=argparse.SUPPRESS, help=help_text
-            )
-            parser.add_argument(
-                "--no-" + name.replace("_", "-"),
-                dest=name,
-                action="store_false",
-                default=argparse.SUPPRESS,
-                help=argparse.SUPPRESS,
-            )
-            continue
-        conv = float if kind.startswith("float") else int if kind.startswith("int") else str
-        parser.add_argument(
-            flag, type=conv, default=argparse.SUPPRESS, choices=f.metadata.get("choices"), help=help_text
-        )
-
-
-def merge(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < YAML (`args.config`) < flags given."""
-    values: dict = {}
-    if getattr(args, "config", None):
-        values.update(load_yaml(args.config))
-    values.update({k: v for k, v in vars(args).items() if k in FIELDS})
-    return from_mapping(values, source=getattr(args, "config", None) or "flags")

@@ -12,9 +12,13 @@ import argparse
 from prefkit.cli import add_command
 from prefkit.train.config import FIELDS, ConfigError, TrainConfig, from_mapping, load_yaml
 from prefkit.train.data import DataError
-from prefkit.train.methods import METHODS
+from prefkit.train.methods import METHODS, Kind
 
 ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError)
+
+
+def _reward_models() -> str:
+    return ", ".join(f"`{m.name}`" for m in METHODS.values() if m.kind is Kind.REWARD)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"""\
         Train a model on an exported preference dataset (DPO, KTO and their variants, or a reward model).
 
-        METHOD is one of: {", ".join(METHODS)}. `rm` trains a Bradley–Terry reward model.
+        METHOD is one of: {", ".join(METHODS)}. {_reward_models()} trains a Bradley–Terry reward model.
         Every flag is also a key of the YAML file given with --config (flags win). The run folder
         gets metrics.jsonl (one JSON object per step, read by the app's training page), config.yaml,
         checkpoint/ (with --save-steps; continue with --resume) and final/ (Hugging Face format).
@@ -38,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
           prefkit train kto --data exports/helpful --model ./my-sft --out runs/kto1 --lora --config kto.yaml
         """,
     )
-    p.add_argument("method", choices=METHODS, help="the loss")
+    p.add_argument("method", choices=list(METHODS), help="the loss")
     p.add_argument("--config", help="YAML file with any of the flags below as keys")
     add_flags(p, skip=("method",))
 
