@@ -182,7 +182,8 @@ def _derivatives(t, g, a, b, w, m, k) -> tuple[np.ndarray, np.ndarray]:
     grad += (np.bincount(g * k + a, r, cells) - np.bincount(g * k + b, r, cells)).reshape(n_t, k)
     c = m * p * (1.0 - p)
     base, cells = g * k * k, n_t * k * k
-    hess = np.bincount(base + a * k + a, c, cells) + np.bincount(base + b * k + b, c, cells)
+    hess = np.zeros(cells)  # float even when no games were played (bincount of nothing is integer)
+    hess += np.bincount(base + a * k + a, c, cells) + np.bincount(base + b * k + b, c, cells)
     hess -= np.bincount(base + a * k + b, c, cells) + np.bincount(base + b * k + a, c, cells)
     hess = hess.reshape(n_t, k, k)
     idx = np.arange(k)

@@ -1,16 +1,11 @@
 """Rankings from pairwise AI judgements: Bradley–Terry strengths per prompt.
 
-Bradley & Terry (1952): P(i ≻ j) = p_i / (p_i + p_j), a tie counting half a win each way. The fit is
-the maximum of the log-likelihood plus a small prior: one virtual tie of every item against a reference
-of strength 1, so an item that won or lost everything stays finite and every prompt gets a full
-ranking. With θ = log p the objective
-
-    Σ_(i,j,s) [s·log σ(θ_i − θ_j) + (1 − s)·log σ(θ_j − θ_i)] + Σ_i ½·[log σ(θ_i) + log σ(−θ_i)]
-
-is strictly concave (the prior's terms see to that), so it has one maximum; Newton's method with a
-step-halving line search reaches it to `tol` in a few steps. The reference fixes the scale, so the
-strengths are never rescaled while fitting (doing so moves the fit off the maximum); the result is
-scaled to sum to n only at the end, which keeps every ratio p_i / p_j and so the ranking.
+Bradley & Terry (1952): P(i ≻ j) = p_i / (p_i + p_j), a tie counting half a win each way. Each prompt
+is one tournament of `prefkit.annotate.bradley_terry.fit` (the one fit curation uses too): the
+maximum of the log-likelihood plus one virtual tie of every item against a reference of strength 1
+(log-strength 0), so an item that won or lost everything stays finite and every prompt gets a full
+ranking. The reference fixes the scale, so the strengths are scaled to sum to n only at the end,
+which keeps every ratio p_i / p_j and so the ranking.
 """
 
 from __future__ import annotations
@@ -18,68 +13,27 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from prefkit.annotate import bradley_terry as bt
 from prefkit.annotate.ai.engine import AIError
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import content_hash
 from prefkit.annotate.store import Store
 
 
-def _log_sigmoid(x: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -x)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(_log_sigmoid(x))
-
-
-def log_likelihood(theta: np.ndarray, outcomes: list[tuple[int, int, float]]) -> float:
-    """The objective the fit maximises (prior included), at log-strengths `theta`."""
-    i, j, s = _arrays(outcomes)
-    d = theta[i] - theta[j]
-    games = float(np.sum(s * _log_sigmoid(d) + (1 - s) * _log_sigmoid(-d)))
-    return games + float(np.sum(0.5 * _log_sigmoid(theta) + 0.5 * _log_sigmoid(-theta)))
-
-
-def _arrays(outcomes: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not outcomes:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    i, j, s = zip(*outcomes, strict=True)
-    return np.asarray(i, int), np.asarray(j, int), np.asarray(s, float)
-
-
-def bradley_terry(
-    n: int, outcomes: list[tuple[int, int, float]], iterations: int = 100, tol: float = 1e-10
-) -> np.ndarray:
+def bradley_terry(n: int, outcomes: list[tuple[int, int, float]], iterations: int = bt.MAX_ITERATIONS) -> np.ndarray:
     """Strengths (summing to n) from outcomes (i, j, s): item i scored s ∈ [0, 1] against item j.
 
-    The maximum of `log_likelihood` (see the module docstring), found to a gradient below `tol`.
-    Shape: returns (n,). Pure; deterministic. Raises AIError if it has not converged (which the
-    strict concavity rules out for any real input: never a silent half-fit).
+    Shape: returns (n,). Pure; deterministic. Raises AIError if the fit has not converged (which the
+    objective's strict concavity rules out for any real input: never a silent half-fit).
     """
     if n == 0:
         return np.zeros(0)
-    i, j, s = _arrays(outcomes)
-    theta = np.zeros(n)
-    for _ in range(iterations):
-        d = theta[i] - theta[j]
-        won = s - _sigmoid(d)  # observed minus expected score of i in each game
-        grad = np.bincount(i, won, n) - np.bincount(j, won, n) + 0.5 - _sigmoid(theta)
-        if np.max(np.abs(grad), initial=0.0) < tol:
-            p = np.exp(theta - theta.max())
-            return p * n / p.sum()
-        w = _sigmoid(d) * _sigmoid(-d)
-        hess = np.zeros((n, n))  # the negative Hessian: a weighted graph Laplacian plus the prior's diagonal
-        np.add.at(hess, (i, i), w)
-        np.add.at(hess, (j, j), w)
-        np.add.at(hess, (i, j), -w)
-        np.add.at(hess, (j, i), -w)
-        hess[np.diag_indices(n)] += _sigmoid(theta) * _sigmoid(-theta)
-        step = np.linalg.solve(hess, grad)
-        now, t = log_likelihood(theta, outcomes), 1.0
-        while t > 1e-8 and log_likelihood(theta + t * step, outcomes) < now - 1e-12:
-            t /= 2  # far from the maximum a full Newton step can overshoot
-        theta = theta + t * step
-    raise AIError(f"Bradley–Terry fit did not converge in {iterations} steps (gradient {np.max(np.abs(grad)):.3g})")
+    i, j, s = (np.asarray(c, float) for c in zip(*outcomes, strict=True)) if outcomes else (np.zeros(0),) * 3
+    theta, how = bt.fit(np.zeros(n, dtype=np.int64), i, j, s, 1.0 - s, max_iterations=iterations)
+    if not how.converged:
+        raise AIError(f"Bradley–Terry fit did not converge in {iterations} steps (gradient {how.max_gradient:.3g})")
+    p = np.exp(theta - theta.max())
+    return p * n / p.sum()
 
 
 def write_rankings(store: Store, annotator: str, guidelines: str, unfinished: set[str] | None = None) -> int:
