@@ -139,10 +139,10 @@ def _check_types(cfg: TrainConfig) -> None:
     """Each value has its field's type (a YAML file can hold anything: `lr: fast`)."""
     for name, f in FIELDS.items():
         value = getattr(cfg, name)
-        kind = f.type if isinstance(f.type, str) else str(f.type)
-        if value is None and "None" in kind:
+        annotation = f.type if isinstance(f.type, str) else str(f.type)
+        if value is None and "None" in annotation:
             continue
-        base = kind.split("|")[0].strip()
+        base = annotation.split("|")[0].strip()
         ok = {
             "bool": isinstance(value, bool),
             "int": isinstance(value, int) and not isinstance(value, bool),
@@ -150,7 +150,7 @@ def _check_types(cfg: TrainConfig) -> None:
             "str": isinstance(value, str),
         }.get(base, True)
         if not ok:
-            raise ConfigError(f"{name}: expected {kind.replace('None', 'null')}, got {value!r}")
+            raise ConfigError(f"{name}: expected {annotation.replace('None', 'null')}, got {value!r}")
         if base == "float" and not math.isfinite(value):
             raise ConfigError(f"{name}: must be a finite number, got {value}")
 
