@@ -130,3 +130,37 @@ def test_step_labels_are_kept_for_prm_data(tmp_path):
     steps = rows(res, "steps")
     assert [(r["completions"], r["labels"]) for r in steps] == [(["Step one.", "Step two."], [1, -1])]
     assert res.report["drops"]["steps"]["steps and labels differ in number"]["count"] == 2
+
+
+def test_curated_rows_carry_the_stores_response_ids_through_a_merged_prompt(tmp_path):
+    """Export and score-pairs read these ids; a response stored under a prompt merged onto an equal one
+    keeps its own id (not the hash of the kept prompt and its text)."""
+    dup = prompt("suggest a name for a CAT.", minute=1)  # equal to P after normalisation: merged onto P
+    a, b = response(dup, "Tom"), response(dup, "Felix")
+    draft = response(dup, "cat")
+    edit = response(dup, "Sir Cat", origin="human_edit", model="human:alice", parent=draft)
+    solution = response(dup, "One. Two.")
+    js = [
+        vote(dup, a, b, "b"),
+        judge(dup, [a], [1], "x", kind="binary"),
+        judge(dup, [draft, edit], [0, 1], "alice", kind="revision"),
+        judge(dup, [solution], [1], "alice", kind="steps", step_labels=[1, 0], metadata={"steps": ["One.", "Two."]}),
+    ]
+    store = make_store(tmp_path / "s", [P, dup], [a, b, draft, edit, solution], js)
+    steps = recipe("dedupe", "votes", {"binarise": {"pairs": "comparisons"}}, {"split": {"test_size": 0}})
+    res = curate(store, steps, "b")
+    assert res.report["dedupe"]["exact_duplicate_prompts"] == 1
+    content = {r.response_id: r.content for r in (a, b, draft, edit, solution)}
+    pairs = rows(res, "pairs")
+    assert sorted((p["chosen_id"], p["rejected_id"]) for p in pairs) == sorted(
+        [(b.response_id, a.response_id), (edit.response_id, draft.response_id)]
+    )
+    assert all((content[p["chosen_id"]], content[p["rejected_id"]]) == (p["chosen"], p["rejected"]) for p in pairs)
+    unpaired = rows(res, "unpaired")
+    assert {u["response_id"] for u in unpaired} == {a.response_id, b.response_id, draft.response_id, edit.response_id}
+    assert all(content[u["response_id"]] == u["completion"] for u in unpaired)
+    (sft,) = rows(res, "sft")
+    assert (sft["response_id"], sft["parent_id"]) == (edit.response_id, draft.response_id)
+    (step,) = rows(res, "steps")
+    assert step["response_id"] == solution.response_id
+    assert {r["prompt_id"] for t in ("pairs", "unpaired", "sft", "steps") for r in rows(res, t)} == {P.prompt_id}
