@@ -30,6 +30,7 @@ from prefkit.annotate.ai.jobs import (
     parse_shard,
     write_run_log,
 )
+from prefkit.annotate.ai.rows import ai_error, ai_judgement
 from prefkit.annotate.ai.templates import Template, load, render_conversation
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import content_hash, request_id
@@ -279,36 +280,24 @@ def _repair(task_body: dict[str, Any], bad: str, instruction: str) -> dict[str, 
     return {**repaired, "messages": messages}
 
 
-def _row(task: Task, annotator: str, guidelines: str, kind: str, **values: Any) -> Judgement:
+def _metadata(task: Task, extra: dict[str, Any]) -> dict[str, Any]:
     metadata = {k: v for k, v in task.metadata.items() if k != "request_id"}
-    metadata.update(values.pop("metadata", {}))
-    return Judgement(
-        judgement_id=values.pop("judgement_id", task.key),
-        prompt_id=task.prompt_id,
-        kind=kind,
-        annotator=annotator,
-        annotator_type="ai",
-        response_ids=list(task.shown),
-        aspect=task.aspect,
-        guidelines=guidelines,
-        metadata=json.dumps(metadata, sort_keys=True),
-        **values,
+    return {**metadata, **extra}
+
+
+def _row(task: Task, annotator: str, guidelines: str, kind: str, metadata: dict, **values: Any) -> Judgement:
+    meta = _metadata(task, metadata)
+    return ai_judgement(
+        task.key, task.prompt_id, kind, annotator, task.shown, guidelines, meta, aspect=task.aspect, **values
     )
 
 
 def error_row(task: Task, annotator: str, guidelines: str, kind: str, reason: str, answer: Answer | None) -> Judgement:
     """A failure, recorded: no scores, the reason, and whatever the model did say."""
-    return _row(
-        task,
-        annotator,
-        guidelines,
-        kind,
-        judgement_id=content_hash(["error", task.key, reason]),
-        scores=[],
-        status="error",
-        error=reason,
-        raw=answer.content if answer else None,
-        metadata={"fingerprint": answer.fingerprint if answer else None},
+    meta = _metadata(task, {"fingerprint": answer.fingerprint if answer else None})
+    raw = answer.content if answer else None
+    return ai_error(
+        task.key, reason, task.prompt_id, kind, annotator, task.shown, guidelines, raw, meta, aspect=task.aspect
     )
 
 

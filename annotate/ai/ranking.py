@@ -10,12 +10,10 @@ which keeps every ratio p_i / p_j and so the ranking.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from prefkit.annotate import bradley_terry as bt
 from prefkit.annotate.ai.engine import AIError
-from prefkit.annotate.contract import Judgement
+from prefkit.annotate.ai.rows import ai_judgement
 from prefkit.annotate.ids import content_hash
 from prefkit.annotate.store import Store
 
@@ -70,17 +68,16 @@ def write_rankings(store: Store, annotator: str, guidelines: str, unfinished: se
         if jid in have:
             continue
         out.append(
-            Judgement(
-                judgement_id=jid,
-                prompt_id=pid,
-                kind="ranking",
-                annotator=annotator + "+bt",
-                annotator_type="ai",
-                response_ids=[items[i] for i in order],
+            ai_judgement(
+                jid,
+                pid,
+                "ranking",
+                annotator + "+bt",
+                [items[i] for i in order],
+                guidelines,
+                {"strengths": [float(strength[i]) for i in order], "comparisons": len(judged)},
                 scores=[-float(rank + 1) for rank in range(len(order))],
-                guidelines=guidelines,
                 rationale="Bradley–Terry over the pairwise judgements of " + annotator,
-                metadata=json.dumps({"strengths": [float(strength[i]) for i in order], "comparisons": len(judged)}),
             )
         )
     if out:

@@ -37,6 +37,7 @@ from prefkit.annotate.ai.jobs import (
     write_run_log,
 )
 from prefkit.annotate.ai.judge import read_pairwise
+from prefkit.annotate.ai.rows import ai_error, ai_judgement
 from prefkit.annotate.ai.templates import Template, load, render_conversation
 from prefkit.annotate.contract import Judgement, Response
 from prefkit.annotate.ids import content_hash
@@ -163,19 +164,18 @@ def _revision_rows(
         parent_id=parent_id,
         generation=json.dumps({"request_id": key, **metadata}, sort_keys=True),
     )
-    judgement = Judgement(
-        judgement_id=key,
-        prompt_id=target.prompt_id,
-        kind="revision",
-        annotator=annotator,
-        annotator_type="ai",
-        response_ids=[parent_id, response.response_id],
+    judgement = ai_judgement(
+        key,
+        target.prompt_id,
+        "revision",
+        annotator,
+        [parent_id, response.response_id],
+        guidelines,
+        metadata,
         scores=[0.0, 1.0],
         principle=principle,
         rationale=rationale,
-        guidelines=guidelines,
         raw=raw,
-        metadata=json.dumps(metadata, sort_keys=True),
     )
     return response, judgement
 
@@ -191,20 +191,17 @@ def _error(
     principle: str | None = None,
     metadata: dict | None = None,
 ) -> Judgement:
-    return Judgement(
-        judgement_id=content_hash(["error", key, reason]),
-        prompt_id=target.prompt_id,
-        kind="revision",
-        annotator=annotator,
-        annotator_type="ai",
-        response_ids=[parent_id],
-        scores=[],
-        status="error",
-        error=reason,
+    return ai_error(
+        key,
+        reason,
+        target.prompt_id,
+        "revision",
+        annotator,
+        [parent_id],
+        guidelines,
+        raw,
+        metadata,
         principle=principle,
-        guidelines=guidelines,
-        raw=raw,
-        metadata=json.dumps(metadata or {}, sort_keys=True),
     )
 
 
