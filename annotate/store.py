@@ -218,12 +218,14 @@ class Store:
             raise StoreError(f"{self.url} is a remote store and read-only: write to a local store and upload it")
 
     def remove_stray_temporaries(self) -> list[Path]:
-        """Delete temporary files left by writers that died mid-write. Returns what was removed."""
+        """Delete what writers that died mid-write left (`prefkit.files.clean_leftovers`) in the store,
+        its folders (curations, the AI run logs, the app's files) and the tables' day folders; a
+        curation a killed `prefkit curate` had moved aside goes back. Returns what was cleaned."""
+        folders = [self.root, *self.root.glob("*"), *(d for t in TABLES for d in (self.root / t).glob("*"))]
         removed = []
-        for table in TABLES:
-            for folder in [self.root / table, *(self.root / table).glob("*")]:
-                if folder.is_dir() and not folder.is_symlink():
-                    removed += files.clean_leftovers(folder)
+        for folder in folders:
+            if folder.is_dir() and not folder.is_symlink():
+                removed += files.clean_leftovers(folder)
         return removed
 
     # -- reading ---------------------------------------------------------------------------------

@@ -132,6 +132,7 @@ def export_curated(
         # The same rule curate names curations by: a name never leads out of <store>/curated/.
         raise ExportError(f"{problem} (the name `prefkit curate --out` gave the curation)")
     source_dir = curated_dir(store_root, name)
+    files.clean_leftovers(source_dir.parent)  # a curation a killed `prefkit curate` moved aside goes back
     if not source_dir.is_dir():
         raise ExportError(f"no curation named {name!r} at {source_dir}; run `prefkit curate` first")
     asked_all = formats == "all" or (not isinstance(formats, str) and "all" in formats)
