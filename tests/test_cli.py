@@ -43,3 +43,19 @@ def test_failure_is_one_line_and_exit_1(tmp_path):
 def test_no_command_prints_help():
     proc = subprocess.run([sys.executable, "-m", "prefkit.cli"], capture_output=True, text=True)
     assert proc.returncode == 2 and "commands" in proc.stdout
+
+
+def test_the_ai_entry_point_loads_only_its_own_stage():
+    """`python -m prefkit.cli.ai` is for jobs started many times: it must not load the other stages
+    (training imports torch), which `prefkit.cli` imports only when it builds the whole parser."""
+    code = (
+        "import sys, runpy; sys.argv = ['prefkit', '--help']\n"
+        "try:\n    runpy.run_module('prefkit.cli.ai', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(*sorted({m.split('.')[1] for m in sys.modules if m.startswith('prefkit.')}), 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True)
+    *help_text, loaded = proc.stdout.strip().splitlines()
+    assert "judge" in "\n".join(help_text)
+    *stages, torch = loaded.split()
+    assert "annotate" in stages and not {"curate", "export", "train"} & set(stages) and torch == "False", loaded
