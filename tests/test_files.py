@@ -501,3 +501,20 @@ def test_checkpoint_killed_while_it_is_replaced_resumes_from_the_previous_one(tm
     assert "resumed from step 2" in capsys.readouterr().err  # the old code had deleted it before the rename
     assert [r["step"] for r in read_metrics(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert dot_entries(out) == [] and (out / "final" / "config.json").exists()
+
+
+def test_app_demo_copy_made_meanwhile_by_another_app_is_kept(tmp_path, monkeypatch):
+    from prefkit.annotate.app import serve
+
+    copy = tmp_path / ".prefkit" / "demo-store"
+    real = shutil.copytree
+
+    def copy_while_another_app_starts(source, dest, **kw):
+        monkeypatch.setattr(shutil, "copytree", real)  # copytree calls itself for each subfolder
+        real(source, copy, **kw)  # the other app's copy lands first, and it writes into it
+        (copy / "judgements" / "theirs.parquet").write_text("in use")
+        return real(source, dest, **kw)
+
+    monkeypatch.setattr(shutil, "copytree", copy_while_another_app_starts)
+    assert serve.demo_store(copy) == copy  # the old code's os.replace failed here (folder not empty)
+    assert (copy / "judgements" / "theirs.parquet").read_text() == "in use" and dot_entries(copy.parent) == []
