@@ -167,7 +167,7 @@ def violations(sources: Mapping[str, Source]) -> list[str]:
         elif not _within(target, [layer, *MAY_IMPORT[layer]]):
             allowed = ", ".join(MAY_IMPORT[layer]) or "no other stage"
             problems.append(f"{where}: {layer} imports {target}; it may import {allowed}")
-    return problems
+    return list(dict.fromkeys(problems))  # `from x import a, b` is one line to fix, not two
 
 
 # ---------------------------------------------------------------- the real tree
@@ -266,6 +266,12 @@ def test_a_planted_back_up_import_fails(module, code, message):
     problems = violations(sources)
     assert len(problems) == 1 and message in problems[0], problems
     assert problems[0].startswith(sources[module].path)
+
+
+def test_one_line_per_import_statement():
+    sources = _clean()
+    sources["prefkit.train.y"] = Source("from prefkit.annotate.store import Store, StoreError\n", False, "y.py")
+    assert len(violations(sources)) == 1
 
 
 def test_a_back_up_import_planted_in_a_copy_of_the_tree_fails(tmp_path):
