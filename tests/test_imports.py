@@ -178,6 +178,20 @@ def test_the_real_tree_follows_the_rules():
     assert not problems, "\n".join(problems)
 
 
+def test_tests_and_benchmarks_use_the_prefkit_names():
+    """They are not installed, but a bare `import train` there would test a module no user has."""
+    sources = {}
+    for folder in ("tests", "bench"):
+        for file in sorted((ROOT / folder).rglob("*.py")):
+            parts = file.relative_to(ROOT).with_suffix("").parts
+            is_package = parts[-1] == "__init__"
+            name = ".".join(parts[:-1] if is_package else parts)
+            sources[name] = Source(file.read_text(), is_package, str(file.relative_to(ROOT)))
+    found, _ = imports(sources)
+    bare = [f"{sources[i.importer].path}:{i.line}: {i.target}" for i in found if i.target.split(".")[0] in OLD_NAMES]
+    assert not bare, "\n".join(bare)
+
+
 def test_the_graph_sees_lazy_relative_and_from_imports():
     """The check is only as good as the graph: it holds the imports it must see."""
     found, _ = imports(installed_sources())
