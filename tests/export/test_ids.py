@@ -96,3 +96,15 @@ def test_pushing_an_export_without_ids_lists_only_its_columns(tmp_path):
         pq.write_table(pq.read_table(shard).drop_columns(["chosen_id", "rejected_id"]), shard)
     _, body = parse(plan_push(tmp_path / "out", "alice/p").card)
     assert "chosen_id" not in body and "`pair_id`" in body
+
+
+def test_formats_read_curated_tables_and_their_id_columns():
+    """'pairs' in export is only the curated pair table; each format's ids are columns of its table."""
+    from prefkit.curate.tables import CURATED
+    from prefkit.export.formats import FORMATS
+
+    assert {f.table for f in FORMATS.values()} == set(CURATED) and "pairs" not in FORMATS
+    for fmt in FORMATS.values():
+        assert set(fmt.ids) <= set(fmt.extra_columns)
+        assert {fmt.source_column(c) for c in fmt.extra_columns} <= set(CURATED[fmt.table].names)
+        assert list(fmt.ids) == list(IDS[fmt.name][1])
