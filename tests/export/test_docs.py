@@ -10,9 +10,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from prefkit.cli.export import DOC
 
 from prefkit.cli import main
+from prefkit.cli.export import DOC
 from tests.export.curated import write_curation
 
 ROOT = Path(__file__).resolve().parents[2]
