@@ -218,10 +218,11 @@ class Store:
             raise StoreError(f"{self.url} is a remote store and read-only: write to a local store and upload it")
 
     def remove_stray_temporaries(self) -> list[Path]:
-        """Delete what writers that died mid-write left (`prefkit.files.clean_leftovers`) in the store,
-        its folders (curations, the AI run logs, the app's files) and the tables' day folders; a
-        curation a killed `prefkit curate` had moved aside goes back. Returns what was cleaned."""
-        folders = [self.root, *self.root.glob("*"), *(d for t in TABLES for d in (self.root / t).glob("*"))]
+        """Delete what writers that died mid-write left (`prefkit.files.clean_leftovers`) in the store
+        and two levels of folders below it (the tables' day folders, curations, the AI run logs, the
+        app's files); a curation a killed `prefkit curate` had moved aside goes back. Returns what
+        was cleaned."""
+        folders = [self.root, *self.root.glob("*"), *self.root.glob("*/*")]
         removed = []
         for folder in folders:
             if folder.is_dir() and not folder.is_symlink():

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from prefkit.train.methods import LORA_LR_FACTOR, METHODS, Method
 
+from prefkit import files
+
 
 class ConfigError(ValueError):
     """A bad config value or file; the message names the key."""
@@ -108,7 +110,7 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         import yaml
 
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        files.write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))  # whole or not at all
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -14,6 +14,8 @@ from prefkit.annotate.contract import ID_COLUMN, to_row
 from prefkit.annotate.ids import content_hash
 from prefkit.annotate.store import Store
 
+from prefkit import files
+
 MODES = ("auto", "logprobs", "json", "text")
 
 
@@ -208,5 +210,5 @@ def write_run_log(store: Store, command: str, config: EngineConfig, summary: Run
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{command}-{content_hash(time.time_ns())[:6]}.json"
     record = {"command": command, "config": config.public(), "summary": asdict(summary), **extra}
-    path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    files.write_text(path, json.dumps(record, indent=2, default=str))  # a killed run leaves no half log
     return path
