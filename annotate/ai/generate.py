@@ -13,8 +13,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from prefkit.annotate.ai.cache import Cache
 from prefkit.annotate.ai.engine import Engine, EngineConfig, RunSummary
-from prefkit.annotate.ai.jobs import RowSink, Sampling, body, existing, in_shard, open_cache, parse_shard, write_run_log
+from prefkit.annotate.ai.jobs import RowSink, Sampling, body, existing, in_shard, parse_shard
+from prefkit.annotate.ai.runner import Job, Outcome, fill, run_job
 from prefkit.annotate.contract import Response
 from prefkit.annotate.ids import request_id
 from prefkit.annotate.store import Store
@@ -43,46 +45,56 @@ class GenerateReport:
 
 
 def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, client: Any = None) -> GenerateReport:
-    shard = parse_shard(options.shard)
-    con = store.connect()
-    try:
-        prompts = con.execute("SELECT prompt_id, messages FROM prompts ORDER BY prompt_id").fetchall()
-    finally:
-        con.close()
-    if options.limit is not None:
-        prompts = prompts[: options.limit]
-    tasks = []
-    for pid, messages in prompts:
-        convo = ([{"role": "system", "content": options.system}] if options.system else []) + list(messages)
-        for k in range(options.n):
-            b = body(config.model, convo, options.sampling, k)
-            key = request_id(b)
-            if in_shard(key, shard):
-                tasks.append((pid, k, b, key))
-    done = existing(
-        store, "SELECT json_extract_string(generation, '$.request_id') FROM responses WHERE origin = 'generated'"
-    )
-    todo = [t for t in tasks if t[3] not in done]
-    report = GenerateReport(RunSummary(), planned=len(tasks), skipped=len(tasks) - len(todo), written=0, failures=[])
-    cache = open_cache(store, shard)
-    if options.dry_run:
-        missing = [t for t in todo if cache.get(t[3], 0) is None]
-        prompt_tokens = sum(len(json.dumps(t[2]["messages"])) // 4 for t in missing)  # about 4 characters a token
-        report.summary.requests = len(missing)
-        report.summary.cost = Engine(config).price(
-            {"prompt_tokens": prompt_tokens, "completion_tokens": len(missing) * options.sampling.max_tokens}
-        )
-        cache.close()
-        return report
-    sink = RowSink(store)
+    job = _Generate(store, config, options)
+    outcome = run_job(store, config, job, shard=options.shard, client=client, dry_run=options.dry_run)
+    return fill(job.report, outcome)
 
-    async def process(engine: Engine, task: tuple) -> Any:
+
+class _Generate(Job):
+    """A task: (prompt_id, sample, request body, request id)."""
+
+    command = "generate"
+
+    def __init__(self, store: Store, config: EngineConfig, options: GenerateOptions):
+        self.store, self.config, self.options = store, config, options
+        self.report = GenerateReport(RunSummary(), planned=0, skipped=0, written=0, failures=[])
+
+    async def plan(self, engine: Engine, cache: Cache) -> list[tuple]:
+        shard, options = parse_shard(self.options.shard), self.options
+        con = self.store.connect()
+        try:
+            prompts = con.execute("SELECT prompt_id, messages FROM prompts ORDER BY prompt_id").fetchall()
+        finally:
+            con.close()
+        if options.limit is not None:
+            prompts = prompts[: options.limit]
+        tasks = []
+        for pid, messages in prompts:
+            convo = ([{"role": "system", "content": options.system}] if options.system else []) + list(messages)
+            for k in range(options.n):
+                b = body(self.config.model, convo, options.sampling, k)
+                key = request_id(b)
+                if in_shard(key, shard):
+                    tasks.append((pid, k, b, key))
+        return tasks
+
+    def done(self) -> set[str]:
+        sql = "SELECT json_extract_string(generation, '$.request_id') FROM responses WHERE origin = 'generated'"
+        return existing(self.store, sql)
+
+    def key(self, task: tuple) -> str:
+        return task[3]
+
+    def requests(self, task: tuple) -> list[dict[str, Any]]:
+        return [task[2]]
+
+    async def process(self, engine: Engine, task: tuple) -> Any:
         return await engine.complete(task[2])
 
-    def on_result(task: tuple, answer: Any) -> None:
+    def on_result(self, task: tuple, answer: Any, sink: RowSink) -> None:
         pid, k, b, key = task
         if not answer.ok:
-            report.failures.append({"prompt_id": pid, "sample": str(k), "error": answer.error})
+            self.report.failures.append({"prompt_id": pid, "sample": str(k), "error": answer.error})
             return
         generation = {k2: v for k2, v in b.items() if k2 not in ("messages", "model")}
         generation.update(
@@ -93,32 +105,15 @@ def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, cl
             finish_reason=answer.finish_reason,
             latency_ms=answer.latency_ms,
         )
-        sink.add(
-            "responses",
-            [
-                Response(
-                    prompt_id=pid,
-                    content=answer.content,
-                    model=config.model,
-                    origin="generated",
-                    generation=json.dumps(generation, sort_keys=True),
-                )
-            ],
+        response = Response(
+            prompt_id=pid,
+            content=answer.content,
+            model=self.config.model,
+            origin="generated",
+            generation=json.dumps(generation, sort_keys=True),
         )
-        report.written += 1
+        sink.add("responses", [response])
+        self.report.written += 1
 
-    try:
-        report.summary = Engine(config, cache, client=client).run(todo, process, on_result, total=len(todo))
-    finally:
-        sink.flush()
-        cache.close()
-    report.log = str(
-        write_run_log(
-            store,
-            "generate",
-            config,
-            report.summary,
-            {"options": asdict(options), "written": report.written, "failures": report.failures},
-        )
-    )
-    return report
+    def log(self, outcome: Outcome) -> dict[str, Any]:
+        return {"options": asdict(self.options), "written": self.report.written, "failures": self.report.failures}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefkit.annotate.ai import verdicts
@@ -26,11 +26,10 @@ from prefkit.annotate.ai.jobs import (
     existing,
     in_shard,
     json_schema_format,
-    open_cache,
     parse_shard,
-    write_run_log,
 )
 from prefkit.annotate.ai.rows import ai_error, ai_judgement
+from prefkit.annotate.ai.runner import Job, Outcome, fill, run_job
 from prefkit.annotate.ai.templates import Template, load, render_conversation
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import content_hash, request_id
@@ -431,13 +430,8 @@ def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: 
     else:
         template, build, run_one = load(options.template, "judge"), pairwise_tasks, judge_pair
         annotator = f"ai:{config.model}:{template.name}"
-    cache = open_cache(store, parse_shard(options.shard))
-    engine = Engine(config, cache, client=client)
-    job = (template, build, run_one, annotator)
-    try:
-        return asyncio.run(_judge(store, engine, cache, options, job))
-    finally:
-        cache.close()
+    job = _Judge(store, config, options, template, build, run_one, annotator)
+    return fill(job.report, run_job(store, config, job, shard=options.shard, client=client, dry_run=options.dry_run))
 
 
 def _rubric_builder(rubric: Template):
@@ -447,81 +441,61 @@ def _rubric_builder(rubric: Template):
     return build
 
 
-async def _judge(store: Store, engine: Engine, cache, options: JudgeOptions, job) -> JudgeReport:
-    async with engine.session():
-        return await _judge_in_session(store, engine, cache, options, job)
+class _Judge(Job):
+    command = "judge"
+    plan_in_session = True  # the mode (from the server's capabilities) shapes every request
 
+    def __init__(self, store: Store, config: EngineConfig, options: JudgeOptions, template, build, run_one, annotator):
+        self.store, self.config, self.options = store, config, options
+        self.template, self.build, self.run_one, self.annotator = template, build, run_one, annotator
+        self.write_every = options.write_every
+        self.report = JudgeReport(summary=RunSummary(), mode="", planned=0, skipped=0, written=0, errors=0)
+        self.judged: set[str] = set()
 
-async def _judge_in_session(store: Store, engine: Engine, cache, options: JudgeOptions, job) -> JudgeReport:
-    config = engine.config
-    template, build, run_one, annotator = job
-    mode = await choose_mode(engine, cache, options.mode)
-    tasks = build(store, config, template, options, mode)
-    done = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
-    todo = [t for t in tasks if t.key not in done]
-    report = JudgeReport(
-        summary=RunSummary(), mode=mode, planned=len(tasks), skipped=len(tasks) - len(todo), written=0, errors=0
-    )
-    if options.dry_run:
-        missing = sum(1 for t in todo for b in (t.bodies or [t.body]) if cache.get(request_id(b), 0) is None)
-        report.summary.requests = missing
-        report.summary.cost = engine.price(
-            {"prompt_tokens": missing * _tokens(todo), "completion_tokens": missing * options.sampling.max_tokens}
-        )
-        return report
-    sink = RowSink(store, every=options.write_every)
+    async def plan(self, engine: Engine, cache) -> list[Task]:
+        self.report.mode = await choose_mode(engine, cache, self.options.mode)
+        return self.build(self.store, self.config, self.template, self.options, self.report.mode)
 
-    def on_result(task: Task, row: Judgement) -> None:
+    def done(self) -> set[str]:
+        sql = "SELECT judgement_id FROM judgements WHERE annotator = ?"
+        self.judged = existing(self.store, sql, [self.annotator])
+        return self.judged
+
+    def key(self, task: Task) -> str:
+        return task.key
+
+    def requests(self, task: Task) -> list[dict[str, Any]]:
+        return task.bodies or [task.body]
+
+    async def process(self, engine: Engine, task: Task) -> Judgement:
+        return await self.run_one(engine, task, self.template, self.annotator)
+
+    def on_result(self, task: Task, row: Judgement, sink: RowSink) -> None:
+        report = self.report
         if row.status == "error":
             report.errors += 1  # a failure counts each time: a re-run that fails again says so
-            if row.judgement_id in done:
+            if row.judgement_id in self.judged:
                 return  # the same failure, replayed from the cache, is already recorded
         elif row.kind == "rating":
             report.failed_samples += len(json.loads(row.metadata).get("failed_samples") or [])
-        done.add(row.judgement_id)
+        self.judged.add(row.judgement_id)
         sink.add("judgements", [row])
         report.written += 1
 
-    async def process(engine: Engine, task: Task) -> Judgement:
-        return await run_one(engine, task, template, annotator)
+    def finish(self, store: Store, tasks: list[Task]) -> None:
+        if self.options.method == "ranking":
+            from prefkit.annotate.ai.ranking import write_rankings
 
-    try:
-        report.summary = await engine.arun(todo, process, on_result, total=len(todo))
-    finally:
-        sink.flush()
-    if options.method == "ranking":
-        from prefkit.annotate.ai.ranking import write_rankings
+            unfinished = {t.prompt_id for t in tasks if t.key not in self.judged}  # a success row's id is its key
+            self.report.rankings = write_rankings(store, self.annotator, self.template.guidelines, unfinished)
 
-        unfinished = {t.prompt_id for t in tasks if t.key not in done}  # a success row's id is its task's key
-        report.rankings = write_rankings(store, annotator, template.guidelines, unfinished)
-    report.log = str(
-        write_run_log(
-            store,
-            "judge",
-            config,
-            report.summary,
-            {
-                "options": _public(options),
-                "mode": mode,
-                "written": report.written,
-                "errors": report.errors,
-                "failed_samples": report.failed_samples,
-                "skipped": report.skipped,
-            },
-        )
-    )
-    return report
-
-
-def _tokens(tasks: list[Task]) -> int:
-    """A rough prompt size for --dry-run: about four characters per token."""
-    if not tasks:
-        return 0
-    sample = tasks[: min(len(tasks), 50)]
-    return int(sum(len(json.dumps(t.body["messages"])) for t in sample) / len(sample) / 4)
-
-
-def _public(options: JudgeOptions) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(options)
+    def log(self, outcome: Outcome) -> dict[str, Any]:
+        report = self.report
+        return {
+            "options": asdict(self.options),
+            "mode": report.mode,
+            "written": report.written,
+            "errors": report.errors,
+            "failed_samples": report.failed_samples,
+            "skipped": outcome.skipped,
+        }

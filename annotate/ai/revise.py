@@ -16,12 +16,12 @@ or not-minimal ones; optionally check with a both-orders judge that the revision
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.cache import Cache
 from prefkit.annotate.ai.edits import check_revision
 from prefkit.annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
 from prefkit.annotate.ai.jobs import (
@@ -32,12 +32,11 @@ from prefkit.annotate.ai.jobs import (
     existing,
     in_shard,
     json_schema_format,
-    open_cache,
     parse_shard,
-    write_run_log,
 )
 from prefkit.annotate.ai.judge import read_pairwise
 from prefkit.annotate.ai.rows import ai_error, ai_judgement
+from prefkit.annotate.ai.runner import Job, Outcome, fill, run_job
 from prefkit.annotate.ai.templates import Template, load, render_conversation
 from prefkit.annotate.contract import Judgement, Response
 from prefkit.annotate.ids import content_hash
@@ -108,7 +107,7 @@ def _finished(store: Store, annotator: str, rounds: int) -> set[str]:
     return {parent for parent in children if depth(parent, rounds) >= rounds}
 
 
-def _targets(store: Store, annotator: str, options: ReviseOptions, rounds: int) -> tuple[list[Target], int]:
+def _targets(store: Store, options: ReviseOptions) -> list[Target]:
     con = store.connect()
     try:
         rows = con.execute(
@@ -129,17 +128,13 @@ def _targets(store: Store, annotator: str, options: ReviseOptions, rounds: int) 
         )
     finally:
         con.close()
-    done = _finished(store, annotator, rounds)
     shard = parse_shard(options.shard)
     targets = [
         Target(pid, list(msgs), rid, text)
         for pid, msgs, rid, text in rows
         if (losers is None or rid in losers) and in_shard(content_hash(rid), shard)
     ]
-    if options.limit is not None:
-        targets = targets[: options.limit]
-    todo = [t for t in targets if t.response_id not in done]
-    return todo, len(targets) - len(todo)
+    return targets if options.limit is None else targets[: options.limit]
 
 
 def _revision_rows(
@@ -389,7 +384,7 @@ def critique(store: Store, config: EngineConfig, options: ReviseOptions, *, clie
     async def one(engine: Engine, target: Target) -> list[Any]:
         return await critique_one(engine, target, constitution, annotator, options)
 
-    return _run(store, config, options, annotator, one, "critique", client, rounds=options.rounds)
+    return _revise(store, config, _Revise("critique", store, options, annotator, one, rounds=options.rounds), client)
 
 
 def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client: Any = None) -> ReviseReport:
@@ -398,34 +393,51 @@ def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client:
     annotator = f"ai:{config.model}:{template.name}"
     state: dict[str, str] = {}
 
-    async def prepare(engine: Engine) -> None:
-        state["mode"] = await choose_mode(engine, engine.cache, options.mode)
+    async def prepare(engine: Engine, cache: Cache) -> None:
+        state["mode"] = await choose_mode(engine, cache, options.mode)
 
     async def one(engine: Engine, target: Target) -> list[Any]:
         return await clair_one(engine, target, template, annotator, options, state["mode"], judge_template)
 
-    return _run(store, config, options, annotator, one, "revise", client, prepare)
+    return _revise(store, config, _Revise("revise", store, options, annotator, one, prepare), client)
 
 
-def _run(
-    store: Store,
-    config: EngineConfig,
-    options: ReviseOptions,
-    annotator: str,
-    one,
-    command: str,
-    client: Any,
-    prepare=None,
-    rounds: int = 1,
-) -> ReviseReport:
-    todo, skipped = _targets(store, annotator, options, rounds)
-    cache = open_cache(store, parse_shard(options.shard))
-    known = existing(store, "SELECT judgement_id FROM judgements WHERE annotator = ?", [annotator])
-    report = ReviseReport(RunSummary(), planned=len(todo) + skipped, skipped=skipped, revisions=0, errors=0)
-    sink = RowSink(store)
-    engine = Engine(config, cache, client=client)
+def _revise(store: Store, config: EngineConfig, job: _Revise, client: Any) -> ReviseReport:
+    return fill(job.report, run_job(store, config, job, shard=job.options.shard, client=client))
 
-    def on_result(target: Target, rows: list[Any]) -> None:
+
+class _Revise(Job):
+    """Critique or CLAIR: a task is a response to revise; it is done when its revision chain is."""
+
+    def __init__(self, command: str, store: Store, options: ReviseOptions, annotator: str, one, prepare=None, rounds=1):
+        self.command, self.store, self.options, self.annotator = command, store, options, annotator
+        self.one, self.prepare, self.rounds = one, prepare, rounds
+        self.report = ReviseReport(RunSummary(), planned=0, skipped=0, revisions=0, errors=0)
+        self.known: set[str] = set()
+
+    async def plan(self, engine: Engine, cache: Cache) -> list[Target]:
+        return _targets(self.store, self.options)
+
+    def done(self) -> set[str]:
+        sql = "SELECT judgement_id FROM judgements WHERE annotator = ?"
+        self.known = existing(self.store, sql, [self.annotator])
+        return _finished(self.store, self.annotator, self.rounds)
+
+    def key(self, target: Target) -> str:
+        return target.response_id
+
+    def requests(self, target: Target) -> list[dict[str, Any]]:
+        raise AIError(f"prefkit {self.command} has no dry run")  # its requests depend on earlier answers
+
+    async def start(self, engine: Engine, cache: Cache) -> None:
+        if self.prepare is not None:
+            await self.prepare(engine, cache)  # e.g. detect capabilities once, before the first item
+
+    async def process(self, engine: Engine, target: Target) -> list[Any]:
+        return await self.one(engine, target)
+
+    def on_result(self, target: Target, rows: list[Any], sink: RowSink) -> None:
+        report, known = self.report, self.known
         judgements = [r for r in rows if isinstance(r, Judgement)]
         # A failure counts whenever it happens (a re-run that fails again says so); a row already in
         # the store (a replayed success or the same failure again) is not written twice.
@@ -437,26 +449,5 @@ def _run(
         sink.add("responses", [r for r in rows if isinstance(r, Response) and r.response_id not in old])
         sink.add("judgements", fresh)
 
-    try:
-        report.summary = asyncio.run(_in_session(engine, prepare, todo, one, on_result))
-    finally:
-        sink.flush()
-        cache.close()
-    options_record = asdict(options)
-    report.log = str(
-        write_run_log(
-            store,
-            command,
-            config,
-            report.summary,
-            {"options": options_record, "revisions": report.revisions, "errors": report.errors},
-        )
-    )
-    return report
-
-
-async def _in_session(engine: Engine, prepare, todo: list[Target], one, on_result) -> RunSummary:
-    async with engine.session():
-        if prepare is not None and todo:
-            await prepare(engine)  # e.g. detect capabilities once, before the first item
-        return await engine.arun(todo, one, on_result, total=len(todo))
+    def log(self, outcome: Outcome) -> dict[str, Any]:
+        return {"options": asdict(self.options), "revisions": self.report.revisions, "errors": self.report.errors}

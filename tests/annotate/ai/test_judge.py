@@ -219,3 +219,31 @@ def test_rubric_sample_without_an_answer_is_asked_again_on_the_next_run(store):
     assert not set(resent) & set(answered) and sum(resent.values()) == 12, "only the failed samples are sent"
     ratings = [r for r in store.read("judgements").to_pylist() if r["status"] == "submitted"]
     assert len(ratings) == 12 and all(r["scores"] == [(3 + 4 + 3) / 3] for r in ratings)
+
+
+def test_dry_run_prices_each_request_it_would_send(tmp_path):
+    """The dry-run estimate is the sum over the requests a real run then sends (counted by the server):
+    each one's prompt at about four characters a token, plus its max_tokens of answer. One prompt (the
+    last by id, so outside the first 50 requests) has long responses: an estimate from a sample of the
+    first requests would miss them."""
+    from prefkit.annotate.store import Store
+
+    from tests.support.factories import prompt, response
+
+    store = Store(tmp_path / "store")
+    ps = sorted((prompt(f"Question {i}?") for i in range(10)), key=lambda p: p.prompt_id)
+    store.append("prompts", ps)
+    store.append(
+        "responses",
+        [response(p, f"Answer {k}. " + ("long " * 800 if p is ps[-1] else "")) for p in ps for k in range(4)],
+    )
+    price = dict(price_in=3.0, price_out=7.0)
+    with OpenAIServer(_prefers_lower_answer) as server:
+        dry = judge(store, _config(server, **price), JudgeOptions(mode="logprobs", dry_run=True))
+        assert server.stats()["requests"] == 0
+        judge(store, _config(server, **price), JudgeOptions(mode="logprobs"))
+        sent = [e.body for e in server.log]
+    assert dry.summary.requests == len(sent) == 120
+    tokens_in = sum(len(json.dumps(b["messages"])) // 4 for b in sent)
+    tokens_out = sum(b["max_tokens"] for b in sent)
+    assert dry.summary.cost == pytest.approx((tokens_in * 3.0 + tokens_out * 7.0) / 1e6, rel=1e-12)
