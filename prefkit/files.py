@@ -73,9 +73,12 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def fsync_file(path: str | os.PathLike) -> None:
+def fsync_file(path: str | os.PathLike, mode: int | None = None) -> None:
+    """fsync the file `path` (never through a link), first setting its mode when `mode` is given."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -164,9 +167,7 @@ def atomic_path(final: str | os.PathLike, *, mode: int | None = None) -> Iterato
     tmp = temp_path(final)
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode, follow_symlinks=False)
-        fsync_file(tmp)
+        fsync_file(tmp, mode)
         commit(tmp, final)
     except BaseException:
         discard(tmp)
