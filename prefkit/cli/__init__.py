@@ -15,6 +15,7 @@ import inspect
 import sys
 import textwrap
 from collections.abc import Callable
+from types import ModuleType
 
 from prefkit import __version__
 
@@ -49,7 +50,7 @@ def store_path(args: argparse.Namespace) -> str:
     return args.store or default_store_path()
 
 
-def command_modules() -> list:
+def command_modules() -> list[ModuleType]:
     """The command modules, in pipeline order. Imported here, not at the top, so that
     `python -m prefkit.cli.ai` loads only its own module; each imports its heavy libraries lazily."""
     from prefkit.cli import ai, annotate, app, curate, demo, export, score, train
@@ -79,7 +80,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple[type[BaseException], 
     errors: list[type[BaseException]] = []
     for module in command_modules():
         module.register(subparsers)
-        errors.extend(getattr(module, "ERRORS", ()))
+        errors.extend(module.ERRORS)  # each module lists the errors its stage raises on bad input
     return parser, tuple(errors)
 
 
