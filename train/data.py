@@ -55,7 +55,7 @@ class Completion:
 
     @property
     def completions(self) -> tuple[list[int], list[int]]:
-        """The two sequences that run after the prompt, in one forward (or the KL row first, alone)."""
+        """The two sequences that run after the prompt (the trainer runs a step's KL rows first, alone)."""
         return self.completion, self.kl_completion
 
 
@@ -90,7 +90,8 @@ def load_splits(data: str | Path):
 
 
 def dataset_format(columns: list[str]) -> str:
-    """ "preference" (prompt/chosen/rejected) or "unpaired" (prompt/completion/label), TRL's layouts."""
+    """The rows' layout, in TRL's names: "preference" (prompt/chosen/rejected) or "unpaired"
+    (prompt/completion/label)."""
     if {"prompt", "chosen", "rejected"} <= set(columns):
         return "preference"
     if {"prompt", "completion", "label"} <= set(columns):
