@@ -10,6 +10,7 @@ count and show what each one removed.
 from __future__ import annotations
 
 import duckdb
+from prefkit.annotate.agreement import latest_vote_sql
 from prefkit.curate.recipe import Binarise, Votes
 from prefkit.curate.votes import TIER
 
@@ -145,8 +146,7 @@ def unpaired(con: duckdb.DuckDBPyConnection, cfg: Binarise, votes: Votes) -> Non
             f"""
             CREATE OR REPLACE TEMP TABLE binary_votes AS
             SELECT * FROM ({_per_response("j.kind = 'binary'", tier)})
-            QUALIFY annotator_type NOT IN ('human', 'adjudicator') OR row_number() OVER (
-                PARTITION BY response_id, aspect, annotator ORDER BY created_at DESC, judgement_id DESC) = 1
+            QUALIFY {latest_vote_sql("response_id, aspect")}
             """
         )
         parts.append(
@@ -198,7 +198,7 @@ def unpaired(con: duckdb.DuckDBPyConnection, cfg: Binarise, votes: Votes) -> Non
         SELECT md5(concat_ws('|', u.response_id, u.label::VARCHAR)) AS key, u.prompt_id, u.response_id, u.label,
                u.derived_from, u.tie, u.judgement_ids, u.annotators, p.group_id, p.source, p.text AS prompt_text,
                r.content AS completion,
-               CASE WHEN u.tie THEN 'binary tie' END AS drop_reason
+               NULL::VARCHAR AS drop_reason  -- a tie is marked by filters.BinaryTie
         FROM ({union}) u JOIN ptext p USING (prompt_id) JOIN rtext r USING (response_id)
         QUALIFY row_number() OVER (PARTITION BY u.response_id, u.label ORDER BY u.rank, u.derived_from) = 1
         ORDER BY u.prompt_id, u.response_id, u.label DESC
@@ -240,9 +240,7 @@ def steps(con: duckdb.DuckDBPyConnection, cfg: Binarise, votes: Votes) -> None:
                [j.judgement_id] AS judgement_ids, [j.annotator] AS annotators, p.group_id, p.source,
                p.text AS prompt_text, array_to_string(json_extract_string(j.metadata, '$.steps[*]'), chr(10))
                    AS completion,
-               CASE WHEN coalesce(len(j.step_labels), -1)
-                         <> coalesce(len(json_extract_string(j.metadata, '$.steps[*]')), -2)
-                    THEN 'steps and labels differ in number' END AS drop_reason
+               NULL::VARCHAR AS drop_reason  -- labels and steps that differ in number: filters.StepCountMismatch
         FROM judged j JOIN p_map m USING (prompt_id) JOIN ptext p ON p.prompt_id = m.canon_id
         JOIN r_map r ON r.response_id = j.response_ids[1]
         WHERE {enabled} AND j.status = 'submitted' AND j.kind = 'steps' AND len(j.response_ids) >= 1

@@ -15,7 +15,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-from prefkit.curate.recipe import Decontaminate
 from prefkit.curate.text import ngram_hashes, word_tokens, words
 
 
@@ -77,17 +76,17 @@ def load_eval_texts(path: str | Path, fields: list[str]) -> list[str]:
     return ["\n".join(_strings(r, fields)) for r in records]
 
 
-def contaminated(rows: pa.Table, columns: list[str], opts: Decontaminate) -> list[str]:
-    """Keys of `rows` whose `columns` share a word `opts.n`-gram with any of `opts.eval_sets`."""
-    eval_texts = [t for p in opts.eval_sets for t in load_eval_texts(p, opts.fields)]
+def contaminated(rows: pa.Table, columns: list[str], eval_sets: list[str], n: int, fields: list[str]) -> list[str]:
+    """Keys of `rows` whose `columns` share a word `n`-gram with any of `eval_sets` (their `fields`)."""
+    eval_texts = [t for p in eval_sets for t in load_eval_texts(p, fields)]
     if not eval_texts or rows.num_rows == 0:
         return []
     eval_ids, eval_doc, vocab = word_tokens(words(eval_texts))
-    eval_hashes, _ = ngram_hashes(eval_ids, eval_doc, opts.n, keep_short=False)
+    eval_hashes, _ = ngram_hashes(eval_ids, eval_doc, n, keep_short=False)
     eval_hashes = np.unique(eval_hashes)
     hit = np.zeros(rows.num_rows, dtype=bool)
     for col in columns:
         ids, doc, _ = word_tokens(words(rows[col]), vocab=vocab)
-        hashes, owner = ngram_hashes(ids, doc, opts.n, keep_short=False)
+        hashes, owner = ngram_hashes(ids, doc, n, keep_short=False)
         hit[np.unique(owner[np.isin(hashes, eval_hashes)])] = True
     return [k for k, h in zip(rows["key"].to_pylist(), hit, strict=True) if h]

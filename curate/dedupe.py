@@ -7,7 +7,7 @@ to its canonical copy, as DuckDB tables the later stages join through.
 - `r_map(response_id, canon_id, prompt_id)`: responses to the same canonical prompt with the same
   normalised content are one response; `prompt_id` here is the canonical prompt.
 
-Pair-level deduplication happens after binarisation (see `prefkit.curate.filters.duplicate_pairs`).
+Pair-level deduplication happens after binarisation (`prefkit.curate.filters.DuplicatePair`).
 """
 
 from __future__ import annotations

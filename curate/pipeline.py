@@ -18,7 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from prefkit.annotate.store import Store
-from prefkit.curate import binarise, dedupe, filters, report, splits, votes
+from prefkit.curate import report, working
+from prefkit.curate.plan import Run, context, plan
 from prefkit.curate.recipe import Recipe, load_recipe
 from prefkit.curate.tables import CURATED, curated_dir, name_problem
 
@@ -74,7 +75,7 @@ def curate(
     con = store.connect()
     con.execute("SET enable_progress_bar = false")  # DuckDB would draw one on stdout for long queries
     try:
-        rep = _run(con, recipe)
+        rep = run_steps(con, recipe)
         rep["name"] = name
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -115,156 +116,25 @@ def _check_folder(folder: Path) -> None:
         raise CurateError(f"{existing} is a file, so {folder} cannot be made; give --out-dir a folder")
 
 
-def _run(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
-    seed = recipe.seed
-    rep: dict = {"recipe": recipe.name, "seed": seed, "warnings": [], "steps": [], "drops": {}, "timings": {}}
-    steps = rep["steps"]
-    clock = [time.perf_counter()]
-
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        rep["timings"][stage] = round(now - clock[0], 3)
-        clock[0] = now
-
-    def step(table: str, name: str, before: int | None, after: int, reason: str = "") -> None:
-        steps.append(
-            {
-                "table": table,
-                "step": name,
-                "in": before,
-                "out": after,
-                "dropped": None if before is None else before - after,
-                "reason": reason,
-            }
-        )
-
-    # The store's `judgements` view dedupes on id with a window over every row: run it once, keep the
-    # submitted rows and the columns curation reads, and let every later query use this table.
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE judged AS
-           SELECT judgement_id, prompt_id, kind, annotator, annotator_type, response_ids, scores, both_bad, aspect,
-                  step_labels, status, guidelines, metadata, created_at
-           FROM judgements WHERE status = 'submitted'"""
-    )
-    dedupe_cfg = recipe.stage("dedupe")
-    # With response dedupe on, responses equal after normalisation share one id (filters.identical relies on it).
-    con.execute("SET VARIABLE responses_deduped = ?", [bool(dedupe_cfg is not None and dedupe_cfg.responses)])
-    rep["dedupe"] = dedupe.build_maps(con, dedupe_cfg, seed)
-    d = rep["dedupe"]
-    step(
-        "prompts", "dedupe", d["prompts"], d["prompts"] - d["exact_duplicate_prompts"], "exact duplicate prompt merged"
-    )
-    step(
-        "responses",
-        "dedupe",
-        d["responses"],
-        d["responses"] - d["duplicate_responses"],
-        "exact duplicate response merged",
-    )
-    binarise.texts(con)
-    lap("dedupe")
-
-    vcfg = recipe.stage("votes")
-    rep["votes"] = votes.expand(con, vcfg)
-    rep["votes"].update(votes.aggregate(con, vcfg))
-    fit = rep["votes"].get("bradley_terry")
-    if fit and not fit["converged"]:
-        rep["warnings"].append(
-            f"Bradley–Terry did not converge for {fit['tournaments_not_converged']} of {fit['tournaments']} "
-            f"(prompt, aspect) tournaments in {fit['iterations']} iterations (largest gradient left "
-            f"{fit['max_gradient']}): their strengths, margins and min_margin decisions are approximate"
-        )
-    step("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
-    rep["agreement"] = report.agreement(con)
-    lap("votes")
-
-    bcfg = recipe.stage("binarise")
-    binarise.pairs(con, bcfg, vcfg, seed)
-    step("pairs", f"binarise ({bcfg.pairs})", None, filters.kept(con, "pairs"))
-
-    def run_filter(table: str, label: str, fn, opts) -> None:
-        before = filters.kept(con, table)
-        reason, dropped = fn(con, table, opts, seed)
-        step(table, label, before, before - dropped, reason)
-        if dropped:
-            rep["drops"].setdefault(table, {})[reason] = {
-                "count": dropped,
-                "examples": filters.examples(con, table, reason),
-            }
-
-    def automatic(table: str) -> None:
-        if (
-            dedupe_cfg is not None
-            and dedupe_cfg.near_duplicates.enabled
-            and dedupe_cfg.near_duplicates.action == "drop"
-        ):
-            run_filter(table, "dedupe (near duplicates)", _near_duplicate, None)
-
-    automatic("pairs")
-    if dedupe_cfg is not None and dedupe_cfg.pairs:
-        run_filter("pairs", "dedupe (pairs)", _duplicate_pairs, dedupe_cfg.prompts and dedupe_cfg.responses)
-    if vcfg.both_bad == "drop":
-        run_filter("pairs", "votes (both bad)", _both_bad, None)
-    rep["length_bias"] = {"before": filters.length_bias_share(con)}
-    for s in recipe.filters:
-        if "pairs" in filters.APPLIES[s.name]:
-            run_filter("pairs", s.name, filters.FILTERS[s.name], s.options)
-    rep["length_bias"]["after"] = filters.length_bias_share(con)
-    lap("pairs")
-
-    binarise.unpaired(con, bcfg, vcfg)
-    binarise.sft(con, bcfg)
-    binarise.steps(con, bcfg, vcfg)
-    for table in ("unpaired", "sft", "steps"):
-        step(table, "binarise", None, con.execute(f"SELECT count(*) FROM {table}_w").fetchall()[0][0])
-        for reason, n in con.execute(
-            f"SELECT drop_reason, count(*) FROM {table}_w WHERE drop_reason IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ).fetchall():
-            rep["drops"].setdefault(table, {})[reason] = {"count": n, "examples": filters.examples(con, table, reason)}
-            step(table, "binarise", None, 0, f"{n} marked: {reason}")
-        automatic(table)
-        for s in recipe.filters:
-            if table in filters.APPLIES[s.name]:
-                run_filter(table, s.name, filters.FILTERS[s.name], s.options)
-    run_filter(
-        "unpaired", "binarise (balance)", lambda c, t, o, sd: filters.balance_cap(c, o, sd), bcfg.unpaired.max_ratio
-    )
-
-    lap("unpaired, sft, steps")
-    scfg = recipe.stage("split")
-    rep["split_groups"] = splits.assign(con, scfg, scfg.seed if scfg.seed is not None else seed)
-    lap("split")
-    rep.update(report.summary(con))
-    lap("report")
+def run_steps(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
+    """Run the recipe's steps (curate/plan.py) in order; return the report they filled in."""
+    rep: dict = {
+        "recipe": recipe.name,
+        "seed": recipe.seed,
+        "warnings": [],
+        "steps": [],
+        "drops": {},
+        "timings": {},
+    }
+    run = Run(context=context(recipe), report=rep)
+    for step in plan(recipe):
+        before = working.snapshot(con)
+        started = time.perf_counter()
+        step.run(con, run)
+        rep["timings"][step.stage] = rep["timings"].get(step.stage, 0.0) + time.perf_counter() - started
+        working.check_writes(step.name, step.writes, before, working.snapshot(con))
+    rep["timings"] = {stage: round(seconds, 3) for stage, seconds in rep["timings"].items()}
     return rep
-
-
-def _near_duplicate(con, table, opts, seed) -> tuple[str, int]:
-    reason = "near-duplicate prompt"
-    return reason, filters.mark(con, table, reason, "prompt_id <> group_id")
-
-
-def _duplicate_pairs(con, table, opts: bool, seed) -> tuple[str, int]:
-    """Drop a pair equal to an earlier one on normalised prompt, chosen and rejected text (and aspect).
-
-    `opts` is True when prompts and responses were merged by normalised text already: the ids then say
-    the same thing as the texts, and comparing ids spares a regex over every text.
-    """
-    reason = "duplicate pair"
-    if opts:
-        key = "key"
-    else:
-        norm = "lower(regexp_replace(trim({}), '\\s+', ' ', 'g'))"
-        key = f"md5(concat_ws(chr(0), {', '.join(norm.format(c) for c in ('prompt_text', 'chosen', 'rejected'))}, aspect))"
-    cond = (
-        f"rowid IN (SELECT rowid FROM pairs_w WHERE drop_reason IS NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid) > 1)"
-    )
-    return reason, filters.mark(con, table, reason, cond)
-
-
-def _both_bad(con, table, opts, seed) -> tuple[str, int]:
-    return "both bad", filters.mark(con, table, "both bad", "both_bad")
 
 
 _SELECT = {
@@ -284,7 +154,7 @@ def _write(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> int:
     """Stream the kept rows of `table` with their split into `path`, cast to the schema of curate/tables.py."""
     schema = CURATED[table]
     sql = f"""{_SELECT[table]} w.judgement_ids, w.annotators, w.source, w.group_id, s.split
-              FROM {table}_w w JOIN ptext p ON p.prompt_id = w.prompt_id JOIN split_of s ON s.group_id = w.group_id
+              FROM {working.ROWS[table]} w JOIN ptext p ON p.prompt_id = w.prompt_id JOIN split_of s ON s.group_id = w.group_id
               WHERE w.drop_reason IS NULL ORDER BY s.split DESC, w.prompt_id, w.key"""
     reader = con.sql(sql).to_arrow_reader(batch_size=50_000)
     n = 0

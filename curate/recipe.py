@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefkit.curate.filters import FILTERS, choice
 
 
 class RecipeError(ValueError):
@@ -42,12 +43,14 @@ class RecipeError(ValueError):
 @dataclass
 class NearDuplicates:
     enabled: bool = True
-    shingle: str = "word"  # "word" n-grams (robust to punctuation and case) or "char" n-grams
+    shingle: str = choice("word", ("word", "char"))  # "word" n-grams (robust to punctuation and case) or "char" n-grams
     ngram: int = 2  # words (or characters) per shingle
     num_perm: int = 128  # MinHash permutations
     bands: int = 32  # LSH bands; rows per band = num_perm / bands
     threshold: float = 0.7  # estimated Jaccard similarity at or above which two prompts are near duplicates
-    action: str = "group"  # "group": keep all, one split per group; "drop": keep only the group's first prompt
+    action: str = choice(
+        "group", ("group", "drop")
+    )  # "group": keep all, one split per group; "drop": keep only the group's first prompt
 
 
 @dataclass
@@ -57,14 +60,30 @@ class Dedupe:
     pairs: bool = True  # drop a pair equal to an earlier one (same prompt, chosen, rejected, aspect)
     near_duplicates: NearDuplicates = field(default_factory=NearDuplicates)
 
+    def problems(self) -> list[str]:
+        nd, problems = self.near_duplicates, []
+        if nd.num_perm < 1 or nd.bands < 1 or nd.num_perm % nd.bands:
+            problems.append(
+                f"near_duplicates.num_perm ({nd.num_perm}) must be a positive multiple of bands ({nd.bands})"
+            )
+        if not 0 < nd.threshold <= 1:
+            problems.append(f"near_duplicates.threshold ({nd.threshold}) must be in (0, 1]")
+        if nd.ngram < 1:
+            problems.append("near_duplicates.ngram must be at least 1")
+        return problems
+
 
 @dataclass
 class Votes:
-    method: str = "majority"  # "majority", "mean" (mean score difference) or "bradley_terry" (per prompt)
+    method: str = choice(
+        "majority", ("majority", "mean", "bradley_terry")
+    )  # "majority", "mean" (mean score difference) or "bradley_terry" (per prompt)
     human_over_ai: bool = True  # when people voted on a comparison, AI votes on it are set aside
     latest_human_vote: bool = True  # a person's later vote on the same comparison replaces the earlier
     both_order_ties: bool = True  # an AI judge's two orders that disagree count as one tie vote
-    both_bad: str = "drop"  # a comparison most voters marked both-bad: "drop" its pair, or "keep" it
+    both_bad: str = choice(
+        "drop", ("drop", "keep")
+    )  # a comparison most voters marked both-bad: "drop" its pair, or "keep" it
     kinds: list[str] = field(default_factory=lambda: ["pairwise", "ranking", "rating", "revision"])
     aspects: list[str] = field(default_factory=list)  # aspects to keep; empty: all
 
@@ -80,119 +99,50 @@ class Unpaired:
 
 @dataclass
 class Binarise:
-    pairs: str = "comparisons"  # "comparisons", "best_vs_worst", "best_vs_random", "all_pairs"
+    pairs: str = choice("comparisons", ("comparisons", "best_vs_worst", "best_vs_random", "all_pairs"))
     margin: float = 0.0  # all_pairs: the least score difference that makes a pair
     unpaired: Unpaired = field(default_factory=Unpaired)
     sft_revisions: bool = True  # accepted revisions (human edits, critique and CLAIR revisions) → SFT rows
     steps: bool = True  # step-labelled responses → PRM rows
 
+    def problems(self) -> list[str]:
+        problems = []
+        if self.unpaired.max_ratio is not None and self.unpaired.max_ratio < 1:
+            problems.append("unpaired.max_ratio must be 1 or more")
+        if self.margin < 0:
+            problems.append(f"margin ({self.margin}) must be 0 or more: it is the least score difference of a pair")
+        return problems
+
 
 @dataclass
 class Split:
     test_size: float = 0.1  # share of prompt groups (a number ≥ 1: that many groups) in the test split
-    stratify: str = "source"  # "source": the share holds within each source; "none"
+    stratify: str = choice("source", ("source", "none"))  # "source": the share holds within each source; "none"
     seed: int | None = None  # defaults to the recipe's seed
 
-
-# -- the filters: each drops rows for one reason -------------------------------------------------
-
-
-@dataclass
-class Identical:
-    """Drop pairs whose chosen and rejected are the same response or the same normalised text."""
+    def problems(self) -> list[str]:
+        return ["test_size must be 0 or more"] if self.test_size < 0 else []
 
 
-@dataclass
-class Empty:
-    """Drop rows whose prompt or any response is empty or only whitespace."""
-
-
-@dataclass
-class Ties:
-    """Drop comparisons whose votes end in a tie."""
-
-
-@dataclass
-class MinMargin:
-    value: float = 0.0  # drop pairs whose margin is below this
-
-
-@dataclass
-class MinAgreement:
-    value: float = 0.0  # drop pairs whose agreement (share of votes for the chosen side) is below this
-
-
-@dataclass
-class Length:
-    unit: str = "chars"  # "chars" or "words"
-    min_prompt: int | None = None
-    max_prompt: int | None = None
-    min_response: int | None = None
-    max_response: int | None = None
-
-
-@dataclass
-class LengthBias:
-    max_share: float | None = None  # the most pairs whose chosen is longer (None: only report the share)
-
-
-@dataclass
-class SourceCap:
-    max_per_source: int = 0  # most rows per source in each table (0: no cap)
-    caps: dict[str, int] = field(default_factory=dict)  # per-source overrides
-
-
-@dataclass
-class Decontaminate:
-    eval_sets: list[str] = field(default_factory=list)  # files (.jsonl .json .parquet .csv .txt) or HF datasets on disk
-    n: int = 13  # words per n-gram
-    fields: list[str] = field(default_factory=list)  # columns of the eval sets to read; empty: every string column
-    check: str = "all"  # "prompt": the prompt only; "all": the prompt and the responses
-
-
-FILTERS: dict[str, type] = {
-    "identical": Identical,
-    "empty": Empty,
-    "ties": Ties,
-    "min_margin": MinMargin,
-    "min_agreement": MinAgreement,
-    "length": Length,
-    "length_bias": LengthBias,
-    "source_cap": SourceCap,
-    "decontaminate": Decontaminate,
-}
+# The filters (their options, checks and reason codes) are classes in curate/filters.py; a recipe
+# reads the options of the ones it lists from `FILTERS` there.
 STAGES: dict[str, type] = {"dedupe": Dedupe, "votes": Votes, "binarise": Binarise, "split": Split}
 _ORDER = {"dedupe": 0, "votes": 1, "binarise": 2, "filter": 3, "split": 4}
-_CHOICES = {
-    ("NearDuplicates", "shingle"): ("word", "char"),
-    ("NearDuplicates", "action"): ("group", "drop"),
-    ("Votes", "method"): ("majority", "mean", "bradley_terry"),
-    ("Votes", "both_bad"): ("drop", "keep"),
-    ("Binarise", "pairs"): ("comparisons", "best_vs_worst", "best_vs_random", "all_pairs"),
-    ("Split", "stratify"): ("source", "none"),
-    ("Length", "unit"): ("chars", "words"),
-    ("Decontaminate", "check"): ("prompt", "all"),
-}
-# A filter given a bare number (`- min_margin: 0.3`) sets this field.
-_SCALAR_FIELD = {
-    "min_margin": "value",
-    "min_agreement": "value",
-    "length_bias": "max_share",
-    "source_cap": "max_per_source",
-}
 
 
 @dataclass
-class Step:
+class RecipeStep:
+    """A step as the recipe lists it: a stage or a filter, with its options (curate/plan.py runs it)."""
+
     name: str  # a stage ("dedupe", "votes", "binarise", "split") or a filter name
-    options: Any  # the stage's or filter's dataclass
+    options: Any  # the stage's or filter's options dataclass
 
 
 @dataclass
 class Recipe:
     name: str = "default"
     seed: int = 0  # every random choice (best_vs_random, caps, splits) derives from it
-    steps: list[Step] = field(default_factory=list)
+    steps: list[RecipeStep] = field(default_factory=list)
 
     def stage(self, name: str) -> Any:
         """The options of a stage; a stage the recipe leaves out gets its defaults (dedupe: none)."""
@@ -202,7 +152,7 @@ class Recipe:
         return None if name == "dedupe" else STAGES[name]()
 
     @property
-    def filters(self) -> list[Step]:
+    def filters(self) -> list[RecipeStep]:
         return [s for s in self.steps if s.name in FILTERS]
 
     def to_dict(self) -> dict:
@@ -271,77 +221,38 @@ def parse_recipe(data: Any, where: str = "recipe", default_name: str = "default"
     return Recipe(name=name, seed=seed, steps=steps)
 
 
-def _parse_step(item: Any, where: str) -> Step:
+def _parse_step(item: Any, where: str) -> RecipeStep:
     if isinstance(item, str):
         name, opts = item, {}
     elif isinstance(item, dict) and len(item) == 1:
         name, opts = next(iter(item.items()))
     else:
         raise RecipeError(f"{where}: a step is a name or a one-key mapping `name: {{options}}`")
-    known = {**STAGES, **FILTERS}
+    known = {**STAGES, **{n: f.Options for n, f in FILTERS.items()}}
     if name not in known:
         raise RecipeError(f"{where}: unknown step {name!r}; steps are {sorted(known)}")
     if opts is None:
         opts = {}
     if not isinstance(opts, dict):
-        if name in _SCALAR_FIELD:
-            opts = {_SCALAR_FIELD[name]: opts}
+        scalar = FILTERS[name].scalar if name in FILTERS else None
+        if scalar:
+            opts = {scalar: opts}
         elif opts is True:
             opts = {}
         else:
             raise RecipeError(f"{where}: options of {name!r} must be a mapping")
     options = _build(known[name], opts, f"{where} ({name})")
-    _check_ranges(name, options, f"{where} ({name})")
-    return Step(name=name, options=options)
-
-
-def _check_ranges(name: str, options: Any, where: str) -> None:
-    """Values of the right type that still cannot work."""
-    problems = []
-    if name == "dedupe":
-        nd = options.near_duplicates
-        if nd.num_perm < 1 or nd.bands < 1 or nd.num_perm % nd.bands:
-            problems.append(
-                f"near_duplicates.num_perm ({nd.num_perm}) must be a positive multiple of bands ({nd.bands})"
-            )
-        if not 0 < nd.threshold <= 1:
-            problems.append(f"near_duplicates.threshold ({nd.threshold}) must be in (0, 1]")
-        if nd.ngram < 1:
-            problems.append("near_duplicates.ngram must be at least 1")
-    if name == "split" and options.test_size < 0:
-        problems.append("test_size must be 0 or more")
-    if name == "decontaminate" and options.n < 1:
-        problems.append("n must be at least 1")
-    if name == "length_bias" and options.max_share is not None and not 0 < options.max_share <= 1:
-        problems.append("max_share must be in (0, 1]")
-    if name == "binarise" and options.unpaired.max_ratio is not None and options.unpaired.max_ratio < 1:
-        problems.append("unpaired.max_ratio must be 1 or more")
-    if name == "binarise" and options.margin < 0:
-        problems.append(f"margin ({options.margin}) must be 0 or more: it is the least score difference of a pair")
-    if name == "min_agreement" and not 0 <= options.value <= 1:
-        problems.append(
-            f"value ({options.value}) must be between 0 and 1: agreement is the share of votes for the chosen side"
-        )
-    if name == "min_margin" and options.value < 0:
-        problems.append(f"value ({options.value}) must be 0 or more: a margin is never negative")
-    if name == "length":
-        for part in ("prompt", "response"):
-            low, high = getattr(options, f"min_{part}"), getattr(options, f"max_{part}")
-            for key, v in ((f"min_{part}", low), (f"max_{part}", high)):
-                if v is not None and v < 0:
-                    problems.append(f"{key} ({v}) must be 0 or more")
-            if low is not None and high is not None and low > high:
-                problems.append(f"min_{part} ({low}) is above max_{part} ({high}): no row could be kept")
-    if name == "source_cap":
-        caps = {"max_per_source": options.max_per_source, **{f"caps.{k}": v for k, v in options.caps.items()}}
-        problems += [f"{key} ({v}) must be 0 or more" for key, v in caps.items() if v < 0]
+    # Values of the right type that still cannot work: each options class says which.
+    problems = options.problems() if hasattr(options, "problems") else []
     if problems:
-        raise RecipeError(f"{where}: {problems[0]}")
+        raise RecipeError(f"{where} ({name}): {problems[0]}")
+    return RecipeStep(name=name, options=options)
 
 
 def _build(cls: type, opts: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = set(opts) - names
     if unknown:
         known = ", ".join(sorted(names)) or "no options"
@@ -359,7 +270,7 @@ def _build(cls: type, opts: dict, where: str) -> Any:
             values[key] = _build(hint, value, f"{where}.{key}")
             continue
         values[key] = _check(value, hint, f"{where}: {key}")
-        choices = _CHOICES.get((cls.__name__, key))
+        choices = fields[key].metadata.get("choices")
         if choices and values[key] not in choices:
             raise RecipeError(f"{where}: {key} is {values[key]!r}; choose one of {list(choices)}")
     return cls(**values)

@@ -13,8 +13,10 @@ from typing import Any
 
 import duckdb
 from prefkit.annotate.agreement import krippendorff_alpha_from_sums
+from prefkit.curate.filters import REASONS
+from prefkit.curate.working import ROWS
 
-KEPT_PAIRS = "SELECT * FROM pairs_w WHERE drop_reason IS NULL"
+KEPT_PAIRS = f"SELECT * FROM {ROWS['pairs']} WHERE drop_reason IS NULL"
 
 
 def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -46,15 +48,15 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Sources, annotators, judges, models, guidelines, splits and the unpaired balance of the result."""
     rows = lambda sql: con.execute(sql).fetchall()  # noqa: E731 - a local shorthand
     splits = {}
-    for table in ("pairs", "unpaired", "sft", "steps"):
+    for table, working in ROWS.items():
         splits[table] = dict(
             rows(
-                f"SELECT s.split, count(*) FROM {table}_w w JOIN split_of s USING (group_id) "
+                f"SELECT s.split, count(*) FROM {working} w JOIN split_of s USING (group_id) "
                 "WHERE w.drop_reason IS NULL GROUP BY 1 ORDER BY 1"
             )
         )
     good, bad = con.execute(
-        "SELECT count_if(label), count_if(NOT label) FROM unpaired_w WHERE drop_reason IS NULL"
+        f"SELECT count_if(label), count_if(NOT label) FROM {ROWS['unpaired']} WHERE drop_reason IS NULL"
     ).fetchall()[0]
     return {
         "splits": splits,
@@ -173,8 +175,14 @@ def html(rep: dict, recipe_yaml: str) -> str:
     for table, reasons in rep.get("drops", {}).items():
         out.append(f"<h2>Dropped from {_e(table)}</h2>")
         out.append(bar_chart({r: v["count"] for r, v in reasons.items()}, f"{table}: rows dropped, by reason"))
-        for reason, v in reasons.items():
-            out.append(f"<h3>{_e(reason)} — {v['count']}</h3>")
+        for code, v in reasons.items():
+            out.append(f"<h3>{_e(code)} — {v['count']}</h3>")
+            meaning = REASONS[code].meaning if code in REASONS else ""
+            threshold = v.get("threshold")
+            if threshold is not None:
+                shown = json.dumps(threshold, ensure_ascii=False) if isinstance(threshold, (dict, list)) else threshold
+                meaning += f" (threshold: {shown})"
+            out.append(f"<p>{_e(meaning)}</p>")
             for ex in v.get("examples", []):
                 out.append('<div class="ex">' + _e(json.dumps(ex, ensure_ascii=False, indent=1)) + "</div>")
     out.append(

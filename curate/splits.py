@@ -9,13 +9,13 @@ group's source is the source of its first prompt), so small sources are represen
 from __future__ import annotations
 
 import duckdb
-from prefkit.curate.filters import TABLES
 from prefkit.curate.recipe import Split
+from prefkit.curate.working import ROWS
 
 
 def assign(con: duckdb.DuckDBPyConnection, cfg: Split, seed: int) -> dict[str, int]:
     """Create `split_of(group_id, split)` over the groups of all kept rows; return groups per split."""
-    kept = " UNION ".join(f"SELECT group_id FROM {t}_w WHERE drop_reason IS NULL" for t in TABLES)
+    kept = " UNION ".join(f"SELECT group_id FROM {t} WHERE drop_reason IS NULL" for t in ROWS.values())
     stratum = "p.source" if cfg.stratify == "source" else "''"
     # A fraction below 1 is a share of the groups; 1 or more is a number of groups, shared out by stratum size.
     if cfg.test_size < 1:

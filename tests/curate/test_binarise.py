@@ -82,7 +82,7 @@ def test_unpaired_labels_from_pairs_binary_and_both_bad_with_balance_reported(tm
         ("fine", False, "both_bad"),
     ]
     assert res.report["unpaired_balance"] == {"desirable": 2, "undesirable": 3, "desirable_share": 0.4}
-    assert res.report["drops"]["unpaired"]["binary tie"]["count"] == 1
+    assert res.report["drops"]["unpaired"]["binary_tie"]["count"] == 1
 
 
 def test_rating_threshold_and_balance_cap(tmp_path):
@@ -95,7 +95,7 @@ def test_rating_threshold_and_balance_cap(tmp_path):
     res = run(tmp_path / "cap", js, cfg)
     labels = [u["label"] for u in rows(res, "unpaired")]
     assert sorted(labels) == [False, True]
-    assert res.report["drops"]["unpaired"]["balance cap"]["count"] == 2
+    assert res.report["drops"]["unpaired"]["balance_cap"]["count"] == 2
 
 
 def test_sft_rows_from_accepted_revisions_only(tmp_path):
@@ -129,7 +129,7 @@ def test_step_labels_are_kept_for_prm_data(tmp_path):
     res = run(tmp_path, [good, bad, missing], {}, responses=[solution, broken, untexted])
     steps = rows(res, "steps")
     assert [(r["completions"], r["labels"]) for r in steps] == [(["Step one.", "Step two."], [1, -1])]
-    assert res.report["drops"]["steps"]["steps and labels differ in number"]["count"] == 2
+    assert res.report["drops"]["steps"]["step_count_mismatch"]["count"] == 2
 
 
 def test_curated_rows_carry_the_stores_response_ids_through_a_merged_prompt(tmp_path):

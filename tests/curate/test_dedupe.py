@@ -87,7 +87,7 @@ def test_duplicate_pairs_by_normalised_text_when_prompts_and_responses_are_not_m
     store = make_store(tmp_path / "s", [p1, p2], [a1, b1, a2, b2], js)
     off = {"dedupe": {"prompts": False, "responses": False, "near_duplicates": False}}
     res = curate(store, recipe(off, "votes", "binarise"), "p")
-    assert res.rows["pairs"] == 1 and res.report["drops"]["pairs"]["duplicate pair"]["count"] == 1
+    assert res.rows["pairs"] == 1 and res.report["drops"]["pairs"]["duplicate_pair"]["count"] == 1
     res = curate(store, recipe({"dedupe": {**off["dedupe"], "pairs": False}}, "votes", "binarise"), "q")
     assert res.rows["pairs"] == 2
 

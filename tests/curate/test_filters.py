@@ -35,7 +35,7 @@ def test_identical_chosen_and_rejected(tmp_path):
         tmp_path, [("p1", "Same text", "same  TEXT ", "s", 1, 0), ("p2", "yes", "no", "s", 1, 0)], "identical"
     )
     assert prompts_of(rows) == ["p2"]
-    assert res.report["drops"]["pairs"]["identical chosen and rejected"]["count"] == 1
+    assert res.report["drops"]["pairs"]["identical"]["count"] == 1
 
 
 def test_empty(tmp_path):
@@ -44,7 +44,7 @@ def test_empty(tmp_path):
         tmp_path, [("p1", "  ", "no", "s", 1, 0), ("p2", "yes", "", "s", 1, 0), ("p3", "yes", "no", "s", 1, 0)], "empty"
     )
     assert prompts_of(rows) == ["p3"]
-    assert res.report["drops"]["pairs"]["empty prompt or response"]["count"] == 2
+    assert res.report["drops"]["pairs"]["empty"]["count"] == 2
 
 
 def test_ties(tmp_path):
@@ -56,9 +56,9 @@ def test_min_margin_and_min_agreement(tmp_path):
     items = [("p1", "x", "y", "s", 3, 0), ("p2", "x", "y", "s", 2, 1), ("p3", "x", "y", "s", 3, 2)]
     # margins: 1, 1/3, 1/5; agreements: 1, 2/3, 3/5
     res, rows = build(tmp_path, items, {"min_margin": 0.3})
-    assert prompts_of(rows) == ["p1", "p2"] and res.report["drops"]["pairs"]["margin below 0.3"]["count"] == 1
+    assert prompts_of(rows) == ["p1", "p2"] and res.report["drops"]["pairs"]["min_margin"]["count"] == 1
     res, rows = build(tmp_path, items, {"min_agreement": 0.65}, name="g")
-    assert prompts_of(rows) == ["p1", "p2"] and res.report["drops"]["pairs"]["agreement below 0.65"]["count"] == 1
+    assert prompts_of(rows) == ["p1", "p2"] and res.report["drops"]["pairs"]["min_agreement"]["count"] == 1
 
 
 def test_length_limits_in_chars_and_words(tmp_path):
@@ -72,7 +72,7 @@ def test_length_limits_in_chars_and_words(tmp_path):
     res, rows = build(tmp_path, items, {"length": {"min_response": 2}}, name="g")  # chars: "ok" stays, "no" stays
     assert len(rows) == 3
     res, rows = build(tmp_path, items, {"length": {"min_response": 3}}, name="h")
-    assert rows == [] and res.report["drops"]["pairs"]["length outside limits (chars)"]["count"] == 3
+    assert rows == [] and res.report["drops"]["pairs"]["length"]["count"] == 3
 
 
 def test_length_bias_is_reported_and_capped(tmp_path):
@@ -84,7 +84,7 @@ def test_length_bias_is_reported_and_capped(tmp_path):
     res, rows = build(tmp_path, items, {"length_bias": 0.5}, name="g")
     # One shorter-chosen pair allows one longer-chosen pair at a share of 0.5.
     assert len(rows) == 2 and res.report["length_bias"]["after"] == 0.5
-    assert res.report["drops"]["pairs"]["length-bias cap"]["count"] == 3
+    assert res.report["drops"]["pairs"]["length_bias"]["count"] == 3
 
 
 def test_per_source_caps(tmp_path):
@@ -94,7 +94,7 @@ def test_per_source_caps(tmp_path):
     res, rows = build(tmp_path, items, {"source_cap": {"max_per_source": 3, "caps": {"small": 1}}})
     by_source = sorted(r["source"] for r in rows)
     assert by_source == ["big", "big", "big", "small"]
-    assert res.report["drops"]["pairs"]["source cap"]["count"] == 3
+    assert res.report["drops"]["pairs"]["source_cap"]["count"] == 3
 
 
 EVAL = "The quick brown fox jumps over the lazy dog near the old mill by the river bank today"
@@ -108,7 +108,7 @@ def test_decontamination_by_13_gram_overlap_with_a_jsonl_file(tmp_path):
     items = [(leaked, "x", "y", "s", 1, 0), (twelve, "x", "y", "s", 1, 0), ("clean", EVAL, "y", "s", 1, 0)]
     res, rows = build(tmp_path, items, {"decontaminate": {"eval_sets": [str(evals)]}})
     assert prompts_of(rows) == [twelve]  # the prompt leak and the response leak both go
-    assert res.report["drops"]["pairs"]["overlaps an eval set (13-gram)"]["count"] == 2
+    assert res.report["drops"]["pairs"]["decontaminate"]["count"] == 2
     res, rows = build(tmp_path, items, {"decontaminate": {"eval_sets": [str(evals)], "check": "prompt"}}, name="g")
     assert prompts_of(rows) == ["clean", twelve]
     res, rows = build(tmp_path, items, {"decontaminate": {"eval_sets": [str(evals)], "n": 8}}, name="h")
@@ -141,4 +141,4 @@ def test_filters_apply_to_unpaired_rows_too(tmp_path):
     res, _ = build(tmp_path, items, {"source_cap": 1})
     unpaired = pq.read_table(res.tables["unpaired"]).to_pylist()
     assert len(unpaired) == 1  # the one kept pair gives 2 labels, then the cap keeps 1
-    assert res.report["drops"]["unpaired"]["source cap"]["count"] == 1
+    assert res.report["drops"]["unpaired"]["source_cap"]["count"] == 1

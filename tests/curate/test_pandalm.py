@@ -68,8 +68,8 @@ def test_ties_are_dropped_and_counted(curated):
     _, result = curated
     expected_ties = sum(1 for (_, pair), w in _expected_winners().items() if w is None and len(pair) == 2 and all(pair))
     drops = result.report["drops"]["pairs"]
-    assert drops["tie"]["count"] == expected_ties > 50
-    assert len(drops["tie"]["examples"]) == 3
+    assert drops["ties"]["count"] == expected_ties > 50
+    assert len(drops["ties"]["examples"]) == 3
     tie_step = next(s for s in result.report["steps"] if s["table"] == "pairs" and s["step"] == "ties")
     assert tie_step["dropped"] == expected_ties
 

@@ -90,7 +90,7 @@ def test_near_duplicate_groups_share_a_split(tmp_path):
     res = curate(
         store, recipe({"dedupe": {"near_duplicates": {"threshold": 0.6, "action": "drop"}}}, "votes", "binarise"), "d"
     )
-    assert res.rows["pairs"] == 6 and res.report["drops"]["pairs"]["near-duplicate prompt"]["count"] == 6
+    assert res.rows["pairs"] == 6 and res.report["drops"]["pairs"]["near_duplicate"]["count"] == 6
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,7 @@ def test_report_html_is_self_contained_and_renders_model_text_inert(tmp_path):
     assert "<script>" not in page and "<img" not in page and "<b>mallory" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
     assert "<svg" in page and 'src="http' not in page and "<link" not in page
-    assert res.report["drops"]["pairs"]["tie"]["examples"][0]["chosen"].startswith("<img")
+    assert res.report["drops"]["pairs"]["ties"]["examples"][0]["chosen"].startswith("<img")
 
 
 def test_output_can_go_outside_the_store(tmp_path):

@@ -39,7 +39,7 @@ def test_majority_is_the_plurality_of_a_b_and_tie(tmp_path):
     assert row["n_votes"] == 3 and row["agreement"] == pytest.approx(2 / 3)
     assert row["margin"] == pytest.approx(2 / 3)  # (2 - 0) / 3
     assert row["score_chosen"] == pytest.approx(2.5 / 3) and row["score_rejected"] == pytest.approx(0.5 / 3)
-    assert res.report["drops"]["pairs"]["tie"]["count"] == 1
+    assert res.report["drops"]["pairs"]["ties"]["count"] == 1
 
 
 def test_mean_method_follows_the_mean_score_difference(tmp_path):
@@ -126,7 +126,7 @@ def test_both_order_ai_verdicts_that_disagree_count_as_one_tie(tmp_path):
     assert list(got) == [("Paris", "Marseille")] and got[("Paris", "Marseille")]["n_votes"] == 1
     assert len(got[("Paris", "Marseille")]["judgement_ids"]) == 2
     assert res.report["votes"]["both_order_disagreements"] == 1
-    assert res.report["drops"]["pairs"]["tie"]["count"] == 1
+    assert res.report["drops"]["pairs"]["ties"]["count"] == 1
     # With the policy off, the two orders are two votes: A vs B is then 1:1, still a tie, but A vs C has 2 votes.
     off = pairs(run(tmp_path / "off", js, {"votes": {"both_order_ties": False}}))
     assert off[("Paris", "Marseille")]["n_votes"] == 2
@@ -145,7 +145,7 @@ def test_a_persons_later_vote_replaces_the_earlier_one(tmp_path):
 def test_both_bad_comparisons_drop_their_pair_by_default_or_keep_it(tmp_path):
     js = [vote(P, A, B, "a", "x", both_bad=True), vote(P, A, B, "a", "y", both_bad=True), vote(P, A, B, "a", "z")]
     res = run(tmp_path, js)
-    assert pairs(res) == {} and res.report["drops"]["pairs"]["both bad"]["count"] == 1
+    assert pairs(res) == {} and res.report["drops"]["pairs"]["both_bad"]["count"] == 1
     unpaired = pq.read_table(res.tables["unpaired"]).to_pylist()
     assert sorted((u["completion"], u["label"], u["derived_from"]) for u in unpaired) == [
         ("Lyon", False, "both_bad"),
