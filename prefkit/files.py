@@ -123,7 +123,12 @@ def commit(tmp: str | os.PathLike, final: str | os.PathLike, *, sync_folder: boo
     if tmp.is_dir() and final.is_dir() and not final.is_symlink():
         old = temp_path(final, "old")
         os.rename(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.rename(old, final)  # the new one could not take the name: the old one keeps it
+        raise
     if sync_folder or old is not None:
         fsync_dir(final.parent)
     if old is not None:
