@@ -146,6 +146,16 @@ def evaluate(store: Store, judge: str, reference: tuple[str, ...] = REFERENCE_TY
     )
 
 
+def evaluate_judges(
+    store: Store, judge: str | None = None, reference: tuple[str, ...] = REFERENCE_TYPES
+) -> list[JudgeEval]:
+    """`prefkit judge-eval`: `judge`, else every AI pairwise judge in the store, against the people."""
+    names = [judge] if judge else judges(store)
+    if not names:
+        raise AIError("no AI pairwise judgements in the store: run `prefkit judge` first")
+    return [evaluate(store, name, reference) for name in names]
+
+
 def _mean(values: list[bool]) -> float | None:
     return sum(values) / len(values) if values else None
 

@@ -190,13 +190,9 @@ def _revise_flags(p: argparse.ArgumentParser) -> None:
 def cmd_judge_eval(args: argparse.Namespace) -> int:
     import json
 
-    from prefkit.annotate.ai.evaluate import evaluate, format_eval, judges
+    from prefkit.annotate.ai.evaluate import evaluate_judges, format_eval
 
-    store = Store(store_path(args), create=False)
-    names = [args.judge] if args.judge else judges(store)
-    if not names:
-        raise AIError("no AI pairwise judgements in the store: run `prefkit judge` first")
-    results = [evaluate(store, name, tuple(args.reference.split(","))) for name in names]
+    results = evaluate_judges(Store(store_path(args), create=False), args.judge, tuple(args.reference.split(",")))
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from prefkit.cli.ai import main
 
+from prefkit.cli.ai import main
 from tests.support.openai_server import OpenAIServer, Reply
 
 

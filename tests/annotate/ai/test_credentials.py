@@ -8,9 +8,9 @@ import base64
 import json
 
 import pyarrow.parquet as pq
-from prefkit.cli.ai import main
 from prefkit.annotate.ai.transport import redact_url
 
+from prefkit.cli.ai import main
 from tests.support.openai_server import OpenAIServer, Reply
 
 PASSWORD = "s3cr3t-pw"

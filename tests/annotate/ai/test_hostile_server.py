@@ -362,9 +362,9 @@ def test_a_servers_error_body_reaches_rows_logs_and_the_terminal_short_and_witho
     """The error body is the server's to fill: what prefkit keeps and prints of it is one line of at
     most ERROR_CHARS (+ "…") with no escape sequence or control character (old code: 100 kB of it,
     escapes and all, in every row and on the terminal)."""
-    from prefkit.cli.ai import main
     from prefkit.annotate.ai.engine import ERROR_CHARS
 
+    from prefkit.cli.ai import main
     from tests.support.openai_server import OpenAIServer, Reply
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-error-body")

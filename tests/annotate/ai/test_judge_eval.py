@@ -15,7 +15,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prefkit.annotate.agreement import ONE_LABEL, cohen_kappa
-from prefkit.cli.ai import main as ai_main
 from prefkit.annotate.ai.engine import EngineConfig
 from prefkit.annotate.ai.evaluate import evaluate
 from prefkit.annotate.ai.judge import JudgeOptions, judge
@@ -25,6 +24,7 @@ from prefkit.annotate.importers import import_files
 from prefkit.annotate.store import Store
 from sklearn.metrics import cohen_kappa_score
 
+from prefkit.cli.ai import main as ai_main
 from tests.support.factories import pairwise, prompt, response
 from tests.support.openai_server import OpenAIServer, Reply
 
@@ -338,3 +338,11 @@ def test_undefined_kappa_is_none_and_says_why(tmp_path, capsys):
     assert result.accuracy == 1.0 and result.cohen_kappa is None
     assert ai_main(["judge-eval", "--store", str(store.root)]) == 0
     assert f"Cohen's kappa — ({ONE_LABEL})" in capsys.readouterr().out
+
+
+def test_a_store_without_ai_judges_is_a_one_line_error(tmp_path, capsys):
+    store = Store(tmp_path / "store")
+    store.append("prompts", [prompt("p")])
+    assert ai_main(["judge-eval", "--store", str(store.root)]) == 1
+    err = capsys.readouterr().err
+    assert err == "prefkit judge-eval: error: no AI pairwise judgements in the store: run `prefkit judge` first\n"
