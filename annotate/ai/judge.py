@@ -30,7 +30,7 @@ from prefkit.annotate.ai.jobs import (
 )
 from prefkit.annotate.ai.rows import ai_error, ai_judgement
 from prefkit.annotate.ai.runner import Job, Outcome, fill, run_job
-from prefkit.annotate.ai.templates import Template, load, render_conversation
+from prefkit.annotate.ai.templates import Template, chat, load, render_conversation
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import content_hash, request_id
 from prefkit.annotate.store import Store
@@ -151,14 +151,8 @@ def pairwise_tasks(
                 continue
             orders = [("ab", lo, hi), ("ba", hi, lo)] if options.both_orders else [("ab", lo, hi)]
             for order, first, second in orders:
-                user = template.text("user", question=question, response_a=text[first], response_b=text[second])
-                extra: dict[str, Any] = {}
-                if mode == "logprobs":
-                    extra = {"logprobs": True, "top_logprobs": 5}
-                elif mode == "json":
-                    user += "\n" + template.text("json_user_suffix")
-                    extra = {"response_format": _VERDICT_SCHEMA}
-                messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+                values = {"question": question, "response_a": text[first], "response_b": text[second]}
+                messages, extra = chat(template, mode, _VERDICT_SCHEMA, values, logprobs=True)
                 b = body(config.model, messages, options.sampling, sample, **extra)
                 meta = {
                     "order_key": order_key,
@@ -191,12 +185,7 @@ def rubric_tasks(
                 "low": str(low),
                 "high": str(high),
             }
-            user = template.text("user", **values)
-            extra: dict[str, Any] = {}
-            if mode == "json":
-                user += "\n" + template.text("json_user_suffix", **values)
-                extra = {"response_format": _SCORE_SCHEMA}
-            messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+            messages, extra = chat(template, mode, _SCORE_SCHEMA, values, values)
             bodies = [body(config.model, messages, options.sampling, s, **extra) for s in range(options.samples)]
             keys = [request_id(b) for b in bodies]
             key = keys[0] if len(keys) == 1 else content_hash(["samples", keys])
@@ -239,12 +228,7 @@ def listwise_tasks(
             shown = base[shift:] + base[:shift]
             listing = "\n\n".join(f"[Response {i + 1}]\n{text}" for i, (_, text) in enumerate(shown))
             values = {"question": render_conversation(prompts[pid]), "responses": listing, "n": str(len(shown))}
-            user = template.text("user", **values)
-            extra: dict[str, Any] = {}
-            if mode == "json":
-                user += "\n" + template.text("json_user_suffix", **values)
-                extra = {"response_format": _RANKING_SCHEMA}
-            messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+            messages, extra = chat(template, mode, _RANKING_SCHEMA, values, values)
             b = body(config.model, messages, options.sampling, sample, **extra)
             meta = {
                 "order_key": order_key,

@@ -37,7 +37,7 @@ from prefkit.annotate.ai.jobs import (
 from prefkit.annotate.ai.judge import read_pairwise
 from prefkit.annotate.ai.rows import ai_error, ai_judgement
 from prefkit.annotate.ai.runner import Job, Outcome, fill, run_job
-from prefkit.annotate.ai.templates import Template, load, render_conversation
+from prefkit.annotate.ai.templates import Template, chat, load, render_conversation
 from prefkit.annotate.contract import Judgement, Response
 from prefkit.annotate.ids import content_hash
 from prefkit.annotate.store import Store
@@ -286,12 +286,7 @@ async def clair_one(
 ) -> list[Any]:
     model = engine.config.model
     values = {"question": render_conversation(target.messages), "response": target.content}
-    user = template.text("user", **values)
-    extra: dict[str, Any] = {}
-    if mode == "json":
-        user += "\n" + template.text("json_user_suffix")
-        extra = {"response_format": _CLAIR_SCHEMA}
-    messages = [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}]
+    messages, extra = chat(template, mode, _CLAIR_SCHEMA, values)
     b = body(model, messages, options.sampling, **extra)
     answer = await engine.complete(b)
 
@@ -351,14 +346,12 @@ async def _verify(
 ) -> tuple[str | None, dict[str, str]]:
     """Both orders through the pairwise judge; the revision must win both."""
     question = render_conversation(target.messages)
-    extra = {"logprobs": True, "top_logprobs": 5} if mode == "logprobs" else {}
     judge_sampling = Sampling(temperature=0.0, max_tokens=256, seed=options.sampling.seed)
     results = {}
     for order, a, b in (("original_first", target.content, revised), ("revision_first", revised, target.content)):
-        messages = [
-            {"role": "system", "content": template.text("system")},
-            {"role": "user", "content": template.text("user", question=question, response_a=a, response_b=b)},
-        ]
+        values = {"question": question, "response_a": a, "response_b": b}
+        # Verdicts from logprobs where the server gives them, else from the text (no JSON schema here).
+        messages, extra = chat(template, "logprobs" if mode == "logprobs" else "text", {}, values, logprobs=True)
         answer = await engine.complete(body(engine.config.model, messages, judge_sampling, **extra))
         parsed = read_pairwise(answer, "logprobs" if mode == "logprobs" else "text") if answer.ok else None
         results[order] = parsed[0] if parsed else "unreadable"

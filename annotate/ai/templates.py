@@ -39,6 +39,27 @@ class Template:
             raise AIError(f"{self.path}: `{key}:` uses an unknown placeholder {exc}; known: {sorted(values)}") from None
 
 
+def chat(
+    template: Template,
+    mode: str,
+    schema: dict[str, Any],
+    values: dict[str, str],
+    suffix_values: dict[str, str] | None = None,
+    logprobs: bool = False,
+) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """A judge-style request from `template`: its system and user messages, and the request options
+    the mode asks for (first-token logprobs where the job reads them, or the JSON schema and the
+    template's JSON instruction)."""
+    user = template.text("user", **values)
+    extra: dict[str, Any] = {}
+    if mode == "logprobs" and logprobs:
+        extra = {"logprobs": True, "top_logprobs": 5}
+    elif mode == "json":
+        user += "\n" + template.text("json_user_suffix", **(suffix_values or {}))
+        extra = {"response_format": schema}
+    return [{"role": "system", "content": template.text("system")}, {"role": "user", "content": user}], extra
+
+
 def load(name_or_path: str | Path, folder: str) -> Template:
     """Load a template from `data/<folder>/<name>.yaml`, or from a path."""
     text = str(name_or_path)
