@@ -16,12 +16,12 @@ text, with a notice: that gives the wrong id for a response curation merged onto
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from prefkit.annotate.ai.rows import ai_judgement
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import prompt_id, request_id, response_id
 from prefkit.annotate.store import Store
@@ -77,13 +77,21 @@ def disagreement_judgements(
         pid, ids, _ = pair_ids(m["row"])
         p_first = 1 / (1 + math.exp(-m["margin"]))  # Bradley–Terry: P(chosen ≻ rejected) under the policy
         out.append(
-            Judgement(
-                judgement_id=request_id({"score-pairs": run_name, "response_ids": ids}),
-                prompt_id=pid,
-                kind="pairwise",
-                annotator=annotator,
-                annotator_type="ai",
-                response_ids=ids,
+            ai_judgement(
+                request_id({"score-pairs": run_name, "response_ids": ids}),
+                pid,
+                "pairwise",
+                annotator,
+                ids,
+                f"score-pairs:{run_name}",
+                {
+                    "source": "score-pairs",
+                    "margin": m["margin"],
+                    "split": m["split"],
+                    "index": m["index"],
+                    "chosen_reward": m["chosen_reward"],
+                    "rejected_reward": m["rejected_reward"],
+                },
                 scores=[1.0, 0.0] if m["margin"] > 0 else [0.0, 1.0],
                 confidence=p_first,
                 rationale=(
@@ -94,17 +102,6 @@ def disagreement_judgements(
                         else "one of the pairs the trained model is least sure of"
                     )
                     + "; worth a second look"
-                ),
-                guidelines=f"score-pairs:{run_name}",
-                metadata=json.dumps(
-                    {
-                        "source": "score-pairs",
-                        "margin": m["margin"],
-                        "split": m["split"],
-                        "index": m["index"],
-                        "chosen_reward": m["chosen_reward"],
-                        "rejected_reward": m["rejected_reward"],
-                    }
                 ),
             )
         )
@@ -158,15 +155,14 @@ def score_responses(store: Store, model_dir: str | Path, limit: int | None = Non
     store.append(
         "judgements",
         [
-            Judgement(
-                judgement_id=request_id({"rm": annotator, "response_id": rid}),
-                prompt_id=pid,
-                kind="rating",
-                annotator=annotator,
-                annotator_type="ai",
-                response_ids=[rid],
+            ai_judgement(
+                request_id({"rm": annotator, "response_id": rid}),
+                pid,
+                "rating",
+                annotator,
+                [rid],
+                f"reward-model:{annotator}",
                 scores=[float(s)],
-                guidelines=f"reward-model:{annotator}",
             )
             for (rid, pid, _, _), s in zip(rows, scores, strict=True)
         ],
