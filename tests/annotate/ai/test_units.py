@@ -148,3 +148,51 @@ def test_ranking_parsing():
     assert verdicts.ranking_from_text('{"ranking": [3, 1, 2], "reason": "r"}', 3) == ([2, 0, 1], "r")
     assert verdicts.ranking_from_text("2 > 2 > 3", 3) is None
     assert verdicts.ranking_from_text("1 > 2", 3) is None
+
+
+def test_ai_rows_are_named_by_their_request_and_errors_by_request_and_reason(tmp_path):
+    import json
+
+    from prefkit.annotate.ai.rows import ai_error, ai_judgement
+    from prefkit.annotate.ids import content_hash, request_id
+    from prefkit.annotate.store import Store
+
+    from tests.support.factories import prompt, response
+
+    p = prompt("Which is better?")
+    a, b = response(p, "one"), response(p, "two")
+    key = request_id({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    ok = ai_judgement(
+        key,
+        p.prompt_id,
+        "pairwise",
+        "ai:m:t",
+        (a.response_id, b.response_id),
+        "g",
+        {"z": 1, "a": 2},
+        scores=[1.0, 0.0],
+        duration_ms=12,
+    )
+    bad = ai_error(
+        key, "timed out", p.prompt_id, "pairwise", "ai:m:t", [a.response_id, b.response_id], "g", "half an answer"
+    )
+    assert (ok.judgement_id, ok.annotator_type, ok.response_ids, ok.duration_ms) == (
+        key,
+        "ai",
+        [a.response_id, b.response_id],
+        12,
+    )
+    assert ok.metadata == json.dumps({"a": 2, "z": 1})  # one key order, whatever the caller's
+    assert bad.judgement_id == content_hash(["error", key, "timed out"]) != key
+    assert (bad.status, bad.error, bad.scores, bad.raw, bad.annotator_type) == (
+        "error",
+        "timed out",
+        [],
+        "half an answer",
+        "ai",
+    )
+    store = Store(tmp_path / "s")  # both are valid rows of the contract
+    store.append("prompts", [p])
+    store.append("responses", [a, b])
+    store.append("judgements", [ok, bad])
+    assert store.count("judgements") == 2
