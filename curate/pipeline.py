@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prefkit.annotate.store import Store
 from prefkit.curate import report, working
-from prefkit.curate.plan import Run, context, plan
+from prefkit.curate.plan import State, context, plan
 from prefkit.curate.recipe import Recipe, load_recipe
 from prefkit.curate.tables import CURATED, curated_dir, name_problem
 
@@ -126,14 +126,14 @@ def run_steps(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> dict:
         "drops": {},
         "timings": {},
     }
-    run = Run(context=context(recipe), report=rep)
+    state = State(context=context(recipe), report=rep)
     for step in plan(recipe):
         before = working.snapshot(con)
         started = time.perf_counter()
-        step.run(con, run)
-        rep["timings"][step.stage] = rep["timings"].get(step.stage, 0.0) + time.perf_counter() - started
+        step.run(con, state)
+        rep["timings"][step.timing] = rep["timings"].get(step.timing, 0.0) + time.perf_counter() - started
         working.check_writes(step.name, step.writes, before, working.snapshot(con))
-    rep["timings"] = {stage: round(seconds, 3) for stage, seconds in rep["timings"].items()}
+    rep["timings"] = {key: round(seconds, 3) for key, seconds in rep["timings"].items()}
     return rep
 
 

@@ -1,8 +1,8 @@
 """The steps of a curation as objects, and `plan(recipe)`: the recipe turned into the steps that run.
 
 A step has a `name` (curate/working.py declares, by that name, the working tables it writes and
-reads: `writes`, `reads`), its `options`, the report timing it counts toward (`stage`), and
-`run(con, run)`. The pipeline runs the plan as a loop. The recipe orders the stages (dedupe → votes →
+reads: `writes`, `reads`), its `options`, the report's timing it counts toward (`timing`), and
+`run(con, state)`. The pipeline runs the plan as a loop. The recipe orders the stages (dedupe → votes →
 binarise → filters → split) and the filters among themselves; the plan adds what follows from them:
 
     load → dedupe → texts → votes → binarise pairs → the filters on pairs (dedupe's and votes' first,
@@ -25,7 +25,7 @@ from prefkit.curate.recipe import Binarise, Dedupe, Recipe, Split, Votes
 
 
 @dataclass
-class Run:
+class State:
     """What the steps of one curation share besides the working tables: its context and the report."""
 
     context: Context
@@ -48,7 +48,7 @@ class Run:
 
 class Step:
     name: str  # its name in curate/working.py
-    stage: str  # the report's timings key it counts toward
+    timing: str  # the report's `timings` key its seconds count toward
     options: Any = None
 
     @property
@@ -59,7 +59,7 @@ class Step:
     def reads(self) -> tuple[str, ...]:
         return working.read_by(self.name)
 
-    def run(self, con: duckdb.DuckDBPyConnection, run: Run) -> None:
+    def run(self, con: duckdb.DuckDBPyConnection, state: State) -> None:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -70,9 +70,9 @@ class Load(Step):
     """The store's `judgements` view dedupes on id with a window over every row: run it once, keep the
     submitted rows and the columns curation reads, and let every later query use this table."""
 
-    name, stage = "load", "dedupe"
+    name, timing = "load", "dedupe"
 
-    def run(self, con, run):
+    def run(self, con, state):
         con.execute(
             """CREATE OR REPLACE TEMP TABLE judged AS
                SELECT judgement_id, prompt_id, kind, annotator, annotator_type, response_ids, scores, both_bad,
@@ -82,34 +82,34 @@ class Load(Step):
 
 
 class DedupeStep(Step):
-    name, stage = "dedupe", "dedupe"
+    name, timing = "dedupe", "dedupe"
 
     def __init__(self, options: Dedupe | None, seed: int) -> None:
         self.options, self.seed = options, seed
 
-    def run(self, con, run):
-        d = run.report["dedupe"] = dedupe.build_maps(con, self.options, self.seed)
+    def run(self, con, state):
+        d = state.report["dedupe"] = dedupe.build_maps(con, self.options, self.seed)
         merged = d["prompts"] - d["exact_duplicate_prompts"]
-        run.row("prompts", "dedupe", d["prompts"], merged, "exact duplicate prompt merged")
+        state.row("prompts", "dedupe", d["prompts"], merged, "exact duplicate prompt merged")
         unique = d["responses"] - d["duplicate_responses"]
-        run.row("responses", "dedupe", d["responses"], unique, "exact duplicate response merged")
+        state.row("responses", "dedupe", d["responses"], unique, "exact duplicate response merged")
 
 
 class Texts(Step):
-    name, stage = "texts", "dedupe"
+    name, timing = "texts", "dedupe"
 
-    def run(self, con, run):
+    def run(self, con, state):
         binarise.texts(con)
 
 
 class VotesStep(Step):
-    name, stage = "votes", "votes"
+    name, timing = "votes", "votes"
 
     def __init__(self, options: Votes) -> None:
         self.options = options
 
-    def run(self, con, run):
-        rep = run.report
+    def run(self, con, state):
+        rep = state.report
         rep["votes"] = votes.expand(con, self.options)
         rep["votes"].update(votes.aggregate(con, self.options))
         fit = rep["votes"].get("bradley_terry")
@@ -119,7 +119,7 @@ class VotesStep(Step):
                 f"(prompt, aspect) tournaments in {fit['iterations']} iterations (largest gradient left "
                 f"{fit['max_gradient']}): their strengths, margins and min_margin decisions are approximate"
             )
-        run.row("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
+        state.row("votes", "votes", rep["votes"]["votes"], rep["votes"]["votes_counted"], "set aside by a vote policy")
         rep["agreement"] = report.agreement(con)
 
 
@@ -129,13 +129,13 @@ class BinariseTable(Step):
     def __init__(self, table: str, options: Binarise, votes_options: Votes, seed: int) -> None:
         self.table, self.options, self.votes_options, self.seed = table, options, votes_options, seed
         self.name = f"binarise {table}"
-        self.stage = "pairs" if table == "pairs" else "unpaired, sft, steps"
+        self.timing = "pairs" if table == "pairs" else "unpaired, sft, steps"
 
-    def run(self, con, run):
+    def run(self, con, state):
         cfg, vcfg = self.options, self.votes_options
         if self.table == "pairs":
             binarise.pairs(con, cfg, vcfg, self.seed)
-            run.row("pairs", f"binarise ({cfg.pairs})", None, filters.kept(con, "pairs"))
+            state.row("pairs", f"binarise ({cfg.pairs})", None, filters.kept(con, "pairs"))
             return
         if self.table == "unpaired":
             binarise.unpaired(con, cfg, vcfg)
@@ -144,7 +144,7 @@ class BinariseTable(Step):
         else:
             binarise.steps(con, cfg, vcfg)
         rows = con.execute(f"SELECT count(*) FROM {working.ROWS[self.table]}").fetchall()[0][0]
-        run.row(self.table, "binarise", None, rows)
+        state.row(self.table, "binarise", None, rows)
 
 
 class Mark(Step):
@@ -154,20 +154,20 @@ class Mark(Step):
 
     def __init__(self, flt: Filter, table: str) -> None:
         self.filter, self.table, self.options = flt, table, flt.options
-        self.stage = "pairs" if table == "pairs" else "unpaired, sft, steps"
+        self.timing = "pairs" if table == "pairs" else "unpaired, sft, steps"
 
     @property
     def reads(self) -> tuple[str, ...]:
         return (working.ROWS[self.table],)
 
-    def run(self, con, run):
+    def run(self, con, state):
         flt = self.filter
         before = filters.kept(con, self.table)
-        dropped = flt.mark(con, self.table, run.context)
+        dropped = flt.mark(con, self.table, state.context)
         threshold = flt.threshold()
-        run.row(self.table, flt.name, before, before - dropped, flt.code, threshold=_flat(threshold))
+        state.row(self.table, flt.name, before, before - dropped, flt.code, threshold=_flat(threshold))
         if dropped:
-            drops = run.report["drops"].setdefault(self.table, {})
+            drops = state.report["drops"].setdefault(self.table, {})
             if flt.code in drops:  # the recipe lists this filter again: one key, the counts add up
                 entry = drops[flt.code]
                 entry["count"] += dropped
@@ -194,30 +194,30 @@ def _flat(threshold: Any) -> Any:
 class LengthBiasShare(Step):
     """The share of kept pairs whose chosen is longer, before and after the filters."""
 
-    name, stage = "length bias", "pairs"
+    name, timing = "length bias", "pairs"
 
     def __init__(self, when: str) -> None:
         self.when = when
 
-    def run(self, con, run):
-        run.report.setdefault("length_bias", {})[self.when] = filters.length_bias_share(con)
+    def run(self, con, state):
+        state.report.setdefault("length_bias", {})[self.when] = filters.length_bias_share(con)
 
 
 class SplitStep(Step):
-    name, stage = "split", "split"
+    name, timing = "split", "split"
 
     def __init__(self, options: Split, seed: int) -> None:
         self.options, self.seed = options, seed
 
-    def run(self, con, run):
-        run.report["split_groups"] = splits.assign(con, self.options, self.seed)
+    def run(self, con, state):
+        state.report["split_groups"] = splits.assign(con, self.options, self.seed)
 
 
 class Summary(Step):
-    name, stage = "report", "report"
+    name, timing = "report", "report"
 
-    def run(self, con, run):
-        run.report.update(report.summary(con))
+    def run(self, con, state):
+        state.report.update(report.summary(con))
 
 
 def context(recipe: Recipe) -> Context:

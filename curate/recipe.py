@@ -6,6 +6,11 @@ and each is counted on its own in the report. A stage the recipe leaves out runs
 except `dedupe` and the filters, which only run when listed. The resolved recipe, every default filled
 in, is saved beside the output as `recipe.yaml`, so a curation can be re-run exactly.
 
+This module holds the stages' options; each filter's options, and its checks, are part of its class in
+curate/filters.py. An option with fixed choices says so in its field (`choice`); an options class
+with a `problems()` method says which values of the right type still cannot work. curate/plan.py
+turns a recipe into the steps that run.
+
     name: default
     seed: 0
     steps:

@@ -26,8 +26,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
         splits = ", ".join(f"{k} {v}" for k, v in rep["splits"][table].items())
         print(f"  {table:9} {n:>9} rows" + (f"  ({splits})" if splits else ""))
     for table, reasons in rep["drops"].items():
-        for reason, d in reasons.items():
-            print(f"  dropped from {table}: {d['count']} ({reason})")
+        for code, d in reasons.items():
+            threshold = "" if d.get("threshold") is None else f", threshold {d['threshold']}"
+            print(f"  dropped from {table}: {d['count']} ({code}{threshold})")
     for warning in rep.get("warnings", []):
         print(f"warning: {warning}")
     print(f"report: {result.report_html}")

@@ -243,3 +243,14 @@ def test_a_new_filter_is_one_class(tmp_path):
         assert rep["drops"]["pairs"]["max_votes"]["threshold"] == 4
     finally:
         del filters.FILTERS["max_votes"], filters.REASONS["max_votes"]
+
+
+def test_the_command_prints_each_code_with_its_threshold(tmp_path, capsys):
+    from prefkit.cli import main
+
+    store = margins_store(tmp_path)
+    path = tmp_path / "r.yaml"
+    path.write_text("steps: [votes, binarise, {min_margin: 0.3}, ties]", encoding="utf-8")
+    assert main(["curate", "--store", str(store.root), "--recipe", str(path), "--out", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "dropped from pairs: 1 (min_margin, threshold 0.3)" in out
