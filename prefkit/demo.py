@@ -133,6 +133,13 @@ def build_tiny_model(store: Path, to: Path) -> Path:
     return save_tiny(to, vocabulary_from(texts), hidden=64, layers=2, heads=4)
 
 
+def command_line(stage: Stage) -> str:
+    """The stage as the user would type it, without the `user:password@` a --base-url may carry."""
+    from prefkit.annotate.ai.transport import redact_url
+
+    return redact_url("prefkit " + " ".join(stage.argv))
+
+
 def run_demo(
     out: Path, base_url: str | None = None, model: str | None = None, steps: int = 20, echo=print
 ) -> list[Stage]:
@@ -156,7 +163,7 @@ def run_demo(
         )
     stages = plan(out, base_url, model, steps)
     for stage in stages:
-        echo(f"\n== {stage.title}: prefkit {' '.join(stage.argv)}")
+        echo(f"\n== {stage.title}: {command_line(stage)}")
         started = time.perf_counter()
         code = prefkit_main(stage.argv)
         if code:

@@ -68,3 +68,14 @@ def test_with_a_server_the_demo_also_generates_judges_and_revises(tmp_path):
     for stage in stages:
         parser.parse_args(stage.argv)
     assert [s.title for s in plan(tmp_path, None, None, 3)][0] == "curate"
+
+
+def test_the_stages_it_prints_never_show_the_servers_credentials(tmp_path):
+    from prefkit.demo import command_line, plan
+
+    stages = plan(tmp_path, "http://alice:s3cret@127.0.0.1:8000/v1", "m", steps=2)
+    shown = [command_line(stage) for stage in stages]
+    assert any("--base-url http://***@127.0.0.1:8000/v1" in line for line in shown)
+    assert not any("s3cret" in line for line in shown)
+    # The stages themselves still carry the credentials, which the AI client sends as auth.
+    assert any("http://alice:s3cret@127.0.0.1:8000/v1" in stage.argv for stage in stages)
