@@ -70,6 +70,9 @@ class Filter:
     Options: ClassVar[type] = NoOptions
     scalar: ClassVar[str | None] = None  # the option a bare value sets (`- min_margin: 0.3`)
     listed: ClassVar[bool] = True  # False: added by a stage, not named in recipes
+    # The SQL condition of the rows it drops, for a filter whose condition never changes: then the
+    # class needs no `mark` of its own.
+    where: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -88,7 +91,9 @@ class Filter:
 
     def mark(self, con: duckdb.DuckDBPyConnection, table: str, ctx: Context) -> int:
         """Set `drop_reason` to `code` on the kept rows of `table` this filter drops; return how many."""
-        raise NotImplementedError
+        if self.where is None:
+            raise NotImplementedError(f"{type(self).__name__} sets neither `where` nor `mark`")
+        return mark_where(con, table, self.code, self.where)
 
 
 # -- marking ---------------------------------------------------------------------------------------
@@ -154,9 +159,7 @@ class Ties(Filter):
     name = code = "ties"
     applies = ("pairs",)
     meaning = "the comparison's votes end in a tie"
-
-    def mark(self, con, table, ctx):
-        return mark_where(con, table, self.code, "tie")
+    where = "tie"
 
 
 class MinMargin(Filter):
@@ -368,6 +371,7 @@ class NearDuplicate(Filter):
     applies = EVERY_TABLE
     meaning = "the prompt is a near duplicate of an earlier one (threshold: estimated Jaccard similarity)"
     listed = False
+    where = "prompt_id <> group_id"
 
     @dataclass
     class Options:
@@ -375,9 +379,6 @@ class NearDuplicate(Filter):
 
     def threshold(self):
         return self.options.threshold
-
-    def mark(self, con, table, ctx):
-        return mark_where(con, table, self.code, "prompt_id <> group_id")
 
 
 class DuplicatePair(Filter):
@@ -416,9 +417,7 @@ class BothBad(Filter):
     applies = ("pairs",)
     meaning = "most voters marked both responses bad"
     listed = False
-
-    def mark(self, con, table, ctx):
-        return mark_where(con, table, self.code, "both_bad")
+    where = "both_bad"
 
 
 class BinaryTie(Filter):
@@ -429,9 +428,7 @@ class BinaryTie(Filter):
     applies = ("unpaired",)
     meaning = "the response's binary votes split evenly"
     listed = False
-
-    def mark(self, con, table, ctx):
-        return mark_where(con, table, self.code, "tie")
+    where = "tie"
 
 
 class StepCountMismatch(Filter):
@@ -442,9 +439,7 @@ class StepCountMismatch(Filter):
     applies = ("steps",)
     meaning = "the judgement's step labels and step texts differ in number"
     listed = False
-
-    def mark(self, con, table, ctx):
-        return mark_where(con, table, self.code, "coalesce(len(labels), -1) <> coalesce(len(completions), -2)")
+    where = "coalesce(len(labels), -1) <> coalesce(len(completions), -2)"
 
 
 class BalanceCap(Filter):

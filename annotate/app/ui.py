@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import streamlit as st
 from prefkit.annotate.app.board import Board
@@ -68,6 +69,16 @@ def current_user() -> User | None:
         return User(proj.open_user, "admin")
     login = st.session_state.get("_authenticated_login")
     return proj.user(login) if login else None
+
+
+def page_user(allowed: Callable[[User], bool], refusal: str) -> User:
+    """The logged-in user when `allowed(user)`; else the page shows `refusal` and stops. app.py shows
+    each page only to the roles it is for; each page checks again, since a URL can name any page."""
+    user = current_user()
+    if user is None or not allowed(user):
+        st.error(refusal)
+        st.stop()
+    return user
 
 
 def client_address() -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 from prefkit.annotate.app import metrics
 from prefkit.annotate.app.ui import board as get_board
-from prefkit.annotate.app.ui import current_user, reload_board, store_path
+from prefkit.annotate.app.ui import page_user, reload_board, store_path
 from prefkit.annotate.store import Store
 
 
@@ -25,10 +25,7 @@ def _fmt(x) -> str:
 
 
 def page() -> None:
-    user = current_user()
-    if user is None or not user.can_review:  # app.py shows this page to leads only; refuse anyway
-        st.error("Reviewers and admins only.")
-        st.stop()
+    page_user(lambda u: u.can_review, "Reviewers and admins only.")
     st.title("Dashboard")
     b = get_board()
     if st.button("Reload the store", help="after an import or an AI job, rebuild the app's index", key="reload"):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from prefkit.annotate.app.learn import RunPathError, dpo, metrics_path, read_metrics
-from prefkit.annotate.app.ui import current_user, runs_root
+from prefkit.annotate.app.ui import page_user, runs_root
 
 RUN_SERIES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
 
@@ -40,10 +40,7 @@ def dpo_page() -> None:
 
 
 def run_page() -> None:
-    user = current_user()
-    if user is None or not user.is_admin:  # app.py shows this page to admins only; refuse anyway
-        st.error("Admins only.")
-        st.stop()
+    page_user(lambda u: u.is_admin, "Admins only.")
     st.title("Training run")
     root = runs_root()
     run_dir = st.text_input(

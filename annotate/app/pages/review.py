@@ -9,17 +9,14 @@ from prefkit.annotate.app.content import inert_images
 from prefkit.annotate.app.items import parse_key
 from prefkit.annotate.app.pages.dashboard import _pairwise
 from prefkit.annotate.app.ui import board as get_board
-from prefkit.annotate.app.ui import current_user, store_path
+from prefkit.annotate.app.ui import page_user, store_path
 from prefkit.annotate.validate import ContractError
 
 VERDICTS = {"first": "A is better", "second": "B is better", "tie": "Tie"}
 
 
 def page() -> None:
-    user = current_user()
-    if user is None or not user.can_review:
-        st.error("Reviewers only.")
-        st.stop()
+    user = page_user(lambda u: u.can_review, "Reviewers only.")
     st.title("Review")
     b = get_board()
     df = _pairwise(store_path())
