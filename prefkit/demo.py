@@ -59,47 +59,10 @@ def plan(out: Path, base_url: str | None, model: str | None, steps: int) -> list
             ["export", "demo", *s, "--to", str(export)],
             f"Hugging Face datasets (TRL columns) with dataset cards in {export}",
         ),
-        # A tiny random model needs a far larger learning rate than a real one to move in a few steps.
-        Stage(
-            "train dpo",
-            [
-                "train",
-                "dpo",
-                "--data",
-                str(export / "preference"),
-                "--model",
-                str(tiny),
-                "--out",
-                str(out / "runs" / "dpo"),
-                "--max-steps",
-                str(steps),
-                "--batch-size",
-                "4",
-                "--lr",
-                "1e-3",
-            ],
-            f"a DPO run: metrics.jsonl and final/ in {out / 'runs' / 'dpo'}",
+        _train_stage(
+            "dpo", export / "preference", tiny, out / "runs" / "dpo", steps, "a DPO run: metrics.jsonl and final/ in"
         ),
-        Stage(
-            "train kto",
-            [
-                "train",
-                "kto",
-                "--data",
-                str(export / "unpaired"),
-                "--model",
-                str(tiny),
-                "--out",
-                str(out / "runs" / "kto"),
-                "--max-steps",
-                str(steps),
-                "--batch-size",
-                "4",
-                "--lr",
-                "1e-3",
-            ],
-            f"a KTO run in {out / 'runs' / 'kto'}",
-        ),
+        _train_stage("kto", export / "unpaired", tiny, out / "runs" / "kto", steps, "a KTO run in"),
         Stage(
             "score-pairs",
             ["score-pairs", str(out / "runs" / "dpo"), "--data", str(export / "preference"), *s],
@@ -107,6 +70,13 @@ def plan(out: Path, base_url: str | None, model: str | None, steps: int) -> list
         ),
     ]
     return stages
+
+
+def _train_stage(method: str, data: Path, model: Path, run: Path, steps: int, what: str) -> Stage:
+    # A tiny random model needs a far larger learning rate than a real one to move in a few steps.
+    argv = ["train", method, "--data", str(data), "--model", str(model), "--out", str(run)]
+    argv += ["--max-steps", str(steps), "--batch-size", "4", "--lr", "1e-3"]
+    return Stage(f"train {method}", argv, f"{what} {run}")
 
 
 def last_eval(run: Path) -> str:
