@@ -21,10 +21,17 @@ from prefkit import __version__
 
 
 def add_command(
-    subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int | None], doc: str
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int | None],
+    doc: str | None = None,
 ) -> argparse.ArgumentParser:
-    """Add a subcommand whose `--help` is `doc`: first line the summary, the rest (with an
-    `Example:` block) shown as written."""
+    """Add a subcommand whose `--help` is `doc`, by default the command function's docstring (so
+    what a command does is written once, where it is done): first line the summary, the rest (with
+    an `Example:` block) shown as written."""
+    doc = doc if doc is not None else func.__doc__
+    if not doc:
+        raise TypeError(f"the command {name!r} has no help: give {func.__name__} a docstring")
     doc = inspect.cleandoc(doc)  # the first line may be unindented, the rest indented
     summary = doc.splitlines()[0]
     parser = subparsers.add_parser(

@@ -89,6 +89,22 @@ def _budget(summary) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    """Judge the store's responses with an LLM: pairwise (both orders), rubric scores, or rankings.
+
+    pairwise: every pair of responses to a prompt (or --pairs judged: the pairs people judged),
+    shown in both orders; each order is one judgement row, so position bias stays visible. The
+    verdict comes from the first token's logprobs where the server gives them (confidence =
+    P(first better)), else JSON-schema output, else text, else one repair request, else an
+    error row with the reason. rubric: each response scored per aspect (--template ultrafeedback,
+    self_rewarding or a YAML file), --samples k averaged. ranking: pairwise, then one
+    Bradley–Terry ranking per prompt. listwise: all responses ranked at once, in --samples k
+    shuffled orders (one ranking row each). Re-running sends only what is missing.
+
+    Example:
+      prefkit judge --model gpt-4o-mini --max-cost 5
+      prefkit judge --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --method rubric --template self_rewarding
+      prefkit judge --model gpt-4o-mini --shard 2/4 --dry-run"""
+
     from prefkit.annotate.ai.judge import JudgeOptions, judge
 
     options = JudgeOptions(
@@ -123,6 +139,16 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Generate N candidate responses per prompt with any OpenAI-compatible server.
+
+    Each sample is its own request (seed = --seed + k), cached the moment it arrives, so an
+    interrupted run resumes without paying twice. Sampling parameters, token usage and the
+    server fingerprint are stored with each response (responses.generation).
+
+    Example:
+      prefkit generate --model gpt-4o-mini -n 4 --temperature 0.8
+      prefkit generate --base-url http://localhost:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct -n 2"""
+
     from prefkit.annotate.ai.generate import GenerateOptions, generate
 
     options = GenerateOptions(
@@ -161,6 +187,17 @@ def _revise_report(report, what: str) -> int:
 
 
 def cmd_critique(args: argparse.Namespace) -> int:
+    """Critique and revise responses against a constitution (the Constitutional-AI loop).
+
+    For each response and round: sample a principle, ask for a critique under it, ask for a
+    revision in the light of the critique; the next round revises the revision. Each revision
+    is a new response (origin critique_revision, parent_id set) plus a `revision` judgement
+    carrying the principle and the critique. The bundled example is data/constitution.yaml.
+
+    Example:
+      prefkit critique --model gpt-4o-mini --constitution data/constitution.yaml --rounds 2
+      prefkit critique --base-url http://localhost:11434/v1 --model llama3.1 --losers"""
+
     from prefkit.annotate.ai.revise import critique
 
     options = _revise_options(args, constitution=args.constitution, rounds=args.rounds)
@@ -168,6 +205,19 @@ def cmd_critique(args: argparse.Namespace) -> int:
 
 
 def cmd_revise(args: argparse.Namespace) -> int:
+    """Write minimal revisions that make responses better (CLAIR), with edit metrics.
+
+    The model returns the revision in a structured field; prefkit records the word-level edit
+    similarity (1 − Levenshtein distance / length) and Jaccard overlap, and rejects empty,
+    identical or not-minimal revisions (--min-similarity) as error rows. --verify keeps a
+    revision only if the pairwise judge prefers it to the original in both orders. Accepted
+    revisions become responses (origin clair_revision) with a `revision` judgement
+    [original, revised] = [0, 1]: a minimally contrastive preference pair.
+
+    Example:
+      prefkit revise --clair --losers --model gpt-4o-mini --verify
+      prefkit revise --clair --model gpt-4o-mini --min-similarity 0.6 --limit 100"""
+
     from prefkit.annotate.ai.revise import clair
 
     if not args.clair:
@@ -188,6 +238,18 @@ def _revise_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_judge_eval(args: argparse.Namespace) -> int:
+    """Measure an AI judge against the people who judged the same pairs.
+
+    Reports agreement with the human majority (accuracy and Cohen's kappa), position consistency
+    (the same verdict in both orders), which position wins when it is not, and length bias (how
+    often the longer response wins, for the judge and for people). Judge the human-labelled pairs
+    first with `prefkit judge --pairs judged`.
+
+    Example:
+      prefkit import ../shared/data/pandalm/testset-v1.json
+      prefkit judge --pairs judged --model gpt-4o-mini
+      prefkit judge-eval --judge ai:gpt-4o-mini:pairwise"""
+
     import json
 
     from prefkit.annotate.ai.evaluate import evaluate_judges, format_eval
@@ -201,46 +263,14 @@ def cmd_judge_eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "generate",
-        cmd_generate,
-        """Generate N candidate responses per prompt with any OpenAI-compatible server.
-
-        Each sample is its own request (seed = --seed + k), cached the moment it arrives, so an
-        interrupted run resumes without paying twice. Sampling parameters, token usage and the
-        server fingerprint are stored with each response (responses.generation).
-
-        Example:
-          prefkit generate --model gpt-4o-mini -n 4 --temperature 0.8
-          prefkit generate --base-url http://localhost:8000/v1 --model meta-llama/Llama-3.1-8B-Instruct -n 2""",
-    )
+    p = add_command(subparsers, "generate", cmd_generate)
     _server_options(p, temperature=0.8, max_tokens=512)
     p.add_argument("-n", type=int, default=2, help="samples per prompt (default 2)")
     p.add_argument("--system", help="a system message put before every prompt")
     p.add_argument("--limit", type=int, help="at most this many prompts")
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
 
-    p = add_command(
-        subparsers,
-        "judge",
-        cmd_judge,
-        """Judge the store's responses with an LLM: pairwise (both orders), rubric scores, or rankings.
-
-        pairwise: every pair of responses to a prompt (or --pairs judged: the pairs people judged),
-        shown in both orders; each order is one judgement row, so position bias stays visible. The
-        verdict comes from the first token's logprobs where the server gives them (confidence =
-        P(first better)), else JSON-schema output, else text, else one repair request, else an
-        error row with the reason. rubric: each response scored per aspect (--template ultrafeedback,
-        self_rewarding or a YAML file), --samples k averaged. ranking: pairwise, then one
-        Bradley–Terry ranking per prompt. listwise: all responses ranked at once, in --samples k
-        shuffled orders (one ranking row each). Re-running sends only what is missing.
-
-        Example:
-          prefkit judge --model gpt-4o-mini --max-cost 5
-          prefkit judge --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-7B-Instruct --method rubric --template self_rewarding
-          prefkit judge --model gpt-4o-mini --shard 2/4 --dry-run""",
-    )
+    p = add_command(subparsers, "judge", cmd_judge)
     _server_options(p, temperature=0.0, max_tokens=256)
     p.add_argument("--method", choices=["pairwise", "rubric", "ranking", "listwise"], default="pairwise")
     p.add_argument("--template", help="judge template or rubric: a bundled name or a YAML path")
@@ -259,43 +289,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="count requests and estimate cost; send nothing")
     p.add_argument("--write-every", type=int, default=256, help="rows per store part (default 256)")
 
-    p = add_command(
-        subparsers,
-        "critique",
-        cmd_critique,
-        """Critique and revise responses against a constitution (the Constitutional-AI loop).
-
-        For each response and round: sample a principle, ask for a critique under it, ask for a
-        revision in the light of the critique; the next round revises the revision. Each revision
-        is a new response (origin critique_revision, parent_id set) plus a `revision` judgement
-        carrying the principle and the critique. The bundled example is data/constitution.yaml.
-
-        Example:
-          prefkit critique --model gpt-4o-mini --constitution data/constitution.yaml --rounds 2
-          prefkit critique --base-url http://localhost:11434/v1 --model llama3.1 --losers""",
-    )
+    p = add_command(subparsers, "critique", cmd_critique)
     _server_options(p, temperature=0.7, max_tokens=1024)
     p.add_argument("--constitution", default="constitution", help="a YAML constitution (default: the bundled example)")
     p.add_argument("--rounds", type=int, default=1, help="critique → revision rounds, 1 to 4 (default 1)")
     _revise_flags(p)
 
-    p = add_command(
-        subparsers,
-        "revise",
-        cmd_revise,
-        """Write minimal revisions that make responses better (CLAIR), with edit metrics.
-
-        The model returns the revision in a structured field; prefkit records the word-level edit
-        similarity (1 − Levenshtein distance / length) and Jaccard overlap, and rejects empty,
-        identical or not-minimal revisions (--min-similarity) as error rows. --verify keeps a
-        revision only if the pairwise judge prefers it to the original in both orders. Accepted
-        revisions become responses (origin clair_revision) with a `revision` judgement
-        [original, revised] = [0, 1]: a minimally contrastive preference pair.
-
-        Example:
-          prefkit revise --clair --losers --model gpt-4o-mini --verify
-          prefkit revise --clair --model gpt-4o-mini --min-similarity 0.6 --limit 100""",
-    )
+    p = add_command(subparsers, "revise", cmd_revise)
     _server_options(p, temperature=0.0, max_tokens=1024)
     p.add_argument("--clair", action="store_true", help="minimal revisions (CLAIR)")
     p.add_argument("--template", default="clair", help="reviser template: bundled name or YAML path")
@@ -308,22 +308,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true", help="keep only revisions a both-orders judge prefers")
     _revise_flags(p)
 
-    p = add_command(
-        subparsers,
-        "judge-eval",
-        cmd_judge_eval,
-        """Measure an AI judge against the people who judged the same pairs.
-
-        Reports agreement with the human majority (accuracy and Cohen's kappa), position consistency
-        (the same verdict in both orders), which position wins when it is not, and length bias (how
-        often the longer response wins, for the judge and for people). Judge the human-labelled pairs
-        first with `prefkit judge --pairs judged`.
-
-        Example:
-          prefkit import ../shared/data/pandalm/testset-v1.json
-          prefkit judge --pairs judged --model gpt-4o-mini
-          prefkit judge-eval --judge ai:gpt-4o-mini:pairwise""",
-    )
+    p = add_command(subparsers, "judge-eval", cmd_judge_eval)
     add_store_option(p)
     p.add_argument("--judge", help="the AI annotator to measure (default: every AI pairwise judge in the store)")
     p.add_argument(

@@ -46,6 +46,20 @@ def _megabytes(text: str) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """Import preference data from JSON, JSONL, CSV, Parquet or a Hugging Face datasets folder.
+
+    The shape of each file is told from its first records (and printed): pairs
+    (prompt/chosen/rejected, text or messages, or chosen/rejected with a shared prompt), hh
+    (Anthropic Human:/Assistant: transcripts), unpaired (prompt/completion/label), ratings
+    (prompt + rated completions, UltraFeedback-like), votes (response1/response2 +
+    annotator1… votes 0/1/2, PandaLM-like) or prompts. All files import or none do; importing
+    the same file again adds nothing. See docs/importing.md.
+
+    Example:
+      prefkit import ../shared/data/pandalm/testset-v1.json
+      prefkit import prefs.jsonl --map question=prompt --map good=chosen --map bad=rejected
+      prefkit import hh/ --format hh --source anthropic-hh --store my-store"""
+
     from prefkit.annotate.importers import import_files
 
     result = import_files(
@@ -63,6 +77,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    """Merge each day's small Parquet parts into one file (safe to interrupt and re-run).
+
+    Many small writes (the app writes one part per submission) make reads slow; compaction
+    merges them with DuckDB, then deletes the parts. Readers dedupe on ids, so a crash at any
+    point double-counts nothing.
+
+    Example:
+      prefkit compact --store my-store
+      prefkit compact --table judgements"""
+
     store = Store(store_path(args), create=False)
     merged = store.compact(args.table)
     for table, n in merged.items():
@@ -71,6 +95,12 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    """Print what the store holds: rows per table, judgements per kind and annotator, sources.
+
+    Example:
+      prefkit stats --store data/demo
+      prefkit stats --json"""
+
     from prefkit.annotate.stats import format_stats, store_stats
 
     stats = store_stats(Store(store_path(args), create=False))
@@ -79,6 +109,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Check that every part of the store is readable; --repair moves bad ones aside.
+
+    A zero-byte, truncated or foreign .parquet file in a table folder stops every read of the
+    store (stats, curate, compact) with a message naming it. `check` reads every part whole and
+    lists those that fail (and folders that link out of the store); with --repair it moves them
+    into <store>/quarantine/, keeping their paths, so nothing is deleted, and makes a store
+    that other users may read private (mode 700). Exit status 1 when unreadable parts remain.
+
+    Example:
+      prefkit check --store my-store
+      prefkit check --store my-store --repair"""
+
     from prefkit.annotate.check import check_store
 
     report = check_store(Store(store_path(args), create=False), repair=args.repair)
@@ -101,24 +143,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "import",
-        cmd_import,
-        """Import preference data from JSON, JSONL, CSV, Parquet or a Hugging Face datasets folder.
-
-        The shape of each file is told from its first records (and printed): pairs
-        (prompt/chosen/rejected, text or messages, or chosen/rejected with a shared prompt), hh
-        (Anthropic Human:/Assistant: transcripts), unpaired (prompt/completion/label), ratings
-        (prompt + rated completions, UltraFeedback-like), votes (response1/response2 +
-        annotator1… votes 0/1/2, PandaLM-like) or prompts. All files import or none do; importing
-        the same file again adds nothing. See docs/importing.md.
-
-        Example:
-          prefkit import ../shared/data/pandalm/testset-v1.json
-          prefkit import prefs.jsonl --map question=prompt --map good=chosen --map bad=rejected
-          prefkit import hh/ --format hh --source anthropic-hh --store my-store""",
-    )
+    p = add_command(subparsers, "import", cmd_import)
     add_store_option(p)
     p.add_argument("files", nargs="+", metavar="FILE", help="files or datasets folders to import")
     p.add_argument("--format", choices=SHAPES, help="force this shape instead of detecting it")
@@ -145,51 +170,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the scale ratings are on; a rating outside it is an error (default: 0:10)",
     )
 
-    p = add_command(
-        subparsers,
-        "compact",
-        cmd_compact,
-        """Merge each day's small Parquet parts into one file (safe to interrupt and re-run).
-
-        Many small writes (the app writes one part per submission) make reads slow; compaction
-        merges them with DuckDB, then deletes the parts. Readers dedupe on ids, so a crash at any
-        point double-counts nothing.
-
-        Example:
-          prefkit compact --store my-store
-          prefkit compact --table judgements""",
-    )
+    p = add_command(subparsers, "compact", cmd_compact)
     add_store_option(p)
     p.add_argument("--table", choices=["prompts", "responses", "judgements"], help="only this table")
 
-    p = add_command(
-        subparsers,
-        "stats",
-        cmd_stats,
-        """Print what the store holds: rows per table, judgements per kind and annotator, sources.
-
-        Example:
-          prefkit stats --store data/demo
-          prefkit stats --json""",
-    )
+    p = add_command(subparsers, "stats", cmd_stats)
     add_store_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    p = add_command(
-        subparsers,
-        "check",
-        cmd_check,
-        """Check that every part of the store is readable; --repair moves bad ones aside.
-
-        A zero-byte, truncated or foreign .parquet file in a table folder stops every read of the
-        store (stats, curate, compact) with a message naming it. `check` reads every part whole and
-        lists those that fail (and folders that link out of the store); with --repair it moves them
-        into <store>/quarantine/, keeping their paths, so nothing is deleted, and makes a store
-        that other users may read private (mode 700). Exit status 1 when unreadable parts remain.
-
-        Example:
-          prefkit check --store my-store
-          prefkit check --store my-store --repair""",
-    )
+    p = add_command(subparsers, "check", cmd_check)
     add_store_option(p)
     p.add_argument("--repair", action="store_true", help="move unreadable parts into <store>/quarantine/")

@@ -24,6 +24,18 @@ def runs_folder(args: argparse.Namespace) -> Path:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    """Serve the labelling app in the browser (Streamlit).
+
+    People log in (users and roles come from the project file), label items one at a time with
+    the keyboard, and every answer is written to the store as a judgement. Leads watch the
+    dashboard; reviewers settle disputes. --demo serves a copy of the bundled demo store in
+    single-user open mode. The store must exist (`prefkit import` creates one). Open mode is
+    refused on an address other machines can reach unless --open-to-network says so.
+
+    Example:
+      prefkit app --demo
+      prefkit app --store my-store --project project.yaml --port 8501"""
+
     return serve(
         None if args.demo else store_path(args),
         args.project,
@@ -37,6 +49,12 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print the password hash to put in a project file's users list.
+
+    Example:
+      prefkit hash-password
+      echo 's3cret' | prefkit hash-password --stdin"""
+
     password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Password: ")
     if not password:
         raise AppError("empty password")
@@ -45,22 +63,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "app",
-        cmd_app,
-        """Serve the labelling app in the browser (Streamlit).
-
-        People log in (users and roles come from the project file), label items one at a time with
-        the keyboard, and every answer is written to the store as a judgement. Leads watch the
-        dashboard; reviewers settle disputes. --demo serves a copy of the bundled demo store in
-        single-user open mode. The store must exist (`prefkit import` creates one). Open mode is
-        refused on an address other machines can reach unless --open-to-network says so.
-
-        Example:
-          prefkit app --demo
-          prefkit app --store my-store --project project.yaml --port 8501""",
-    )
+    p = add_command(subparsers, "app", cmd_app)
     add_store_option(p)
     p.add_argument("--project", help="project file (users, tasks, overlap k, guidelines); none = open mode")
     p.add_argument("--demo", action="store_true", help="serve a copy of the demo store (.prefkit/demo-store)")
@@ -74,14 +77,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", help="the folder the 'Training run' page may read runs from (default ./runs)")
     p.add_argument("--run-dir", help="training run folder the 'Training run' page opens with (inside --runs)")
 
-    p = add_command(
-        subparsers,
-        "hash-password",
-        cmd_hash_password,
-        """Print the password hash to put in a project file's users list.
-
-        Example:
-          prefkit hash-password
-          echo 's3cret' | prefkit hash-password --stdin""",
-    )
+    p = add_command(subparsers, "hash-password", cmd_hash_password)
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")

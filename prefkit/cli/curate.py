@@ -14,6 +14,17 @@ ERRORS: tuple[type[BaseException], ...] = (RecipeError, CurateError, EvalSetErro
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
+    """Curate the store's judgements into preference data: dedupe, votes, pairs, filters, splits.
+
+    Runs a recipe (a YAML list of named steps; the bundled default when --recipe is left out) and
+    writes pairs, unpaired, sft and steps Parquet tables, report.json, report.html and the
+    resolved recipe.yaml into <store>/curated/NAME/. A failed run leaves no half-written output.
+    See docs/curating.md for every step and option.
+
+    Example:
+      prefkit curate --out pandalm
+      prefkit curate --recipe data/recipes/example.yaml --out strict --store my-store"""
+
     from prefkit.annotate.store import Store
     from prefkit.curate.pipeline import curate
     from prefkit.curate.recipe import load_recipe
@@ -36,21 +47,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
-        subparsers,
-        "curate",
-        cmd_curate,
-        """Curate the store's judgements into preference data: dedupe, votes, pairs, filters, splits.
-
-        Runs a recipe (a YAML list of named steps; the bundled default when --recipe is left out) and
-        writes pairs, unpaired, sft and steps Parquet tables, report.json, report.html and the
-        resolved recipe.yaml into <store>/curated/NAME/. A failed run leaves no half-written output.
-        See docs/curating.md for every step and option.
-
-        Example:
-          prefkit curate --out pandalm
-          prefkit curate --recipe data/recipes/example.yaml --out strict --store my-store""",
-    )
+    p = add_command(subparsers, "curate", cmd_curate)
     add_store_option(p)
     p.add_argument("--recipe", default=None, help="recipe YAML file (default: data/recipes/default.yaml)")
     p.add_argument("--out", default=None, help="name of the curation (default: the recipe's name)")
