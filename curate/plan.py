@@ -192,7 +192,7 @@ def _flat(threshold: Any) -> Any:
 
 
 class LengthBiasShare(Step):
-    """The share of kept pairs whose chosen is longer, before and after the filters."""
+    """The share of kept pairs whose chosen is longer, and their lengths, before and after the filters."""
 
     name, timing = "length bias", "pairs"
 
@@ -201,6 +201,9 @@ class LengthBiasShare(Step):
 
     def run(self, con, state):
         state.report.setdefault("length_bias", {})[self.when] = filters.length_bias_share(con)
+        # the lengths themselves, on the bins of "before", so the cap's effect shows bin by bin
+        dist = state.report.setdefault("length_distribution", {})
+        dist[self.when] = report.lengths(con, dist.get("before", {}).get("edges"))
 
 
 class SplitStep(Step):

@@ -1,5 +1,7 @@
-"""The curation report: figures gathered with SQL (`agreement`, `summary`) and a self-contained HTML
-page (`html`) with tables and inline SVG bar charts — no scripts, no network, every text escaped.
+"""The curation report: figures gathered with SQL (`agreement`, `summary`, `lengths`) and a
+self-contained HTML page (`html`) with tables and inline SVG charts (curate/charts.py) — a funnel, drops
+by reason, length and margin/agreement histograms, contributions — no scripts, no network, every text
+escaped.
 
 The report.json keys the export stage's dataset card reads: steps, agreement, annotators, judges,
 models, length_bias, guidelines, sources (see docs/curating.md for all of them).
@@ -7,16 +9,62 @@ models, length_bias, guidelines, sources (see docs/curating.md for all of them).
 
 from __future__ import annotations
 
+import bisect
 import html as _html
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 from prefkit.annotate.agreement import krippendorff_alpha_from_sums
+from prefkit.curate import charts
 from prefkit.curate.filters import REASONS
 from prefkit.curate.working import ROWS
 
 KEPT_PAIRS = f"SELECT * FROM {ROWS['pairs']} WHERE drop_reason IS NULL"
+BINS = 10
+
+
+def edges(lo: float, hi: float, bins: int = BINS) -> list[float]:
+    """`bins` equal bins from lo to hi (one unit wide in all when lo == hi, so a constant still shows)."""
+    if hi <= lo:
+        hi = lo + 1.0
+    return [lo + (hi - lo) * i / bins for i in range(bins + 1)]
+
+
+def bin_counts(values: Sequence[float], edge_list: Sequence[float]) -> list[int]:
+    """Values per bin: [e_i, e_i+1), the last bin closed (numpy.histogram's convention); outside: left out."""
+    counts = [0] * (len(edge_list) - 1)
+    for v in values:
+        if v is None or v < edge_list[0] or v > edge_list[-1]:
+            continue
+        i = min(bisect.bisect_right(edge_list, v) - 1, len(counts) - 1)
+        counts[i] += 1
+    return counts
+
+
+def histogram(values: Sequence[float], lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    """`{edges, counts, n}` over the non-null values; the range is lo..hi where given, else the data's."""
+    vals = [float(v) for v in values if v is not None]
+    lo = (min(vals) if vals else 0.0) if lo is None else lo
+    hi = (max(vals) if vals else 1.0) if hi is None else hi
+    e = edges(lo, hi)
+    return {"edges": [_round(x, 6) for x in e], "counts": bin_counts(vals, e), "n": len(vals)}
+
+
+def lengths(con: duckdb.DuckDBPyConnection, edge_list: Sequence[float] | None = None) -> dict[str, Any]:
+    """Chosen and rejected lengths (characters, as the length-bias share counts them) of the kept pairs,
+    binned over `edge_list` (default: 0 to the longest), so before and after the cap share their bins."""
+    rows = con.execute(f"SELECT length(chosen), length(rejected) FROM ({KEPT_PAIRS})").fetchall()
+    chosen, rejected = [r[0] for r in rows], [r[1] for r in rows]
+    if edge_list is None:
+        edge_list = edges(0.0, float(max(chosen + rejected, default=1)))
+    return {
+        "edges": list(edge_list),
+        "chosen": bin_counts(chosen, edge_list),
+        "rejected": bin_counts(rejected, edge_list),
+        "pairs": len(rows),
+    }
 
 
 def agreement(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -55,10 +103,16 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                 "WHERE w.drop_reason IS NULL GROUP BY 1 ORDER BY 1"
             )
         )
+    scores = con.execute(f"SELECT margin, agreement FROM ({KEPT_PAIRS})").fetchall()
+    margins = [m for m, _ in scores if m is not None]
     good, bad = con.execute(
         f"SELECT count_if(label), count_if(NOT label) FROM {ROWS['unpaired']} WHERE drop_reason IS NULL"
     ).fetchall()[0]
     return {
+        "histograms": {
+            "margin": histogram(margins, lo=min([0.0, *margins])),
+            "agreement": histogram([a for _, a in scores], lo=0.0, hi=1.0),
+        },
         "splits": splits,
         "sources": dict(rows(f"SELECT source, count(*) FROM ({KEPT_PAIRS}) GROUP BY 1 ORDER BY 2 DESC, 1")),
         "annotators": dict(
@@ -133,32 +187,6 @@ def _table(rows: list[dict] | dict, headers: tuple[str, str] = ("", "")) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def bar_chart(values: dict[str, float], title: str, width: int = 640) -> str:
-    """An inline SVG horizontal bar chart of label → value."""
-    items = [(k, float(v)) for k, v in values.items() if isinstance(v, (int, float)) and v is not None]
-    if not items:
-        return ""
-    top = max(v for _, v in items) or 1.0
-    bar_h, label_w = 18, 220
-    height = bar_h * len(items) + 24
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-        f"<title>{_e(title)}</title>",
-    ]
-    for i, (label, v) in enumerate(items):
-        y = 20 + i * bar_h
-        w = max(1.0, (width - label_w - 80) * v / top)
-        parts.append(f'<text x="0" y="{y + 13}" font-size="12">{_e(label[:34])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{bar_h - 4}" fill="#4a78b5"/>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 13}" font-size="12">{_e(_fmt(v))}</text>')
-    parts.append(f'<text x="0" y="12" font-size="13" font-weight="bold">{_e(title)}</text></svg>')
-    return "".join(parts)
-
-
-def _fmt(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:.3f}"
-
-
 def html(rep: dict, recipe_yaml: str) -> str:
     """The report as one self-contained HTML page."""
     out = [
@@ -169,14 +197,23 @@ def html(rep: dict, recipe_yaml: str) -> str:
     for warning in rep.get("warnings", []):
         out.append(f"<p><strong>Warning:</strong> {_e(warning)}</p>")
     outputs = rep.get("outputs", {})
-    out.append("<h2>Outputs</h2>" + _table(outputs, ("table", "rows")) + bar_chart(outputs, "rows written"))
+    out.append(
+        "<h2>Outputs</h2>" + _table(outputs, ("table", "rows")) + charts.bars(outputs, "rows written", "outputs")
+    )
     out.append("<h2>Splits</h2>" + _table([{"table": t, **v} for t, v in rep.get("splits", {}).items()]))
+    out.append("<h2>Rows through the recipe</h2>")
+    for table, stages in funnel_stages(rep.get("steps", [])).items():
+        out.append(charts.funnel(stages, f"{table}: rows after each step", f"funnel-{table}"))
     out.append("<h2>Counts after every step</h2>" + _table(rep.get("steps", [])))
     for table, reasons in rep.get("drops", {}).items():
         out.append(f"<h2>Dropped from {_e(table)}</h2>")
-        out.append(bar_chart({r: v["count"] for r, v in reasons.items()}, f"{table}: rows dropped, by reason"))
+        out.append(
+            charts.bars(
+                {r: v["count"] for r, v in reasons.items()}, f"{table}: rows dropped, by reason", f"drops-{table}"
+            )
+        )
         for code, v in reasons.items():
-            out.append(f"<h3>{_e(code)} — {v['count']}</h3>")
+            out.append(f"<h3>{_e(code)} — {_e(v['count'])}</h3>")
             meaning = REASONS[code].meaning if code in REASONS else ""
             threshold = v.get("threshold")
             if threshold is not None:
@@ -191,9 +228,25 @@ def html(rep: dict, recipe_yaml: str) -> str:
     out.append(_table(rep.get("dedupe", {}).get("near_duplicate_examples", [])))
     out.append("<h2>Votes</h2>" + _table(rep.get("votes", {})))
     out.append("<h2>Agreement</h2>" + _table(rep.get("agreement", {})))
+    hists = rep.get("histograms", {})
+    for key, title in (("margin", "margin of the kept pairs"), ("agreement", "agreement of the kept pairs")):
+        h = hists.get(key)
+        if h:
+            out.append(charts.histogram(h["edges"], {"pairs": h["counts"]}, title, key))
     lb = rep.get("length_bias", {})
     out.append("<h2>Length bias</h2><p>Share of pairs whose chosen response is longer than the rejected one.</p>")
-    out.append(_table(lb) + bar_chart({k: v for k, v in lb.items() if v is not None}, "chosen-longer share"))
+    out.append(
+        _table(lb) + charts.bars({k: v for k, v in lb.items() if v is not None}, "chosen-longer share", "length-bias")
+    )
+    for when, d in rep.get("length_distribution", {}).items():
+        out.append(
+            charts.histogram(
+                d["edges"],
+                {"chosen": d["chosen"], "rejected": d["rejected"]},
+                f"response length in characters, {when} the filters ({d['pairs']} pairs)",
+                f"lengths-{when}",
+            )
+        )
     out.append("<h2>Unpaired balance</h2>" + _table(rep.get("unpaired_balance", {})))
     for key, title in (
         ("sources", "Sources (pairs)"),
@@ -203,6 +256,15 @@ def html(rep: dict, recipe_yaml: str) -> str:
         ("guidelines", "Guidelines and templates"),
     ):
         values = rep.get(key, {})
-        out.append(f"<h2>{_e(title)}</h2>" + bar_chart(dict(list(values.items())[:20]), title) + _table(values))
+        out.append(f"<h2>{_e(title)}</h2>" + charts.bars(dict(list(values.items())[:20]), title, key) + _table(values))
     out.append("<h2>Recipe</h2><pre>" + _e(recipe_yaml) + "</pre></body></html>")
     return "\n".join(out)
+
+
+def funnel_stages(steps: list[dict]) -> dict[str, list[tuple[str, int]]]:
+    """Per output table that had rows, (step, rows after it) for each of its steps in the report's counts."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for row in steps:
+        if row["table"] in ROWS and row.get("out") is not None:
+            out.setdefault(row["table"], []).append((str(row["step"]), int(row["out"])))
+    return {table: stages for table, stages in out.items() if any(n for _, n in stages)}
