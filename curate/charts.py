@@ -83,8 +83,9 @@ def histogram(
         y = base + bottom + 16 * s
         parts.append(f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{left + 14}" y="{y}" font-size="11">{_e(name)}</text>')
-    for i in (0, n_bins // 2, n_bins):
-        parts.append(f'<text x="{left + i * slot:.1f}" y="{base + 14}" font-size="11">{fmt(edges[i])}</text>')
+    for i, anchor in ((0, "start"), (n_bins // 2, "middle"), (n_bins, "end")):  # "end": the last stays inside
+        x = left + i * slot
+        parts.append(f'<text x="{x:.1f}" y="{base + 14}" font-size="11" text-anchor="{anchor}">{fmt(edges[i])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
