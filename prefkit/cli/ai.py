@@ -88,6 +88,14 @@ def _budget(summary) -> int:
     return 0
 
 
+def _dry_run(title: str, planned: str, skipped: str, summary) -> int:
+    """The one line a dry run prints: what is planned, what is done, what would be sent and its price."""
+    print(
+        f"{title}: {planned}, {skipped}, {summary.requests} not in the cache would be sent, estimated ${summary.cost:.4f}"
+    )
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """Judge the store's responses with an LLM: pairwise (both orders), rubric scores, or rankings.
 
@@ -122,11 +130,12 @@ def cmd_judge(args: argparse.Namespace) -> int:
     )
     report = judge(Store(store_path(args)), _config(args), options)
     if args.dry_run:
-        print(
-            f"dry run ({report.mode}): {report.planned} requests planned, {report.skipped} already judged, "
-            f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}"
+        return _dry_run(
+            f"dry run ({report.mode})",
+            f"{report.planned} requests planned",
+            f"{report.skipped} already judged",
+            report.summary,
         )
-        return 0
     partial = f", {report.failed_samples} failed samples left out of averaged rows" if report.failed_samples else ""
     print(
         f"judged ({report.mode}): {report.written} rows written ({report.errors} errors{partial}), "
@@ -156,11 +165,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     report = generate(Store(store_path(args)), _config(args), options)
     if args.dry_run:
-        print(
-            f"dry run: {report.planned} samples planned, {report.skipped} already generated, "
-            f"{report.summary.requests} not in the cache would be sent, estimated ${report.summary.cost:.4f}"
+        return _dry_run(
+            "dry run", f"{report.planned} samples planned", f"{report.skipped} already generated", report.summary
         )
-        return 0
     print(f"generated {report.written} responses, {report.skipped} already there; " + _summary(report.summary))
     for failure in report.failures[:10]:
         print(f"failed: prompt {failure['prompt_id']} sample {failure['sample']}: {failure['error']}", file=sys.stderr)
