@@ -33,5 +33,5 @@ def check_store(store: Store, repair: bool = False) -> CheckReport:
         report.made_private = True
     report.problems = store.problems(deep=True)
     if report.problems and repair:
-        report.moved = list(store.quarantine(report.problems))
+        report.moved = store.quarantine(report.problems)
     return report

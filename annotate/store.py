@@ -205,9 +205,12 @@ class Store:
         folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         return folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{suffix}.parquet"
 
+    def _links_out(self, folder: Path) -> bool:
+        return folder.is_symlink() and not folder.resolve().is_relative_to(self.root.resolve())
+
     def _inside(self, folder: Path) -> None:
         """Refuse to write through a link that leads out of the store."""
-        if folder.is_symlink() and not folder.resolve().is_relative_to(self.root.resolve()):
+        if self._links_out(folder):
             raise StoreError(
                 f"{folder} is a link to {folder.resolve()}, outside the store: "
                 "prefkit does not write through it; replace it with a real folder"
@@ -247,7 +250,7 @@ class Store:
         try:
             for table in tables:
                 for folder in [self.root / table, *sorted((self.root / table).glob("*"))]:
-                    if folder.is_symlink() and not folder.resolve().is_relative_to(self.root.resolve()):
+                    if self._links_out(folder):
                         found.append(Problem(folder, f"is a link to {folder.resolve()}, outside the store"))
                 for path in sorted(self.root.glob(f"{table}/*/*.parquet")):
                     problem = self._checked(path, table, deep)
@@ -336,8 +339,8 @@ class Store:
                 con.register(empty, SCHEMAS[table].empty_table())
                 source = f"SELECT * FROM {empty}"
             elif good is not None:
-                files = "[" + ", ".join(_sql_str(glob_escape(str(p))) for p in good) + "]"
-                source = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
+                sources = "[" + ", ".join(_sql_str(glob_escape(str(p))) for p in good) + "]"
+                source = f"SELECT * FROM read_parquet({sources}, union_by_name = true)"
             else:
                 source = f"SELECT * FROM read_parquet({_sql_str(self.glob(table))}, union_by_name = true)"
             con.execute(f"CREATE OR REPLACE VIEW raw_{table} AS {source}")

@@ -240,14 +240,6 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return values[np.concatenate([[True], values[1:] != values[:-1]])] if len(values) else values
 
 
-def _contains(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Mask of the entries of `x` that are in the sorted array `sorted_values`."""
-    if len(sorted_values) == 0:
-        return np.zeros(len(x), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_values, x), len(sorted_values) - 1)
-    return sorted_values[at] == x
-
-
 def similar(sig: np.ndarray, pairs: np.ndarray, threshold: float, chunk: int = 200_000) -> np.ndarray:
     """Mask of pairs whose estimated Jaccard similarity (share of equal signature values) ≥ threshold."""
     out = np.zeros(len(pairs), dtype=bool)

@@ -180,14 +180,15 @@ def atomic_path(final: str | os.PathLike, *, mode: int | None = None) -> Iterato
 
 
 @contextmanager
-def atomic_dir(final: str | os.PathLike, *, mode: int = PUBLIC_DIR) -> Iterator[Path]:
+def atomic_dir(final: str | os.PathLike, *, mode: int = PUBLIC_DIR, replace: bool = True) -> Iterator[Path]:
     """`with atomic_dir(folder) as tmp:` fill `tmp`; when the block ends without an exception, it is
-    fsynced and takes the name `folder` (replacing an older one); otherwise it is removed."""
+    fsynced and takes the name `folder` (replacing an older one; with `replace=False` an existing
+    one stays and FileExistsError is raised); otherwise it is removed."""
     tmp = make_temp_dir(final, mode=mode)
     try:
         yield tmp
         fsync_tree(tmp)
-        commit(tmp, final)
+        commit(tmp, final, replace=replace)
     except BaseException:
         discard(tmp)
         raise

@@ -41,6 +41,10 @@ def _content(completion) -> str:
     return completion if isinstance(completion, str) else completion[-1]["content"]
 
 
+def _has_ids(row: dict) -> bool:
+    return bool(row.get("chosen_id") and row.get("rejected_id"))
+
+
 def pair_ids(row: dict) -> tuple[str, list[str], bool]:
     """(prompt id, [chosen id, rejected id], whether the response ids were re-hashed) of an exported
     preference row.
@@ -49,7 +53,7 @@ def pair_ids(row: dict) -> tuple[str, list[str], bool]:
     when it has them; else (an export from before they were kept, or a dataset from elsewhere) the hash
     of prompt and text, which is the store's id only for a response stored under that very prompt."""
     pid = row.get("prompt_id") or prompt_id(_messages(row["prompt"]))
-    if row.get("chosen_id") and row.get("rejected_id"):
+    if _has_ids(row):
         return pid, [row["chosen_id"], row["rejected_id"]], False
     return pid, [response_id(pid, _content(row["chosen"])), response_id(pid, _content(row["rejected"]))], True
 
@@ -123,7 +127,7 @@ def score_pairs(
     from prefkit.train.scoring import pair_margins
 
     margins = pair_margins(run_dir, data, split)
-    rehashed = sum(pair_ids(m["row"])[2] for m in margins)
+    rehashed = sum(not _has_ids(m["row"]) for m in margins)  # counted, not hashed
     if rehashed:
         (notice or (lambda msg: warnings.warn(msg, stacklevel=3)))(rehash_notice(data, rehashed, len(margins)))
     judgements = disagreement_judgements(margins, Path(run_dir).resolve().name, top, below)

@@ -100,7 +100,6 @@ def check_model_name(name: str, flag: str = "--model") -> None:
 def load_model(name: str, method: Method, seed: int, dtype: str = "float32", flag: str = "--model"):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    check_model_name(name, flag)
     local = Path(name).expanduser().is_dir()
     where = "" if local else "; it is no local folder either"
     try:

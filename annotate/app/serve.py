@@ -36,15 +36,11 @@ def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
         raise AppError(f"the bundled demo store {source} is missing; reinstall prefkit from a full checkout")
     copy.parent.mkdir(parents=True, exist_ok=True)
     files.clean_leftovers(copy.parent)  # a copy a killed app left half made
-    tmp = files.make_temp_dir(copy)
     try:
-        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp", ".*.old"), dirs_exist_ok=True)
-        files.fsync_tree(tmp)
-        files.commit(tmp, copy, replace=False)
+        with files.atomic_dir(copy, replace=False) as tmp:
+            shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp", ".*.old"), dirs_exist_ok=True)
     except FileExistsError:
         pass  # another app starting at the same time made the copy first: keep it, it may be in use
-    finally:
-        files.discard(tmp)  # nothing left once committed
     return copy
 
 
