@@ -244,20 +244,17 @@ def kto_kl_rows(
     pad_id: int,
     device: torch.device,
     autocast,
-    micro_batch_size: int | None,
-    max_tokens: int | None,
+    plans: list[list[int] | None],
     world: int,
-    fsdp: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """KTO's reference point over a whole optimizer step (or evaluation), every process together:
     (z₀ = max(0, mean ρ_KL) over all the step's KL rows, this process's ρ_KL, its tokens). The KL rows run first,
     without gradient, so every micro-batch of the step then uses the same z₀: 8 examples in one
     forward, 8 forwards of one and 2 processes of 4 give the same loss. (TRL averages per-process
-    means of each micro-batch instead.) The completions' forwards then leave the KL rows out."""
-    ex = [examples[i] for i in mine]
-    plans = plan_micro_batches(ex, micro_batch_size=micro_batch_size, max_tokens=max_tokens)
+    means of each micro-batch instead.) The completions' forwards then leave the KL rows out.
+    `plans` are the step's micro-batches (indices into `mine`), already in lockstep across processes."""
     ratios, tokens = [], 0
-    for plan in _lockstep(plans, fsdp, device):
+    for plan in plans:
         rows = [mine[i] for i in plan] if plan is not None else [standin]  # None: a stand-in, not counted
         batch = collate([examples[i] for i in rows], packed=packed, pad_id=pad_id, parts="kl").to(device)
         with autocast():
@@ -405,10 +402,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         pad_id=tok.pad_token_id,
         device=device,
         autocast=autocast,
-        micro_batch_size=cfg.micro_batch_size,
-        max_tokens=cfg.max_tokens,
         world=world,
-        fsdp=fsdp,
     )
     bar = _progress(total, start, main and cfg.progress)
     for step in range(start, total):
@@ -418,9 +412,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         ex = [train_ex[i] for i in mine]
         acc = M.Accumulator()
         plans = plan_micro_batches(ex, micro_batch_size=cfg.micro_batch_size, max_tokens=cfg.max_tokens)
+        plans = _lockstep(plans, fsdp, device)
         z0, parts = None, "both"
         if unpaired:  # KTO: its reference point first, over the whole step
-            z0, kl, kl_tokens = kto_kl_rows(fwd, train_ex, mine, idx[0], ref_train, ref_module, **kl_kw)
+            z0, kl, kl_tokens = kto_kl_rows(fwd, train_ex, mine, idx[0], ref_train, ref_module, plans=plans, **kl_kw)
             acc.add_kl(kl)
             acc.tokens += kl_tokens
             parts = "completion"
@@ -428,7 +423,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int, dict], None] | None = None) 
         # FSDP reduce-scatters after every micro-batch rather than skipping the sync until the last
         # (`set_requires_gradient_sync(False)`): skipping would keep a whole unsharded gradient per
         # process, the memory sharding is there to save.
-        for plan in _lockstep(plans, fsdp, device):
+        for plan in plans:
             rows = [mine[i] for i in plan] if plan is not None else idx[:1]  # None: a stand-in that counts 0
             mex = [train_ex[i] for i in rows]
             batch = collate(mex, packed=packed, pad_id=tok.pad_token_id, parts=parts).to(device)
@@ -577,16 +572,26 @@ def evaluate(
     acc = M.Accumulator()
     ex = [examples[i] for i in mine]
     size = cfg.micro_batch_size or cfg.batch_size
-    plans = plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens)
+    plans = _lockstep(plan_micro_batches(ex, micro_batch_size=size, max_tokens=cfg.max_tokens), fsdp, device)
     z0, parts = None, "both"
     if eval_method.kind is Kind.UNPAIRED:  # one reference point for the whole evaluation, as for a training step
-        kw = dict(packed=packed, pad_id=pad_id, device=device, autocast=autocast, world=world, fsdp=fsdp)
         z0, kl, _ = kto_kl_rows(
-            fwd, examples, mine, 0, ref_lp, ref_module, micro_batch_size=size, max_tokens=cfg.max_tokens, **kw
+            fwd,
+            examples,
+            mine,
+            0,
+            ref_lp,
+            ref_module,
+            packed=packed,
+            pad_id=pad_id,
+            device=device,
+            autocast=autocast,
+            plans=plans,
+            world=world,
         )
         acc.add_kl(kl)
         parts = "completion"
-    for plan in _lockstep(plans, fsdp, device):
+    for plan in plans:
         rows = [mine[i] for i in plan] if plan is not None else [0]  # None: a stand-in, not counted
         mex = [examples[i] for i in rows]
         batch = collate(mex, packed=packed, pad_id=pad_id, parts=parts).to(device)

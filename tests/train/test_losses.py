@@ -267,7 +267,7 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
     # other prompts), a step's examples in the trainer's order, a real tiny policy and reference, the
     # reference pass of the cache, the KL rows' pass and the completions' micro-batches. TRL gets the
     # same step as one micro-batch, with the same KL rows.
-    from prefkit.train.batching import collate
+    from prefkit.train.batching import collate, plan_micro_batches
     from prefkit.train.config import TrainConfig
     from prefkit.train.data import Tokenise, build_examples
     from prefkit.train.forward import SequenceLogps, run
@@ -296,10 +296,10 @@ def test_kto_as_the_trainer_computes_it_equals_trl_on_the_step_as_one_batch(tmp_
                 idx[0],
                 ref_lp,
                 None,
-                micro_batch_size=micro_batch_size,
-                max_tokens=None,
+                plans=plan_micro_batches(
+                    [examples[i] for i in idx], micro_batch_size=micro_batch_size, max_tokens=None
+                ),
                 world=1,
-                fsdp=False,
                 **kw,
             )
             total = 0.0
