@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 TORCH   := torch==2.13.0
 PYTEST_ARGS ?= -n 2
 
-.PHONY: app test install chromium lint clean
+.PHONY: app test install chromium system-packages lint clean
 
 install: $(STAMP)
 
@@ -26,7 +26,11 @@ app: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
 
-test: $(STAMP) chromium
+# The team tests start their own PostgreSQL server (Debian's, as a non-root user) in a temporary folder.
+system-packages: chromium
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
