@@ -38,3 +38,13 @@ def no_process_outlives_the_suite():
         stop(left)
         listing = "\n".join(f"  pid {pid}: {cmd[:300]}" for pid, cmd in sorted(left.items()))
         pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed):\n{listing}")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One SeaweedFS S3 server on 127.0.0.1 for the run (tests/support/s3.py); make a bucket per test."""
+    from tests.support.s3 import S3Server
+
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
