@@ -5,31 +5,31 @@ Two kinds of state:
 - `Index` (in memory, one per app process, shared by its sessions): the items of each task and who
   has judged each one. Built once from the judgements table, then updated on the app's own writes,
   so choosing the next item never rescans the store.
-- `Leases` (SQLite in WAL mode at `<store>/app/assign.sqlite`, shared by every process on the
-  store): the items served and not yet answered (with an expiry), and the items answered through
-  the app. Claiming runs in one `BEGIN IMMEDIATE` transaction, which serialises claimers across
-  threads and processes, so two people can never take the last free slot of an item together.
+- the queue (annotate/app/queue.py: SQLite in the store by default, or PostgreSQL for app servers
+  on several machines), shared by every process on the store: the items served and not yet answered
+  (with an expiry), and the items answered through the app. Each claim of an item runs in one
+  transaction with the item locked, so two people can never take its last free slot together.
 
 An item's judges are the union of the annotators the index knows from the Parquet store and those
-the lease database has recorded, so a judgement counted in both places is counted once.
+the queue has recorded, so a judgement counted in both places is counted once. Each process also
+reads the queue's new answers now and then, so its index (and everyone's progress) follows the
+answers given through the other processes.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import sqlite3
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from prefkit.annotate.app.items import Item, build_items
 from prefkit.annotate.app.project import Project
+from prefkit.annotate.app.queue import Queue, Rows, open_queue
 from prefkit.annotate.ids import content_hash
-from prefkit.annotate.store import PRIVATE_DIR, PRIVATE_FILE, Store
+from prefkit.annotate.store import Store
 
 COUNTED = ("submitted", "flagged")  # statuses that use up one of an item's k slots
 
@@ -127,62 +127,36 @@ class Index:
         return Progress(self.mine[(annotator, kind)], self.filled.get(kind, 0), len(items) * k, len(items))
 
 
-class Leases:
-    """The SQLite side of assignment; one connection per thread (sqlite3 connections are not shared)."""
-
-    def __init__(self, path: Path):
-        # private like the store around it: SQLite gives its -wal and -shm files the database's mode
-        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE))
-        self.path = path
-        self._local = threading.local()
-        con = self.con
-        con.execute("PRAGMA journal_mode = WAL")
-        con.executescript(
-            """CREATE TABLE IF NOT EXISTS leases (item TEXT, annotator TEXT, kind TEXT, expires REAL,
-                   PRIMARY KEY (item, annotator));
-               CREATE INDEX IF NOT EXISTS leases_by_annotator ON leases (annotator, kind);
-               CREATE TABLE IF NOT EXISTS done (item TEXT, annotator TEXT, status TEXT, judgement_id TEXT,
-                   at REAL, PRIMARY KEY (item, annotator));"""
-        )
-
-    @property
-    def con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA busy_timeout = 60000")
-            con.execute("PRAGMA synchronous = NORMAL")
-            self._local.con = con
-        return con
-
-    def held(self, annotator: str, kind: str, now: float) -> str | None:
-        row = self.con.execute(
-            "SELECT item FROM leases WHERE annotator = ? AND kind = ? AND expires > ? ORDER BY expires LIMIT 1",
-            (annotator, kind, now),
-        ).fetchone()
-        return row[0] if row else None
-
-    def others(self, item: str, now: float) -> list[tuple[str, str]]:
-        """(annotator, status) of everyone recorded on `item`: answers, and live leases as 'lease'."""
-        return self.con.execute(
-            "SELECT annotator, status FROM done WHERE item = ? "
-            "UNION ALL SELECT annotator, 'lease' FROM leases WHERE item = ? AND expires > ?",
-            (item, item, now),
-        ).fetchall()
-
-
 class Assigner:
     """Serves items to people: `next_item` leases one, `complete` records the answer."""
 
-    def __init__(self, store: Store, project: Project, index: Index):
+    SYNC_SECONDS = 1.0  # how often a process reads the answers given through the others
+
+    def __init__(self, store: Store, project: Project, index: Index, queue: Queue | str | None = None):
         self.project = project
         self.index = index
-        self.leases = Leases(Path(store.root) / "app" / "assign.sqlite")
+        self.queue = queue if isinstance(queue, Queue) else open_queue(queue, store)
         self.lease_seconds = project.lease_minutes * 60
         self._orders: dict[tuple[str, str], np.ndarray] = {}
         self._cursor: dict[tuple[str, str], int] = defaultdict(int)
+        self._sync_lock = threading.Lock()
+        self._mark: object = None
+        self._synced = 0.0
+
+    def sync(self, *, force: bool = False) -> None:
+        """Note in the index the answers given through other processes since the last look. Only for
+        progress and speed: every claim asks the queue itself."""
+        if not force and time.monotonic() - self._synced < self.SYNC_SECONDS:
+            return
+        if not self._sync_lock.acquire(blocking=force):
+            return  # another session of this process is reading them now
+        try:
+            self._mark, answers = self.queue.answers_since(self._mark)
+            for key, annotator, status in answers:
+                self.index.record(key, annotator, status)
+            self._synced = time.monotonic()
+        finally:
+            self._sync_lock.release()
 
     def _order(self, annotator: str, kind: str) -> np.ndarray:
         """This person's own shuffled order of the task's items, so people spread over the pool."""
@@ -199,37 +173,20 @@ class Assigner:
 
     def next_item(self, annotator: str, kind: str) -> Item | None:
         """The item this person should label next in `kind` (leased to them), or None when none is left."""
-        now = time.time()
-        task = self.project.task(kind)
-        con = self.leases.con
-        held = self.leases.held(annotator, kind, now)
+        self.sync()
+        held = self.queue.held(annotator, kind)
         if held is not None and held not in self.index.keys[kind]:  # the project or store changed under it
-            self.leases.con.execute("DELETE FROM leases WHERE item = ? AND annotator = ?", (held, annotator))
+            self.queue.release(held, annotator)
             held = None
         if held is not None:
-            con.execute(
-                "UPDATE leases SET expires = ? WHERE item = ? AND annotator = ?",
-                (now + self.lease_seconds, held, annotator),
-            )
+            self.queue.renew(held, annotator, self.lease_seconds)
             return self._item(kind, held)
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            item = self._gold_item(annotator, kind, now) or self._claim(annotator, kind, task.overlap, now)
-            if item is not None:
-                con.execute(
-                    "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",
-                    (item.key, annotator, kind, now + self.lease_seconds),
-                )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        return item
+        return self._gold_item(annotator, kind) or self._claim(annotator, kind, self.project.task(kind).overlap)
 
     def _item(self, kind: str, key: str) -> Item:
         return self.index.items[kind][self.index.keys[kind][key]]
 
-    def _claim(self, annotator: str, kind: str, k: int, now: float) -> Item | None:
+    def _claim(self, annotator: str, kind: str, k: int) -> Item | None:
         index, items = self.index, self.index.items[kind]
         order = self._order(annotator, kind)
         cursor = start = self._cursor[(annotator, kind)]
@@ -237,26 +194,26 @@ class Assigner:
         for pos in range(start, len(order)):
             item = items[order[pos]]
             judges = index.judged.get(item.key, set())
-            gone = annotator in judges or item.key in skipped or len(judges) >= k
-            busy = False
-            if not gone:
-                rows = self.leases.others(item.key, now)
+            gone = [annotator in judges or item.key in skipped or len(judges) >= k]
+
+            def take(rows: Rows, item: Item = item, gone: list = gone) -> bool:
                 answered = {a for a, s in rows if s in COUNTED}
-                if answered - judges:  # answered in another process: remember it here too
-                    for a in answered - judges:
-                        index.record(item.key, a, "submitted")
-                    judges = index.judged[item.key]
-                gone = any(a == annotator for a, _ in rows) or len(judges) >= k
+                for a in answered - index.judged.get(item.key, set()):  # answered in another process
+                    index.record(item.key, a, "submitted")
+                judges = index.judged.get(item.key, set())
+                gone[0] = any(a == annotator for a, _ in rows) or len(judges) >= k
                 busy = len(judges | {a for a, s in rows if s == "lease"}) >= k
-            if gone and pos == cursor:
-                cursor += 1  # nothing before here can come back for this person
-            elif not gone and not busy:
+                return not gone[0] and not busy
+
+            if not gone[0] and self.queue.claim(item.key, annotator, kind, self.lease_seconds, take):
                 self._cursor[(annotator, kind)] = cursor
                 return item
+            if gone[0] and pos == cursor:
+                cursor += 1  # nothing before here can come back for this person
         self._cursor[(annotator, kind)] = cursor
         return None
 
-    def _gold_item(self, annotator: str, kind: str, now: float) -> Item | None:
+    def _gold_item(self, annotator: str, kind: str) -> Item | None:
         index = self.index
         if kind != "pairwise" or not index.gold or self.project.gold_rate <= 0:
             return None
@@ -266,7 +223,11 @@ class Assigner:
         for key in sorted(index.gold, key=lambda k: content_hash([annotator, k])):
             if annotator in index.judged.get(key, ()) or key in index.skipped.get(annotator, ()):
                 continue
-            if not any(a == annotator for a, _ in self.leases.others(key, now)):
+
+            def fresh(rows: Rows) -> bool:  # gold items have no k: only this person's own record counts
+                return not any(a == annotator for a, _ in rows)
+
+            if self.queue.claim(key, annotator, kind, self.lease_seconds, fresh):
                 return self._item(kind, key)
         return None
 
@@ -274,10 +235,9 @@ class Assigner:
         """Whether `annotator` may still count on `item`: they hold its lease, or it has room left.
 
         False only when their lease ran out and others filled the item meanwhile."""
-        now = time.time()
         if item.key in self.index.gold:
             return True
-        rows = self.leases.others(item.key, now)
+        rows = self.queue.others(item.key)
         if any(a == annotator and s == "lease" for a, s in rows):
             return True
         judges = self.index.judged.get(item.key, set()) | {a for a, s in rows if s in COUNTED or s == "lease"}
@@ -288,20 +248,9 @@ class Assigner:
 
     def complete(self, annotator: str, item: Item, status: str, judgement_id: str) -> None:
         """Record that `annotator` answered (or skipped) `item`; call after the judgement is stored."""
-        con = self.leases.con
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            con.execute(
-                "INSERT OR REPLACE INTO done VALUES (?, ?, ?, ?, ?)",
-                (item.key, annotator, status, judgement_id, time.time()),
-            )
-            con.execute("DELETE FROM leases WHERE item = ? AND annotator = ?", (item.key, annotator))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        self.queue.complete(item.key, annotator, status, judgement_id)
         self.index.record(item.key, annotator, status)
 
     def release(self, annotator: str, item: Item) -> None:
         """Give a leased item back unanswered (switching task, logging out)."""
-        self.leases.con.execute("DELETE FROM leases WHERE item = ? AND annotator = ?", (item.key, annotator))
+        self.queue.release(item.key, annotator)

@@ -10,6 +10,7 @@ from prefkit.annotate.app.assign import Assigner, Index
 from prefkit.annotate.app.content import Content
 from prefkit.annotate.app.items import display_order
 from prefkit.annotate.app.project import Project
+from prefkit.annotate.app.queue import Queue
 from prefkit.annotate.app.submit import Shown, write
 from prefkit.annotate.contract import Judgement, Response
 from prefkit.annotate.store import TABLES, Store, StoreError
@@ -36,11 +37,14 @@ def open_store(path: str | os.PathLike) -> Store:
 
 
 class Board:
-    def __init__(self, store: str | os.PathLike | Store, project: Project):
+    """What one app process serves from: `queue` is a PostgreSQL URL shared by app servers on several
+    machines, or None for the store's own SQLite queue (one machine)."""
+
+    def __init__(self, store: str | os.PathLike | Store, project: Project, queue: Queue | str | None = None):
         self.store = store if isinstance(store, Store) else open_store(store)
         self.project = project
         self.index = Index(self.store, project)
-        self.assigner = Assigner(self.store, project, self.index)
+        self.assigner = Assigner(self.store, project, self.index, queue)
         self.content = Content(self.store)
 
     def show(self, annotator: str, kind: str) -> Shown | None:
