@@ -160,3 +160,249 @@ def review_queue(df: pd.DataFrame, min_agreement: float = 1.0) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(out, columns=["item", "prompt_id", "reason", "votes", "ai", "agreement", "judgement_ids"])
+
+
+# --- the Dashboard's pictures (issue 18) ------------------------------------------------------------
+# Each figure below is computed here once; the page draws it and `prefkit stats --json` prints it
+# (`team_figures`), so the two cannot differ.
+
+ACTIVITY_SQL = """
+SELECT judgement_id, annotator, kind, status, created_at, duration_ms,
+       json_extract_string(metadata, '$.flag') AS flag
+FROM judgements
+WHERE annotator_type = 'human' AND status IN ('submitted', 'flagged', 'skipped')
+  AND NOT (kind = 'pairwise' AND aspect <> 'overall')
+"""
+ANSWERED = ("submitted", "flagged")
+
+
+def load_activity(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per label a person made in the app (answers and skips). A pairwise answer's aspect
+    sub-questions are stored as extra rows of the same answer and are not counted again; each aspect
+    of a rating is a label of its own."""
+    return con.execute(ACTIVITY_SQL + " ORDER BY created_at, judgement_id").df()
+
+
+def labels_over_time(activity: pd.DataFrame) -> pd.DataFrame:
+    """Per person, the running count of answers (skips left out) at each answer's time:
+    columns annotator, created_at, labels."""
+    answers = activity[activity.status.isin(ANSWERED)].sort_values(["created_at", "judgement_id"])
+    out = answers[["annotator", "created_at"]].copy()
+    out["labels"] = out.groupby("annotator").cumcount() + 1
+    return out.reset_index(drop=True)
+
+
+def seconds_on_task(activity: pd.DataFrame) -> pd.DataFrame:
+    """Answers with a recorded duration: columns annotator, status, seconds."""
+    answers = activity[activity.status.isin(ANSWERED) & activity.duration_ms.notna()]
+    return pd.DataFrame(
+        {"annotator": answers.annotator, "status": answers.status, "seconds": answers.duration_ms / 1000}
+    ).reset_index(drop=True)
+
+
+def per_person_activity(activity: pd.DataFrame, min_seconds: float) -> pd.DataFrame:
+    """Per person: answers, skips, answers flagged as too fast (status `flagged` with a `fast:` flag),
+    the share of answers under `min_seconds`, and the median seconds per answer."""
+    rows = []
+    for person, g in activity.groupby("annotator"):
+        answers = g[g.status.isin(ANSWERED)]
+        secs = answers.duration_ms.dropna() / 1000
+        rows.append(
+            {
+                "annotator": person,
+                "answers": len(answers),
+                "skips": int((g.status == "skipped").sum()),
+                "flagged_fast": int(answers.flag.fillna("").str.startswith("fast").sum()),
+                "under_threshold": float((secs < min_seconds).mean()) if len(secs) else None,
+                "median_seconds": float(secs.median()) if len(secs) else None,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["annotator", "answers", "skips", "flagged_fast", "under_threshold", "median_seconds"]
+    )
+
+
+def rater_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """One label per (item, rater) for every person and AI judge, items as rows, raters as columns.
+
+    A person's latest vote counts (`load_pairwise` already dropped the superseded ones; an imported
+    name with several votes keeps its latest). An AI judge that saw an item in both orders counts
+    once, as `prefkit judge-eval` combines them: the same label in both orders is its verdict, two
+    different labels a tie.
+    """
+    from prefkit.annotate.ai.evaluate import combine_orders
+
+    ordered = df.sort_values(["created_at", "judgement_id"])
+    people = ordered[~ordered.annotator_type.isin(["ai", "adjudicator"])]
+    wide = people.pivot_table(index="item", columns="annotator", values="label", aggfunc="last")
+    ai = ordered[ordered.annotator_type == "ai"]
+    if len(ai):
+        verdicts = ai.groupby(["item", "annotator"])["label"].agg(lambda s: combine_orders(dict(enumerate(s))))
+        wide = wide.join(verdicts.unstack(), how="outer")
+    return wide
+
+
+def kappa_matrix(df: pd.DataFrame) -> pd.DataFrame:
+    """Cohen's κ between every two raters (people and AI judges) over the items both labelled:
+    columns a, b, items (shared), kappa (None where undefined: no shared item, or one label only),
+    agreement (share of shared items with the same label). Both orders (a, b) and (b, a) are listed,
+    and a rater with itself, so the heatmap is square."""
+    wide = rater_labels(df)
+    rows = []
+    for a in wide.columns:
+        for b in wide.columns:
+            shared = wide[[a, b]].dropna() if a != b else wide[[a]].dropna().assign(_b=wide[a].dropna())
+            x, y = list(shared.iloc[:, 0]), list(shared.iloc[:, 1])
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "items": len(x),
+                    "kappa": agreement.cohen_kappa(x, y),
+                    "agreement": sum(p == q for p, q in zip(x, y, strict=True)) / len(x) if x else None,
+                }
+            )
+    return pd.DataFrame(rows, columns=["a", "b", "items", "kappa", "agreement"])
+
+
+LABELS_SQL = """
+SELECT judgement_id, prompt_id, kind, aspect, annotator, annotator_type, created_at, response_ids, scores,
+       step_labels,
+       kind || '|' || aspect || '|' || prompt_id || '|' || array_to_string(list_sort(response_ids), '|') AS item
+FROM judgements
+WHERE annotator_type IN ('human', 'import') AND status IN ('submitted', 'flagged')
+  AND kind IN ('pairwise', 'ranking', 'binary', 'rating', 'steps') AND len(scores) = len(response_ids)
+"""
+
+
+def task_label(kind: str, response_ids, scores, step_labels) -> str:
+    """A judgement's answer as one nominal label, whatever order the responses were shown in:
+    pairwise first/second/tie of the sorted pair; ranking the scores in sorted-id order; binary and
+    rating the score; steps the step labels."""
+    if kind == "pairwise":
+        s0, s1 = scores
+        if s0 == s1:
+            return "tie"
+        return "first" if (s0 > s1) == (response_ids[0] == min(response_ids)) else "second"
+    if kind == "ranking":
+        by_id = dict(zip(response_ids, scores, strict=True))
+        return ",".join(f"{by_id[r]:g}" for r in sorted(by_id))
+    if kind == "steps":
+        return ",".join(str(int(x)) for x in (step_labels if step_labels is not None else []))
+    return f"{scores[0]:g}"
+
+
+def load_task_labels(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """People's labels on every kind with an answer to agree on (an edit has none), one per person,
+    item and aspect (a re-vote replaces the earlier one): columns kind, aspect, item, annotator, label."""
+    cur = con.execute(f"SELECT * FROM ({LABELS_SQL}) QUALIFY {agreement.latest_vote_sql('item')}")
+    names = [d[0] for d in cur.description]
+    df = pd.DataFrame(cur.fetchall(), columns=names)  # Python lists and None, not pandas' NA
+    df["label"] = [
+        task_label(k, r, s, sl) for k, r, s, sl in zip(df.kind, df.response_ids, df.scores, df.step_labels, strict=True)
+    ]
+    return df[["kind", "aspect", "item", "annotator", "annotator_type", "label"]]
+
+
+def agreement_by_task(labels: pd.DataFrame) -> pd.DataFrame:
+    """Per task kind and aspect: items labelled by two or more people, percent agreement, Fleiss' κ,
+    Krippendorff's α (nominal; None where undefined)."""
+    rows = []
+    for (kind, aspect), g in labels.groupby(["kind", "aspect"]):
+        units = [list(u) for _, u in g.groupby("item")["label"]]
+        rows.append(
+            {
+                "task": kind,
+                "aspect": aspect,
+                "items": sum(len(u) >= 2 for u in units),
+                "percent_agreement": agreement.percent_agreement(units),
+                "fleiss_kappa": agreement.fleiss_kappa(units),
+                "krippendorff_alpha": agreement.krippendorff_alpha(units),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["task", "aspect", "items", "percent_agreement", "fleiss_kappa", "krippendorff_alpha"]
+    )
+
+
+def gold_over_time(df: pd.DataFrame) -> pd.DataFrame:
+    """Per person, gold accuracy so far after each gold answer: columns annotator, created_at,
+    gold_items (answered so far), gold_accuracy."""
+    gold = df[df.annotator_type.isin(HUMAN) & df.gold_correct.notna()].sort_values(["created_at", "judgement_id"])
+    out = gold[["annotator", "created_at"]].copy()
+    correct = gold.gold_correct.astype(bool).astype(int)
+    out["gold_items"] = out.groupby("annotator").cumcount() + 1
+    out["gold_accuracy"] = correct.groupby(gold.annotator).cumsum() / out["gold_items"]
+    return out.reset_index(drop=True)
+
+
+def bias_per_rater(df: pd.DataFrame) -> pd.DataFrame:
+    """Per person and per AI judge, over each decisive verdict it gave (an AI judge's two orders count
+    as two verdicts, as `prefkit judge-eval`'s first-position rate counts them): how often the
+    response shown first won (0.5 = no position bias) and how often the longer one won."""
+    rows = []
+    raters = df[df.annotator_type.isin((*HUMAN, "ai"))]
+    for (person, kind), g in raters.groupby(["annotator", "annotator_type"]):
+        rows.append(
+            {
+                "annotator": person,
+                "type": kind,
+                "decisive": int(g.left_won.notna().sum()),
+                "first_shown_won": share(g.left_won),
+                "longer_won": share(g.longer_won),
+            }
+        )
+    return pd.DataFrame(rows, columns=["annotator", "type", "decisive", "first_shown_won", "longer_won"])
+
+
+def labelling_rate(times: pd.Series, last: int = 50) -> float | None:
+    """Answers per hour over the most recent `last` answers (the span from the first of them to the
+    last); None with fewer than two or no time between them."""
+    recent = pd.to_datetime(times).sort_values().iloc[-last:]
+    if len(recent) < 2:
+        return None
+    hours = (recent.iloc[-1] - recent.iloc[0]).total_seconds() / 3600
+    return (len(recent) - 1) / hours if hours > 0 else None
+
+
+def hours_left(remaining: int, rate: float | None) -> float | None:
+    """Hours until `remaining` judgements are in at `rate` per hour (0 when none remain)."""
+    if remaining <= 0:
+        return 0.0
+    return remaining / rate if rate else None
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, None for a missing value (JSON has no NaN)."""
+    return [{k: (None if _missing(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _missing(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def team_figures(con: duckdb.DuckDBPyConnection) -> dict:
+    """The Dashboard's figures that need no project file, as `prefkit stats --json` prints them
+    (key `team`): labels per person, Cohen's κ between every two raters, agreement per task and
+    aspect, gold accuracy and position/length bias per rater."""
+    df = load_pairwise(con)
+    activity = load_activity(con)
+    gold = df[df.annotator_type.isin(HUMAN) & df.gold_correct.notna()]
+    return {
+        "labels_per_person": _records(
+            activity.groupby(["annotator", "status"])
+            .size()
+            .rename("n")
+            .reset_index()
+            .sort_values(["annotator", "status"])
+        ),
+        "cohen_kappa": _records(kappa_matrix(df).query("a < b")),
+        "agreement_by_task": _records(agreement_by_task(load_task_labels(con))),
+        "gold_accuracy": _records(
+            gold.groupby("annotator")["gold_correct"].agg(gold_items="size", gold_accuracy="mean").reset_index()
+        ),
+        "bias": _records(bias_per_rater(df)),
+    }

@@ -99,11 +99,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     Example:
       prefkit stats --store data/demo
-      prefkit stats --json"""
+      prefkit stats --json
+
+    --json adds `team`: the Dashboard's figures (labels per person, Cohen's kappa between every two
+    raters, agreement per task and aspect, gold accuracy, position and length bias)."""
 
     from prefkit.annotate.stats import format_stats, store_stats
 
-    stats = store_stats(Store(store_path(args), create=False))
+    store = Store(store_path(args), create=False)
+    stats = store_stats(store)
+    if args.json:  # the Dashboard's figures, from the functions the page draws them with
+        from prefkit.annotate.app.metrics import team_figures
+
+        con = store.connect()
+        try:
+            stats["team"] = team_figures(con)
+        finally:
+            con.close()
     print(json.dumps(stats, default=str, indent=2) if args.json else format_stats(stats))
     return 0
 
