@@ -71,6 +71,7 @@ class EngineConfig:
     max_cost: float | None = None  # stop sending new requests once this many dollars are spent
     progress: bool = True  # a tqdm bar with rate and ETA on stderr
     max_answer_mib: float = 16.0  # the largest answer taken, on the wire and decoded (transport.py)
+    batch_discount: float = 0.5  # batch answers cost this share of --price-in/--price-out (providers: about half)
 
     def public(self) -> dict[str, Any]:
         """The config as saved beside outputs: it names the key's variable, never the key, and the
@@ -209,7 +210,9 @@ class RunSummary:
     cost: float = 0.0  # dollars spent in this run
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    stopped: str | None = None  # "budget" when max_cost stopped the run
+    stopped: str | None = None  # "budget" when max_cost stopped the run; "submitted" for --batch --no-wait
+    batched: int = 0  # requests submitted in batches (--batch)
+    batches: int = 0  # batches created in this run
     seconds: float = 0.0
 
 
@@ -316,27 +319,39 @@ class Engine:
             hit = self.cache.get(key, attempt) if self.cache else None
             if hit:
                 read_answer(answer, hit[0])
-                answer.latency_ms, answer.cached = hit[1], True
+                # A batch answer has no latency of its own: cached as -1, shown as None (batch.py).
+                answer.latency_ms, answer.cached = (hit[1] if hit[1] >= 0 else None), True
                 self.summary.cached += 1
-            else:
-                if self.config.max_cost is not None and self.summary.cost >= self.config.max_cost:
-                    raise BudgetReached()
-                text, data, latency_ms = await self._send(body, answer)
-                if text is None:
-                    return answer  # transport failure after retries, or a non-retryable HTTP error
-                read_answer(answer, text, data)
-                cost = self.price(answer.usage)
-                if self.cache:
-                    # Written before anything else looks at the answer: a kill after this line never pays again.
-                    self.cache.put(key, attempt, text, self.config.model, answer.usage, cost, latency_ms)
-                answer.latency_ms = latency_ms
-                self.summary.cost += cost
-                self.summary.prompt_tokens += int(answer.usage.get("prompt_tokens") or 0)
-                self.summary.completion_tokens += int(answer.usage.get("completion_tokens") or 0)
+            elif not await self._answer(body, key, attempt, answer):
+                return answer  # no answer: transport failure after retries, or a non-retryable HTTP error
             if answer.ok:
                 return answer
         answer.error = f"{answer.error} ({self.config.content_attempts} answers tried)"
         return answer
+
+    async def _answer(self, body: dict[str, Any], key: str, attempt: int, answer: Answer) -> bool:
+        """Fill `answer` with a fresh answer to attempt `attempt` of `body`, cached and paid for; False
+        (with `answer.error` set) when none came. The one step a batch engine does its own way
+        (`batch.BatchEngine`): everything around it — cache replay, content attempts — is shared."""
+        if self.config.max_cost is not None and self.summary.cost >= self.config.max_cost:
+            raise BudgetReached()
+        text, data, latency_ms = await self._send(body, answer)
+        if text is None:
+            return False
+        read_answer(answer, text, data)
+        cost = self.price(answer.usage)
+        if self.cache:
+            # Written before anything else looks at the answer: a kill after this line never pays again.
+            self.cache.put(key, attempt, text, self.config.model, answer.usage, cost, latency_ms)
+        answer.latency_ms = latency_ms
+        self.count(answer.usage, cost)
+        return True
+
+    def count(self, usage: dict[str, Any], cost: float) -> None:
+        """Add one paid-for answer to this run's ledger."""
+        self.summary.cost += cost
+        self.summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.summary.completion_tokens += int(usage.get("completion_tokens") or 0)
 
     async def _send(self, body: dict[str, Any], answer: Answer) -> tuple[str | None, Any, int]:
         """(body text, parsed body, latency ms) of the first usable answer, or (None, None, 0)."""
@@ -438,18 +453,25 @@ class Engine:
 
         try:
             async with self.session():
-                # More workers than slots, so parsing and writing never leave a slot idle.
-                tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, self.config.concurrency * 2))]
-                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in pending:  # a job-level failure (e.g. a refused key): stop everyone at once
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                for task in done:
-                    task.result()  # re-raise the failure, if there was one
+                tasks = [asyncio.ensure_future(worker()) for _ in range(self.workers(total))]
+                await self.drive(tasks)
         finally:
             bar.close()
         self.summary.seconds = time.perf_counter() - started
         return self.summary
+
+    def workers(self, total: int | None) -> int:
+        """Items in progress at once: more than slots, so parsing and writing never leave a slot idle."""
+        return max(1, self.config.concurrency * 2)
+
+    async def drive(self, tasks: list[asyncio.Future]) -> None:
+        """Wait for the workers; a job-level failure (e.g. a refused key) stops everyone at once."""
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raise the failure, if there was one
 
 
 def _message(exc: Any) -> str:

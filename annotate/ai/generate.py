@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from prefkit.annotate.ai.batch import BatchOptions
 from prefkit.annotate.ai.cache import Cache
 from prefkit.annotate.ai.engine import Engine, EngineConfig, RunSummary
 from prefkit.annotate.ai.jobs import RowSink, Sampling, body, existing, in_shard, parse_shard
@@ -32,6 +33,7 @@ class GenerateOptions:
     shard: str | None = None
     limit: int | None = None  # at most this many prompts
     dry_run: bool = False  # count what would be sent and estimate its cost, send nothing
+    batch: BatchOptions | None = None  # through the provider's Batch API (batch.py)
 
 
 @dataclass
@@ -46,7 +48,9 @@ class GenerateReport:
 
 def generate(store: Store, config: EngineConfig, options: GenerateOptions, *, client: Any = None) -> GenerateReport:
     job = _Generate(store, config, options)
-    outcome = run_job(store, config, job, shard=options.shard, client=client, dry_run=options.dry_run)
+    outcome = run_job(
+        store, config, job, shard=options.shard, client=client, dry_run=options.dry_run, batch=options.batch
+    )
     return fill(job.report, outcome)
 
 

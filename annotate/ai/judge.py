@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.batch import BatchOptions
 from prefkit.annotate.ai.engine import AIError, Answer, Engine, EngineConfig, RunSummary
 from prefkit.annotate.ai.jobs import (
     RowSink,
@@ -61,6 +62,7 @@ class JudgeOptions:
     limit: int | None = None  # judge at most this many comparisons / responses
     dry_run: bool = False  # count what would be sent, send nothing
     write_every: int = 256  # rows per store part (smaller: less to rebuild from the cache after a kill)
+    batch: BatchOptions | None = None  # through the provider's Batch API (batch.py)
 
 
 @dataclass
@@ -415,7 +417,10 @@ def judge(store: Store, config: EngineConfig, options: JudgeOptions, *, client: 
         template, build, run_one = load(options.template, "judge"), pairwise_tasks, judge_pair
         annotator = f"ai:{config.model}:{template.name}"
     job = _Judge(store, config, options, template, build, run_one, annotator)
-    return fill(job.report, run_job(store, config, job, shard=options.shard, client=client, dry_run=options.dry_run))
+    outcome = run_job(
+        store, config, job, shard=options.shard, client=client, dry_run=options.dry_run, batch=options.batch
+    )
+    return fill(job.report, outcome)
 
 
 def _rubric_builder(rubric: Template):

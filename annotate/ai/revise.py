@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefkit.annotate.ai import verdicts
+from prefkit.annotate.ai.batch import BatchOptions
 from prefkit.annotate.ai.cache import Cache
 from prefkit.annotate.ai.edits import check_revision
 from prefkit.annotate.ai.engine import AIError, Engine, EngineConfig, RunSummary
@@ -59,6 +60,7 @@ class ReviseOptions:
     sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, max_tokens=1024))
     shard: str | None = None
     limit: int | None = None
+    batch: BatchOptions | None = None  # through the provider's Batch API (batch.py)
 
 
 @dataclass
@@ -396,7 +398,9 @@ def clair(store: Store, config: EngineConfig, options: ReviseOptions, *, client:
 
 
 def _revise(store: Store, config: EngineConfig, job: _Revise, client: Any) -> ReviseReport:
-    return fill(job.report, run_job(store, config, job, shard=job.options.shard, client=client))
+    return fill(
+        job.report, run_job(store, config, job, shard=job.options.shard, client=client, batch=job.options.batch)
+    )
 
 
 class _Revise(Job):

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from prefkit.annotate.ai.batch import BatchEngine, BatchOptions, request_line, split_files
 from prefkit.annotate.ai.cache import Cache
 from prefkit.annotate.ai.engine import Engine, EngineConfig, RunSummary
 from prefkit.annotate.ai.jobs import RowSink, open_cache, parse_shard, write_run_log
@@ -84,12 +85,24 @@ def fill(report: Any, outcome: Outcome) -> Any:
 
 
 def run_job(
-    store: Store, config: EngineConfig, job: Job, *, shard: str | None, client: Any = None, dry_run: bool = False
+    store: Store,
+    config: EngineConfig,
+    job: Job,
+    *,
+    shard: str | None,
+    client: Any = None,
+    dry_run: bool = False,
+    batch: BatchOptions | None = None,
 ) -> Outcome:
-    """Run `job` over `store`; see the module docstring."""
+    """Run `job` over `store`; see the module docstring. With `batch`, the same job through the
+    provider's Batch API (`batch.BatchEngine`): the same requests, cache keys and rows."""
     cache = open_cache(store, parse_shard(shard))
     try:
-        engine = Engine(config, cache, client=client)
+        if batch is None:
+            engine = Engine(config, cache, client=client)
+        else:
+            engine = BatchEngine(config, cache, batch, client=client)
+            engine.job = engine.book.job(batch.command or job.command, batch.argv)
         return asyncio.run(_run(store, engine, cache, job, dry_run))
     finally:
         cache.close()
@@ -116,6 +129,10 @@ async def _run(store: Store, engine: Engine, cache: Cache, job: Job, dry_run: bo
                 )
         finally:
             sink.flush()
+    if isinstance(engine, BatchEngine):
+        engine.settle()
+        if outcome.summary.stopped == "submitted":
+            return outcome  # --no-wait: `prefkit batches resume` finishes the job (and writes its log)
     job.finish(store, tasks)
     outcome.log = str(write_run_log(store, job.command, engine.config, outcome.summary, job.log(outcome)))
     return outcome
@@ -123,11 +140,18 @@ async def _run(store: Store, engine: Engine, cache: Cache, job: Job, dry_run: bo
 
 def estimate(engine: Engine, cache: Cache, bodies: list[dict[str, Any]]) -> RunSummary:
     """What a run would send: the requests not in the cache, and their price at the configured rates
-    — each request's own prompt size (about four characters a token) plus `max_tokens` of answer."""
+    — each request's own prompt size (about four characters a token) plus `max_tokens` of answer. In
+    batch mode: at batch prices, and `batches` = the input files they would be uploaded in."""
     missing = [b for b in bodies if cache.get(request_id(b), 0) is None]
+    summary = RunSummary()
+    if isinstance(engine, BatchEngine):  # each request once, less those a batch already holds
+        unique = {request_id(b): b for b in missing}
+        missing = [b for k, b in unique.items() if not engine.book.held(k, 0)]
+        lines = [(request_id(b), 0, request_line(request_id(b), 0, b)) for b in missing]
+        summary.batches = len(split_files(lines, engine.options.max_lines, engine.options.max_bytes))
     prompt_tokens = sum(len(json.dumps(b["messages"])) // CHARS_PER_TOKEN for b in missing)
     completion_tokens = sum(int(b.get("max_tokens") or 0) for b in missing)
-    summary = RunSummary()
     summary.requests = len(missing)
-    summary.cost = engine.price({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    summary.cost = engine.batch_price(usage) if isinstance(engine, BatchEngine) else engine.price(usage)
     return summary

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(parser: argparse.ArgumentParser, errors: tuple[type[BaseException], ...], argv: list[str] | None) -> int:
     """Parse `argv`, call the command, and turn the stage's own errors into one line and exit 1."""
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: `prefkit batches resume` re-runs it
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

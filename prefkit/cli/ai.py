@@ -42,6 +42,20 @@ def _server_options(p: argparse.ArgumentParser, *, temperature: float, max_token
     g.add_argument("--max-cost", type=float, help="stop sending requests once this many dollars are spent")
     g.add_argument("--shard", metavar="K/N", help="run share K of N (several machines, one store)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b = p.add_argument_group("batch (the provider's Batch API: about half the price, answers within its window)")
+    b.add_argument("--batch", action="store_true", help="send the requests as batches, not live")
+    b.add_argument("--no-wait", action="store_true", help="return once the batches are created (then: prefkit batches)")
+    b.add_argument("--retry-live", action="store_true", help="send requests a batch did not answer live")
+    b.add_argument(
+        "--batch-discount",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="batch prices as a share of --price-in/--price-out (default 0.5)",
+    )
+    b.add_argument("--batch-max-lines", type=int, default=50_000, metavar="N", help="requests per input file")
+    b.add_argument("--batch-max-mib", type=float, default=200.0, metavar="MIB", help="MiB per input file")
+    b.add_argument("--batch-poll", type=float, default=5.0, metavar="S", help="first wait between status checks")
     s = p.add_argument_group("sampling (all sent explicitly)")
     s.add_argument("--temperature", type=float, default=temperature)
     s.add_argument("--top-p", type=float, default=1.0)
@@ -62,7 +76,44 @@ def _config(args: argparse.Namespace) -> EngineConfig:
         price_out=args.price_out,
         max_cost=args.max_cost,
         progress=not args.no_progress,
+        batch_discount=args.batch_discount,
     )
+
+
+def _batch(args: argparse.Namespace):
+    """BatchOptions from the flags (None without --batch); the arguments are kept, passwords masked, for
+    `prefkit batches resume`."""
+    from prefkit.annotate.ai.batch import BatchOptions
+    from prefkit.annotate.ai.transport import redact_url
+
+    if not args.batch:
+        if args.no_wait or args.retry_live:
+            raise AIError("--no-wait and --retry-live go with --batch")
+        return None
+    if not 0 <= args.batch_discount <= 1:
+        raise AIError(f"--batch-discount {args.batch_discount:g}: choose a share between 0 and 1")
+    argv = [redact_url(a) for a in getattr(args, "argv", []) if a != "--no-wait"]
+    return BatchOptions(
+        wait=not args.no_wait,
+        retry_live=args.retry_live,
+        max_lines=args.batch_max_lines,
+        max_bytes=int(args.batch_max_mib * 2**20),
+        poll=args.batch_poll,
+        command=args.command,
+        argv=argv,
+    )
+
+
+def _submitted(args: argparse.Namespace, summary) -> bool:
+    """What --no-wait says once the batches are created."""
+    if summary.stopped != "submitted":
+        return False
+    where = f" --store {args.store}" if args.store else ""
+    print(
+        f"submitted: {summary.batched} requests in {summary.batches} new batches (others already waiting); "
+        f"`prefkit batches{where}` shows them, `prefkit batches resume{where}` writes the rows"
+    )
+    return True
 
 
 def _sampling(args: argparse.Namespace) -> Sampling:
@@ -71,8 +122,9 @@ def _sampling(args: argparse.Namespace) -> Sampling:
 
 def _summary(summary, extra: str = "") -> str:
     cost = f", ${summary.cost:.4f}" if summary.cost else ""
+    batched = f"{summary.batched} requests in batches ({summary.batches} new), " if summary.batched else ""
     return (
-        f"{summary.requests} requests sent, {summary.cached} answers from the cache, "
+        f"{batched}{summary.requests} requests sent, {summary.cached} answers from the cache, "
         f"{summary.prompt_tokens}+{summary.completion_tokens} tokens{cost}, {summary.seconds:.1f} s{extra}"
     )
 
@@ -90,8 +142,10 @@ def _budget(summary) -> int:
 
 def _dry_run(title: str, planned: str, skipped: str, summary) -> int:
     """The one line a dry run prints: what is planned, what is done, what would be sent and its price."""
+    files = f" in {summary.batches} batch input files (at batch prices)" if summary.batches else ""
     print(
-        f"{title}: {planned}, {skipped}, {summary.requests} not in the cache would be sent, estimated ${summary.cost:.4f}"
+        f"{title}: {planned}, {skipped}, {summary.requests} not in the cache would be sent{files}, "
+        f"estimated ${summary.cost:.4f}"
     )
     return 0
 
@@ -127,8 +181,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
         limit=args.limit,
         dry_run=args.dry_run,
         write_every=args.write_every,
+        batch=_batch(args),
     )
     report = judge(Store(store_path(args)), _config(args), options)
+    if _submitted(args, report.summary):
+        return 0
     if args.dry_run:
         return _dry_run(
             f"dry run ({report.mode})",
@@ -161,9 +218,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from prefkit.annotate.ai.generate import GenerateOptions, generate
 
     options = GenerateOptions(
-        n=args.n, sampling=_sampling(args), system=args.system, shard=args.shard, limit=args.limit, dry_run=args.dry_run
+        n=args.n,
+        sampling=_sampling(args),
+        system=args.system,
+        shard=args.shard,
+        limit=args.limit,
+        dry_run=args.dry_run,
+        batch=_batch(args),
     )
     report = generate(Store(store_path(args)), _config(args), options)
+    if _submitted(args, report.summary):
+        return 0
     if args.dry_run:
         return _dry_run(
             "dry run", f"{report.planned} samples planned", f"{report.skipped} already generated", report.summary
@@ -180,11 +245,19 @@ def _revise_options(args: argparse.Namespace, **extra):
     from prefkit.annotate.ai.revise import ReviseOptions
 
     return ReviseOptions(
-        losers=args.losers, mode=args.mode, sampling=_sampling(args), shard=args.shard, limit=args.limit, **extra
+        losers=args.losers,
+        mode=args.mode,
+        sampling=_sampling(args),
+        shard=args.shard,
+        limit=args.limit,
+        batch=_batch(args),
+        **extra,
     )
 
 
-def _revise_report(report, what: str) -> int:
+def _revise_report(args: argparse.Namespace, report, what: str) -> int:
+    if _submitted(args, report.summary):
+        return 0
     print(
         f"{what}: {report.revisions} revisions written, {report.errors} rejected or failed (error rows), "
         f"{report.skipped} responses already done; " + _summary(report.summary)
@@ -208,7 +281,7 @@ def cmd_critique(args: argparse.Namespace) -> int:
     from prefkit.annotate.ai.revise import critique
 
     options = _revise_options(args, constitution=args.constitution, rounds=args.rounds)
-    return _revise_report(critique(Store(store_path(args)), _config(args), options), "critique")
+    return _revise_report(args, critique(Store(store_path(args)), _config(args), options), "critique")
 
 
 def cmd_revise(args: argparse.Namespace) -> int:
@@ -230,7 +303,7 @@ def cmd_revise(args: argparse.Namespace) -> int:
     if not args.clair:
         raise AIError("choose a revision method: --clair (the only one so far)")
     options = _revise_options(args, template=args.template, min_similarity=args.min_similarity, verify=args.verify)
-    return _revise_report(clair(Store(store_path(args)), _config(args), options), "revise --clair")
+    return _revise_report(args, clair(Store(store_path(args)), _config(args), options), "revise --clair")
 
 
 def _revise_flags(p: argparse.ArgumentParser) -> None:
@@ -266,6 +339,91 @@ def cmd_judge_eval(args: argparse.Namespace) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         print("\n\n".join(format_eval(r) for r in results))
+    return 0
+
+
+def cmd_batches(args: argparse.Namespace) -> int:
+    """List, resume or cancel the store's batches (AI jobs run with --batch).
+
+    list (the default): each batch with its status and request counts as last seen, and the
+    command that made it. resume: run each unfinished batch job again: it waits for its batches,
+    puts their answers into the request cache and writes the rows, and creates no second batch
+    for requests that have one. cancel: ask the provider to cancel the unfinished batches (or
+    those named by --id); a later resume writes what they answered, and error rows for the rest.
+
+    Example:
+      prefkit judge --model gpt-4o-mini --batch --no-wait
+      prefkit batches
+      prefkit batches resume
+      prefkit batches cancel --id batch_abc123"""
+    import json
+
+    from prefkit.annotate.ai import batch
+
+    store = Store(store_path(args))
+    caches = batch.cache_files(store)
+    try:
+        found = [(cache, record) for cache in caches for record in batch.records(cache)]
+        if args.action == "list":
+            if not found:
+                print("no batches in this store")
+            for _, r in found:
+                counts = json.loads(r["counts"] or "{}")
+                done = f"{counts.get('completed', 0)} done, {counts.get('failed', 0)} failed of {r['requests']}"
+                state = r["status"] + (", collected" if r["collected_at"] else "")
+                print(f"{r['batch_id'] or '(not created yet)'}  {state}  {done}  prefkit {' '.join(r['argv'])}")
+            return 0
+        if args.action == "cancel":
+            return _cancel(args, found)
+        jobs = [(cache, argv) for cache in caches for _, argv in batch.open_jobs(cache)]
+    finally:
+        for cache in caches:
+            cache.close()
+    if not jobs:
+        print("nothing to resume: every batch job of this store has finished")
+        return 0
+    status = 0
+    for _, argv in jobs:
+        again = [a for a in argv if a != "--no-wait"] + ["--store", str(store.root)]
+        if args.base_url:
+            again += ["--base-url", args.base_url]
+        if args.no_progress:
+            again.append("--no-progress")
+        print(f"resuming: prefkit {' '.join(argv)}")
+        parser = argparse.ArgumentParser(prog="prefkit")
+        register(parser.add_subparsers(title="commands", metavar="COMMAND"))
+        job_args = parser.parse_args(again)
+        job_args.argv = argv
+        status = max(status, int(job_args.func(job_args) or 0))
+    return status
+
+
+def _cancel(args: argparse.Namespace, found) -> int:
+    from prefkit.annotate.ai import batch
+
+    chosen = [
+        (cache, r)
+        for cache, r in found
+        if r["batch_id"]
+        and r["collected_at"] is None
+        and r["status"] not in batch.TERMINAL
+        and (not args.id or r["batch_id"] in args.id)
+    ]
+    unknown = set(args.id or []) - {r["batch_id"] for _, r in found}
+    if unknown:
+        raise AIError(f"no batch {sorted(unknown)[0]} in this store (`prefkit batches` lists them)")
+    if not chosen:
+        print("no unfinished batch to cancel")
+        return 0
+    parser = argparse.ArgumentParser(prog="prefkit")
+    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
+    for cache, r in chosen:
+        job_args = parser.parse_args([*r["argv"], "--store", str(args.store or store_path(args))])
+        config = _config(job_args)
+        if args.base_url:
+            config.base_url = args.base_url
+        for answer in batch.cancel(cache, config, [r["batch_id"]]):
+            print(f"{answer['id']}: {answer['status']}")
     return 0
 
 
@@ -314,6 +472,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--verify", action="store_true", help="keep only revisions a both-orders judge prefers")
     _revise_flags(p)
+
+    p = add_command(subparsers, "batches", cmd_batches)
+    add_store_option(p)
+    p.add_argument("action", nargs="?", choices=["list", "resume", "cancel"], default="list")
+    p.add_argument("--id", action="append", metavar="BATCH_ID", help="cancel: only this batch (repeatable)")
+    p.add_argument("--base-url", help="resume, cancel: the server, if it differs from the recorded one (a password)")
+    p.add_argument("--no-progress", action="store_true", help="resume: no progress bars")
 
     p = add_command(subparsers, "judge-eval", cmd_judge_eval)
     add_store_option(p)

@@ -111,8 +111,21 @@ class OpenAIServer:
         logprobs: bool | str = True,
         response_format: bool | str = True,
         keep_bodies: bool = True,
+        batches: bool = True,
+        batch_delay: float = 0.0,
+        batch_faults: dict[int, str] | None = None,
+        batch_error_lines: Callable[[dict[str, Any]], bool] | None = None,
+        create_delay: float = 0.0,
     ):
         self.answer = answer or (lambda request: "ok")
+        self.batch_api = BatchAPI(
+            self,
+            enabled=batches,
+            delay=batch_delay,
+            faults=batch_faults or {},
+            error_lines=batch_error_lines,
+            create_delay=create_delay,
+        )
         self.latency = latency
         if isinstance(faults, dict):
             self.faults = dict(faults)
@@ -236,7 +249,7 @@ class OpenAIServer:
                 status, extra, payload = await self._handle(method, path, headers, raw)
                 head = [
                     f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
-                    "Content-Type: application/json",
+                    f"Content-Type: {extra.pop('Content-Type', 'application/json')}",
                     f"Content-Length: {len(payload)}",
                 ]
                 head += [f"{k}: {v}" for k, v in extra.items()]
@@ -248,6 +261,9 @@ class OpenAIServer:
             writer.close()
 
     async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes):
+        route = path.split("?", 1)[0].rstrip("/")
+        if route.startswith(("/v1/files", "/v1/batches", "/files", "/batches")):
+            return await self.batch_api.handle(method, path, headers, raw)
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, {}, json.dumps({"object": "list", "data": [{"id": "loopback", "object": "model"}]}).encode()
         if method == "GET" and path.rstrip("/") == "/stats":
@@ -297,6 +313,33 @@ class OpenAIServer:
         if fault != "timeout":
             self._record(body, fault or "ok", auth)
         return 200, {}, payload
+
+    def batch_answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, body) of one batch line: the scripted answer, as `_handle` would give it live, without
+        the transport faults (a batch has no connection to lose: those become error-file lines)."""
+        for param, support in (("logprobs", self.logprobs), ("response_format", self.response_format)):
+            if body.get(param) and support is False:
+                return 400, json.loads(
+                    _error(f"{param} is not supported by this server", "invalid_request_error", param)
+                )
+        try:
+            replies = []
+            for i in range(int(body.get("n") or 1)):
+                reply = self.answer(dict(body, _choice=i) if i else body)
+                replies.append(reply if isinstance(reply, Reply) else Reply(content=str(reply)))
+        except Exception as exc:
+            return 500, json.loads(_error(f"the scripted answer raised {exc!r}", "script_error"))
+        if replies[0].status != 200:
+            return replies[0].status, json.loads(_error(replies[0].message, "invalid_request_error"))
+        fault = replies[0].fault
+        if fault in ("500", "429", "timeout", "malformed"):
+            return 500, json.loads(_error("the server had an error", "server_error"))
+        if fault == "empty":
+            replies = [Reply(content="")]
+        elif fault == "length":
+            text = replies[0].content
+            replies = [Reply(content=text[: max(1, len(text) // 2)], finish_reason="length")]
+        return 200, self._completion(body, replies)
 
     def _draw_fault(self) -> str | None:
         with self._lock:
@@ -350,6 +393,256 @@ class OpenAIServer:
             entry["top_logprobs"] = [_token_entry(t, lp) for t, lp in best[:top]]
             out.append(entry)
         return out
+
+
+class BatchAPI:
+    """The Batch API on the loopback server: `/v1/files` (multipart upload with purpose=batch, retrieve,
+    content) and `/v1/batches` (create, retrieve, cancel, list newest first with `after`/`limit`).
+
+    A batch is `validating` when created, `in_progress` until `delay` seconds have passed (its counts
+    growing with the time), then `completed` with an output file and, for lines that failed, an error
+    file. Each line is answered by the server's script like a live request (`OpenAIServer.batch_answer`).
+    Faults: `faults` maps a batch's number (0 for the first created) to `failed` (validation fails: no
+    output), `expired` or `cancelled` (only the first half of its lines answered); `error_lines(line)`
+    True sends that line to the error file. A batch whose input has a bad line or a repeated custom_id
+    fails validation as on OpenAI. `create_delay` holds the answer to a create *after* the batch exists
+    (a client killed meanwhile has created a batch it never heard of). `enabled=False`: every route 404s.
+    `log` holds the custom_ids each batch was created with, by batch id; `repeated()` those in two.
+    """
+
+    def __init__(self, server, *, enabled, delay, faults, error_lines, create_delay):
+        self.server, self.enabled, self.delay = server, enabled, delay
+        self.faults, self.error_lines, self.create_delay = faults, error_lines, create_delay
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.lines: dict[str, list[dict[str, Any]]] = {}
+        self.started: dict[str, float] = {}
+        self.log: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+
+    def repeated(self) -> dict[str, int]:
+        """custom_ids submitted in more than one batch, with how many."""
+        with self.lock:
+            seen = Counter(c for ids in self.log.values() for c in set(ids))
+        return {c: n for c, n in seen.items() if n > 1}
+
+    def submitted(self) -> list[str]:
+        with self.lock:
+            return [c for ids in self.log.values() for c in ids]
+
+    async def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes):
+        route, _, query = path.partition("?")
+        parts = [p for p in route.split("/") if p and p != "v1"]
+        if not self.enabled:
+            return 404, {}, _error(f"no route {method} {route}", "not_found")
+        params = dict(item.partition("=")[::2] for item in query.split("&") if item)
+        with self.lock:
+            if parts == ["files"] and method == "POST":
+                return self._upload(headers, raw)
+            if len(parts) >= 2 and parts[0] == "files" and method == "GET":
+                found = self.files.get(parts[1])
+                if found is None:
+                    return 404, {}, _error(f"no file {parts[1]}", "not_found")
+                if parts[2:] == ["content"]:
+                    return 200, {"Content-Type": "application/octet-stream"}, self.contents[parts[1]]
+                return 200, {}, json.dumps(found).encode()
+            if parts == ["batches"] and method == "POST":
+                status, created = self._create(json.loads(raw or b"{}"))
+            elif parts == ["batches"] and method == "GET":
+                return 200, {}, self._list(params)
+            elif len(parts) >= 2 and parts[0] == "batches" and parts[1] in self.batches:
+                if parts[2:] == ["cancel"] and method == "POST":
+                    return 200, {}, json.dumps(self._cancel(parts[1])).encode()
+                if method == "GET" and not parts[2:]:
+                    return 200, {}, json.dumps(self._advance(parts[1])).encode()
+                return 404, {}, _error(f"no route {method} {route}", "not_found")
+            elif parts and parts[0] == "batches":
+                return 404, {}, _error(f"no batch {parts[1] if len(parts) > 1 else ''}", "not_found")
+            else:
+                return 404, {}, _error(f"no route {method} {route}", "not_found")
+        if status == 200 and self.create_delay:
+            await asyncio.sleep(self.create_delay)
+        return status, {}, json.dumps(created).encode()
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def _upload(self, headers: dict[str, str], raw: bytes):
+        fields = _multipart(headers.get("content-type", ""), raw)
+        if "file" not in fields or fields.get("purpose", (None, b""))[1] != b"batch":
+            return 400, {}, _error("expected a multipart upload with `file` and purpose=batch", "invalid_request_error")
+        name, data = fields["file"]
+        file_id = f"file-{len(self.files) + 1:06d}{request_id([name, len(data)])[:8]}"
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name or "upload.jsonl",
+            "purpose": "batch",
+            "status": "processed",
+        }
+        self.contents[file_id] = data
+        return 200, {}, json.dumps(self.files[file_id]).encode()
+
+    def _output(self, name: str, lines: list[dict[str, Any]]) -> str | None:
+        if not lines:
+            return None
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        file_id = f"file-{len(self.files) + 1:06d}{request_id([name, len(data)])[:8]}"
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": "batch_output",
+            "status": "processed",
+        }
+        self.contents[file_id] = data
+        return file_id
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def _create(self, request: dict[str, Any]):
+        file_id = request.get("input_file_id")
+        if file_id not in self.files:
+            return 400, {"error": {"message": f"no input file {file_id}", "type": "invalid_request_error"}}
+        number = len(self.batches)
+        batch_id = f"batch_{number + 1:06d}{request_id([file_id, number])[:8]}"
+        now = int(time.time())
+        lines, errors, seen = [], [], set()
+        for i, text in enumerate(self.contents[file_id].decode("utf-8", "replace").splitlines()):
+            try:
+                line = json.loads(text)
+                cid = line["custom_id"]
+                if line.get("url") != request.get("endpoint") or not isinstance(line.get("body"), dict):
+                    raise ValueError("url or body")
+            except (ValueError, KeyError, TypeError):
+                errors.append({"code": "invalid_json_line", "message": "not a request line", "line": i + 1})
+                continue
+            if cid in seen:
+                errors.append({"code": "duplicate_custom_id", "message": f"custom_id {cid} repeated", "line": i + 1})
+            seen.add(cid)
+            lines.append(line)
+        fault = self.faults.get(number)
+        if fault == "failed":
+            errors.append({"code": "invalid_request", "message": "the input file failed validation", "line": 1})
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": request.get("endpoint"),
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": request.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": now,
+            "in_progress_at": None,
+            "expires_at": now + 86400,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": request.get("metadata"),
+            "_fault": fault,
+            "_errors": errors,
+        }
+        self.batches[batch_id] = batch
+        self.lines[batch_id] = lines
+        self.started[batch_id] = time.monotonic()
+        self.log[batch_id] = [line["custom_id"] for line in lines]
+        return 200, _public(batch)
+
+    def _list(self, params: dict[str, str]) -> bytes:
+        ordered = sorted(self.batches.values(), key=lambda b: b["id"], reverse=True)
+        if params.get("after"):
+            ids = [b["id"] for b in ordered]
+            ordered = ordered[ids.index(params["after"]) + 1 :] if params["after"] in ids else []
+        limit = int(params.get("limit") or 20)
+        page = [_public(self._advance(b["id"], public=False)) for b in ordered[:limit]]
+        return json.dumps(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(ordered) > limit,
+            }
+        ).encode()
+
+    def _cancel(self, batch_id: str) -> dict[str, Any]:
+        batch = self._advance(batch_id, public=False)
+        if batch["status"] in ("validating", "in_progress", "finalizing"):
+            batch["status"], batch["cancelling_at"] = "cancelling", int(time.time())
+        return _public(batch)
+
+    def _advance(self, batch_id: str, public: bool = True) -> dict[str, Any]:
+        """The batch as of now: its status moves on with the time since it was created."""
+        batch = self.batches[batch_id]
+        lines = self.lines[batch_id]
+        elapsed = time.monotonic() - self.started[batch_id]
+        now = int(time.time())
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            pass
+        elif batch["_errors"]:
+            batch.update(status="failed", failed_at=now, errors={"object": "list", "data": batch["_errors"]})
+        elif batch["status"] == "cancelling" or batch["_fault"] in ("expired", "cancelled") and elapsed >= self.delay:
+            status = "expired" if batch["_fault"] == "expired" else "cancelled"
+            self._finish(batch, lines[: len(lines) // 2], status)
+        elif elapsed >= self.delay:
+            self._finish(batch, lines, "completed")
+        else:
+            done = int(len(lines) * elapsed / self.delay) if self.delay else 0
+            batch.update(status="in_progress", in_progress_at=batch["in_progress_at"] or now)
+            batch["request_counts"] = {"total": len(lines), "completed": done, "failed": 0}
+        return _public(batch) if public else batch
+
+    def _finish(self, batch: dict[str, Any], answered: list[dict[str, Any]], status: str) -> None:
+        out, err = [], []
+        for i, line in enumerate(answered):
+            record = {"id": f"batch_req_{batch['id']}_{i}", "custom_id": line["custom_id"], "error": None}
+            if self.error_lines and self.error_lines(line):
+                record["response"] = {
+                    "status_code": 500,
+                    "request_id": f"req_{i}",
+                    "body": json.loads(_error("the batch worker had an error on this request", "server_error")),
+                }
+                err.append(record)
+                continue
+            code, body = self.server.batch_answer(line["body"])
+            record["response"] = {"status_code": code, "request_id": f"req_{i}", "body": body}
+            (out if code == 200 else err).append(record)
+        batch["output_file_id"] = self._output(f"{batch['id']}_output.jsonl", out)
+        batch["error_file_id"] = self._output(f"{batch['id']}_error.jsonl", err)
+        batch["request_counts"] = {"total": len(self.lines[batch["id"]]), "completed": len(out), "failed": len(err)}
+        batch.update(status=status, **{f"{status}_at": int(time.time())})
+
+
+def _public(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """{field: (filename, bytes)} of a multipart/form-data body."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        return {}
+    fields = {}
+    for part in raw.split(b"--" + match.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, data = part.partition(b"\r\n\r\n")
+        disposition = head.decode("latin-1")
+        name = re.search(r'name="([^"]*)"', disposition)
+        filename = re.search(r'filename="([^"]*)"', disposition)
+        if name:
+            fields[name.group(1)] = (filename.group(1) if filename else None, data.removesuffix(b"\r\n"))
+    return fields
 
 
 def _error(message: str, kind: str, param: str | None = None) -> bytes:
