@@ -60,7 +60,8 @@ def where(url: str) -> str:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError:  # its text may quote the password: leave it out
         raise QueueError("--queue is not a valid PostgreSQL URL: use postgresql://user:password@host:port/db") from None
-    return f"{info.get('user', '?')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '?')}"
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"{user}{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
 def connect_error(url: str, exc: Exception) -> QueueError:
@@ -76,7 +77,8 @@ def connect_error(url: str, exc: Exception) -> QueueError:
         )
     if "role" in text and "does not exist" in text:
         return QueueError(f"the PostgreSQL queue {place}: no such user: {fix}")
-    reason = text.strip().splitlines()[-1].split("failed:")[-1].strip() if text.strip() else type(exc).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    reason = first.rsplit("failed: ", 1)[-1].strip()
     return QueueError(f"cannot reach the PostgreSQL queue {place} ({reason}): start the server, or {fix} (host, port)")
 
 

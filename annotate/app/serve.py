@@ -13,6 +13,8 @@ from pathlib import Path
 from prefkit.annotate.app.board import open_store
 from prefkit.annotate.app.learn import metrics_path
 from prefkit.annotate.app.project import Project, load_project
+from prefkit.annotate.app.queue import open_queue
+from prefkit.annotate.app.queue_pg import where
 from prefkit.annotate.app.supervise import run_supervised
 
 from prefkit import files
@@ -98,29 +100,35 @@ def serve(
     run_dir: Path | None = None,
     demo: bool = False,
     open_to_network: bool = False,
+    queue: str | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> int:
     """Check everything that can be checked here, then run Streamlit until it stops; its exit status.
-    `demo` serves a working copy of the bundled demo store (and its project, unless one is given)."""
+    `demo` serves a working copy of the bundled demo store (and its project, unless one is given).
+    `queue` is a PostgreSQL URL shared by several app servers (None: the store's own SQLite queue)."""
     if not APP.is_file():
         raise AppError(f"{APP} not found: `prefkit app` runs from a checkout of the prefkit repository")
     if demo:
         store = demo_store()
         project = project or str(DEMO_PROJECT)
     proj = load_project(project)  # fail here, with the file and field named, rather than in the browser
-    open_store(store)  # the same for a missing store, or a file given as one
+    opened = open_store(store)  # the same for a missing store, or a file given as one
+    if queue:  # an unreachable server or a wrong password is said here, in one line, not in the browser
+        open_queue(queue, opened).close()
     url = f"http://{host}:{port}"
     if proj.open_mode and not is_loopback(host) and not open_to_network:
         raise AppError(
             f"open mode on {host}: everyone who can reach {url} would label as an admin, without a "
             "password. List users in a project file (docs/security.md), or pass --open-to-network if you mean it"
         )
-    env = dict(os.environ, PREFKIT_STORE=str(store), PREFKIT_RUNS=str(runs))
+    env = dict(os.environ, PREFKIT_STORE=str(store), PREFKIT_RUNS=str(runs), PREFKIT_QUEUE=queue or "")
     if project:
         env["PREFKIT_PROJECT"] = str(project)
     if run_dir:
         env["PREFKIT_RUN_DIR"] = str(metrics_path(runs, run_dir).parent)
     echo = echo or (lambda line: print(line, flush=True))  # seen before Streamlit's own output
     echo(f"prefkit app: serving store {store} at {url}  (Ctrl+C stops)")
+    if queue:
+        echo(f"prefkit app: task queue in PostgreSQL {where(queue)}")
     echo(f"prefkit app: {who_can_write(proj, url)}")
     return run_supervised(streamlit_command(port, host), env)

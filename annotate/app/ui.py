@@ -14,6 +14,7 @@ from collections.abc import Callable
 import streamlit as st
 from prefkit.annotate.app.board import Board
 from prefkit.annotate.app.project import Project, User, authenticate, load_project
+from prefkit.annotate.app.queue import QueueError
 from prefkit.annotate.app.throttle import LoginGuard
 from prefkit.annotate.store import StoreError, default_store_path
 
@@ -24,6 +25,11 @@ def store_path() -> str:
 
 def project_path() -> str | None:
     return os.environ.get("PREFKIT_PROJECT") or None
+
+
+def queue_url() -> str | None:
+    """The PostgreSQL task queue ($PREFKIT_QUEUE, set by `prefkit app --queue`); None: the store's SQLite."""
+    return os.environ.get("PREFKIT_QUEUE") or None
 
 
 def runs_root() -> str:
@@ -37,8 +43,8 @@ def _project(path: str | None) -> Project:
 
 
 @st.cache_resource(show_spinner="Loading the store…")
-def _board(store: str, path: str | None) -> Board:
-    return Board(store, _project(path))
+def _board(store: str, path: str | None, queue: str | None) -> Board:
+    return Board(store, _project(path), queue)
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,9 +58,12 @@ def project() -> Project:
 
 def board() -> Board:
     try:
-        return _board(store_path(), project_path())
+        return _board(store_path(), project_path(), queue_url())
     except StoreError as exc:  # e.g. a mistyped $PREFKIT_STORE: say so, never serve an empty store
         st.error(f"Cannot open the store. {exc}")
+        st.stop()
+    except QueueError as exc:  # the queue's server went away after `prefkit app` checked it
+        st.error(f"Cannot reach the task queue. {exc}")
         st.stop()
 
 

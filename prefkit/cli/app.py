@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from pathlib import Path
 
 from prefkit.annotate.app.learn import RunPathError
 from prefkit.annotate.app.project import ProjectError, hash_password
+from prefkit.annotate.app.queue import QueueError
 from prefkit.annotate.app.serve import AppError, serve
 from prefkit.annotate.store import StoreError
 from prefkit.cli import add_command, add_store_option, store_path
 
-ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError, StoreError, RunPathError)
+ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError, StoreError, RunPathError, QueueError)
 
 
 def runs_folder(args: argparse.Namespace) -> Path:
@@ -32,9 +34,14 @@ def cmd_app(args: argparse.Namespace) -> int:
     single-user open mode. The store must exist (`prefkit import` creates one). Open mode is
     refused on an address other machines can reach unless --open-to-network says so.
 
+    Task leases and progress live in SQLite inside the store (one machine). Several app servers,
+    on one machine or many, share one PostgreSQL queue instead: --queue postgresql://… (or
+    $PREFKIT_QUEUE); prefkit creates its tables there. docs/scaling.md shows the deployment.
+
     Example:
       prefkit app --demo
-      prefkit app --store my-store --project project.yaml --port 8501"""
+      prefkit app --store my-store --project project.yaml --port 8501
+      prefkit app --store my-store --project project.yaml --queue postgresql://prefkit:secret@db:5432/labels"""
 
     return serve(
         None if args.demo else store_path(args),
@@ -45,6 +52,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir).resolve() if args.run_dir else None,
         demo=args.demo,
         open_to_network=args.open_to_network,
+        queue=args.queue,
     )
 
 
@@ -73,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--open-to-network",
         action="store_true",
         help="allow open mode (no logins: everyone is admin) on an address other machines can reach",
+    )
+    p.add_argument(
+        "--queue",
+        default=os.environ.get("PREFKIT_QUEUE") or None,
+        help="task queue shared by several app servers: postgresql://user:password@host:port/db "
+        "(default $PREFKIT_QUEUE, else SQLite in the store)",
     )
     p.add_argument("--runs", help="the folder the 'Training run' page may read runs from (default ./runs)")
     p.add_argument("--run-dir", help="training run folder the 'Training run' page opens with (inside --runs)")
