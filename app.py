@@ -5,7 +5,7 @@ pages live in annotate/app/pages/; this file only logs people in and lays out th
 
 Who sees what (docs/security.md): everyone logged in labels and may open the DPO explorer; the
 Dashboard (everyone's progress and agreement) and Review are for reviewers and admins; the
-Training run page reads files on the server, so it is for admins only.
+Training runs page reads files on the server, so it is for admins only.
 """
 
 import streamlit as st
@@ -29,5 +29,5 @@ else:
             st.Page(review.page, title="Review", url_path="review"),
         ]
     if user.is_admin:
-        pages["Learn"].append(st.Page(learn.run_page, title="Training run", url_path="run"))
+        pages["Learn"].append(st.Page(learn.run_page, title="Training runs", url_path="run"))
 st.navigation(pages).run()

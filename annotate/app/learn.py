@@ -57,3 +57,54 @@ def read_metrics(path: str | Path, start: int = 0) -> tuple[list[dict], int]:
     """
     rows, offset = files.read_jsonl(path, start)
     return [row for row in rows if "step" in row], offset
+
+
+def find_runs(root: str | Path, depth: int = 3) -> list[str]:
+    """The run folders under `root` (those holding a metrics.jsonl, up to `depth` levels down), as
+    paths relative to it, most recently written first. A folder that links out of `root` is not
+    listed (`metrics_path` would refuse it)."""
+    base = Path(root).resolve()
+    if not base.is_dir():
+        return []
+    found: list[tuple[float, str]] = []
+    level = [base]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(p for p in folder.iterdir() if p.is_dir())
+            except OSError:  # unreadable: nothing to list there
+                continue
+            for child in children:
+                rel = child.relative_to(base)
+                try:
+                    path = metrics_path(base, rel)
+                except RunPathError:
+                    continue
+                if path.is_file():
+                    found.append((path.stat().st_mtime, rel.as_posix()))
+                below.append(child)
+        level = below
+    return [rel for _, rel in sorted(found, key=lambda t: (-t[0], t[1]))]
+
+
+def run_annotator(run_dir: str | Path) -> str:
+    """The annotator `prefkit score-pairs` writes a run's disputed pairs as (prefkit.score)."""
+    return f"ai:{Path(run_dir).resolve().name}:implicit-reward"
+
+
+DISPUTES_SQL = """
+SELECT prompt_id, response_ids, CAST(json_extract(metadata, '$.margin') AS DOUBLE) AS margin, created_at
+FROM judgements
+WHERE annotator = ? AND annotator_type = 'ai' AND kind = 'pairwise'
+  AND json_extract_string(metadata, '$.source') = 'score-pairs'
+ORDER BY margin, prompt_id
+"""
+
+
+def scored_pairs(con, run_dir: str | Path) -> list[dict]:
+    """The pairs `prefkit score-pairs` wrote for this run, lowest implicit reward margin first: a
+    negative margin is a pair the trained model disputes (it prefers the response labelled rejected)."""
+    cur = con.execute(DISPUTES_SQL, [run_annotator(run_dir)])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -129,24 +129,37 @@ def human_vs_ai(df: pd.DataFrame) -> tuple[float | None, int]:
     return (sum(h == a for h, a in both) / len(both) if both else None), len(both)
 
 
-def review_queue(df: pd.DataFrame, min_agreement: float = 1.0) -> pd.DataFrame:
+def review_queue(df: pd.DataFrame, min_agreement: float = 1.0, ai: str | None = None) -> pd.DataFrame:
     """Items a reviewer should settle: humans split (agreement below `min_agreement`) or the human
-    majority differs from the AI; items already adjudicated are left out."""
+    majority differs from the AI; items already adjudicated are left out.
+
+    With `ai` (an AI annotator: a judge, or `ai:<run>:implicit-reward` from `prefkit score-pairs`),
+    only the items it judged where its verdict differs from the human majority, or people split; its
+    two orders of one item combine as `prefkit judge-eval` combines them."""
     settled = set(df.loc[df.annotator_type == "adjudicator", "item"])
+    verdicts = None
+    if ai is not None:
+        from prefkit.annotate.ai.evaluate import combine_orders
+
+        mine = df[(df.annotator == ai) & (df.annotator_type == "ai")]
+        verdicts = mine.groupby("item")["label"].agg(lambda s: combine_orders(dict(enumerate(s))))
     out = []
     for item, g in df[df.annotator_type.isin(HUMAN)].groupby("item"):
-        if item in settled:
+        if item in settled or (verdicts is not None and item not in verdicts.index):
             continue
         labels = list(g["label"])
         counts = Counter(labels)
         agree = max(counts.values()) / len(labels)
-        ai = df[(df.item == item) & (df.annotator_type == "ai")]["label"]
-        ai_label = ai.iloc[-1] if len(ai) else None
+        if verdicts is not None:
+            ai_label = verdicts[item]
+        else:
+            ai_rows = df[(df.item == item) & (df.annotator_type == "ai")]["label"]
+            ai_label = ai_rows.iloc[-1] if len(ai_rows) else None
         reason = None
         if len(labels) >= 2 and agree < min_agreement:
             reason = "humans disagree"
         elif ai_label is not None and majority(labels) not in (None, ai_label):
-            reason = "human majority differs from the AI"
+            reason = "human majority differs from the AI" if ai is None else f"human majority differs from {ai}"
         if reason:
             out.append(
                 {

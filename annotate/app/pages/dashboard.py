@@ -48,7 +48,7 @@ def _fmt(x) -> str:
 def _chart(key: str, chart: alt.Chart) -> None:
     """A chart in a container keyed `chart-<key>` (the browser tests find it by that class)."""
     with st.container(key=f"chart-{key}"):
-        st.altair_chart(chart, use_container_width=True)
+        st.altair_chart(chart, width="stretch")
 
 
 def _shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -1,15 +1,28 @@
-"""Learn pages: the DPO loss explorer and a live view of a training run's metrics.jsonl (admins
-only, and only inside the runs folder the app was given: it reads files on the server)."""
+"""Learn pages: the DPO loss explorer, and the Training runs page: the runs under the runs folder
+the app was given, their loss, reward margin and accuracy curves overlaid as metrics.jsonl grows, and
+the pairs each trained model disputes (`prefkit score-pairs`) one click from Review. Admins only, and
+only inside the runs folder: the page reads files on the server."""
 
 from __future__ import annotations
 
 import os
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
-from prefkit.annotate.app.learn import RunPathError, dpo, metrics_path, read_metrics
-from prefkit.annotate.app.ui import page_user, runs_root
+from prefkit.annotate.app.learn import (
+    RunPathError,
+    dpo,
+    find_runs,
+    metrics_path,
+    read_metrics,
+    run_annotator,
+    scored_pairs,
+)
+from prefkit.annotate.app.pages import review
+from prefkit.annotate.app.ui import page_user, runs_root, store_path
+from prefkit.annotate.store import Store
 
 RUN_SERIES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
 
@@ -41,36 +54,109 @@ def dpo_page() -> None:
 
 def run_page() -> None:
     page_user(lambda u: u.is_admin, "Admins only.")
-    st.title("Training run")
+    st.title("Training runs")
     root = runs_root()
-    run_dir = st.text_input(
-        f"Run folder (holds metrics.jsonl), inside {root}", value=os.environ.get("PREFKIT_RUN_DIR", ""), key="run_dir"
+    found = find_runs(root)
+    chosen = st.multiselect(
+        f"Runs under {root}", found, default=found[:OVERLAY], key="runs", help="the newest first; their curves overlay"
     )
-    if not run_dir:
-        st.info("Give the folder of a `prefkit train` run; the charts follow metrics.jsonl as it grows.")
+    extra = st.text_input(
+        f"Another run folder (holds metrics.jsonl), inside {root}",
+        value=os.environ.get("PREFKIT_RUN_DIR", ""),
+        key="run_dir",
+    )
+    runs: dict[str, str] = {}  # label → metrics.jsonl, each path checked to lie inside the runs folder
+    for rel in chosen:
+        try:
+            runs[rel] = str(metrics_path(root, rel))
+        except RunPathError as exc:  # became a link out since it was listed
+            st.error(str(exc))
+    if extra:
+        try:
+            path = str(metrics_path(root, extra))
+        except RunPathError as exc:
+            st.error(str(exc))
+        else:
+            if path not in runs.values():
+                runs[os.path.basename(os.path.dirname(path))] = path
+    if not runs:
+        st.info(
+            f"No run chosen. `prefkit train METHOD … --out {root}/NAME` and `prefkit demo` write runs (metrics.jsonl); "
+            "the curves follow metrics.jsonl as it grows."
+        )
         return
-    try:
-        path = metrics_path(root, run_dir)
-    except RunPathError as exc:
-        st.error(str(exc))
-        return
-    _run_charts(str(path))
+    _run_charts(tuple(runs.items()))
+    _disputes(runs)
+
+
+OVERLAY = 5  # runs shown at first
+CURVES = {"loss": "loss", "rewards/margins": "reward margin", "rewards/accuracies": "reward accuracy"}
 
 
 @st.fragment(run_every=3)
-def _run_charts(path: str) -> None:
-    run_dir = os.path.dirname(path)
+def _run_charts(runs: tuple[tuple[str, str], ...]) -> None:
     cache = st.session_state.setdefault("_run_cache", {})
-    rows, offset = cache.get(run_dir, ([], 0))
-    new, offset = read_metrics(path, offset)
-    rows = rows + new
-    cache[run_dir] = (rows, offset)
-    if not rows:
-        st.warning(f"No metrics yet in {run_dir}/metrics.jsonl.")
+    frames = []
+    for label, path in runs:
+        rows, offset = cache.get(path, ([], 0))
+        new, offset = read_metrics(path, offset)
+        rows = rows + new
+        cache[path] = (rows, offset)
+        if not rows:
+            st.warning(f"No metrics yet in {os.path.dirname(path)}/metrics.jsonl.")
+            continue
+        df = pd.DataFrame(rows)
+        st.caption(f"{label}: {len(df)} logged steps; last step {df.step.max()}")
+        frames.append(df.assign(run=label))
+    if not frames:
         return
-    df = pd.DataFrame(rows).set_index("step")
-    st.caption(f"{len(df)} logged steps; last step {df.index.max()}")
-    for name in RUN_SERIES:
-        if name in df:
-            st.markdown(f"**{name}**")
-            st.line_chart(df[[name]])
+    df = pd.concat(frames, ignore_index=True)
+    for name in [*CURVES, *(s for s in RUN_SERIES if s not in CURVES)]:
+        parts = [
+            df[["run", "step", col]].dropna().rename(columns={col: "value"}).assign(split=split)
+            for col, split in ((name, "train"), (f"eval/{name}", "eval"))
+            if col in df
+        ]
+        long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if long.empty:
+            continue
+        st.markdown(f"**{CURVES.get(name, name)}** (`{name}`)")
+        chart = (
+            alt.Chart(long)
+            .mark_line(point=len(long) < 200)
+            .encode(
+                x=alt.X("step:Q"),
+                y=alt.Y("value:Q", title=name, scale=alt.Scale(zero=False)),
+                color=alt.Color("run:N"),
+                strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["train", "eval"])),
+                tooltip=["run", "split", "step", alt.Tooltip("value:Q", format=".4f")],
+            )
+        )
+        with st.container(key=f"chart-run-{name.replace('/', '-')}"):
+            st.altair_chart(chart, width="stretch")
+
+
+def _disputes(runs: dict[str, str]) -> None:
+    """Per run, the pairs `prefkit score-pairs` found the trained model disputes, one click from Review."""
+    st.subheader("Pairs the trained model disputes")
+    con = Store(store_path()).connect()
+    try:
+        scored = {label: scored_pairs(con, os.path.dirname(path)) for label, path in runs.items()}
+    finally:
+        con.close()
+    for label, rows in scored.items():
+        run_dir = os.path.dirname(runs[label])
+        if not rows:
+            st.caption(
+                f"{label}: no `prefkit score-pairs` output in this store. `prefkit score-pairs {run_dir} --data EXPORT "
+                "--store STORE` scores the exported pairs under the trained policy and writes the most disputed back."
+            )
+            continue
+        disputed = [r for r in rows if r["margin"] is not None and r["margin"] < 0]
+        st.markdown(
+            f"**{label}**: {len(rows)} pairs scored, {len(disputed)} with a negative implicit reward margin "
+            "(the model prefers the response people rejected)"
+        )
+        table = pd.DataFrame(rows)[["prompt_id", "margin"]].head(10)
+        st.dataframe(table, hide_index=True, key=f"disputes-{label}")
+        review.link(f"Review the pairs {label} disputes", ai=run_annotator(run_dir))

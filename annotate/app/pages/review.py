@@ -15,12 +15,27 @@ from prefkit.annotate.validate import ContractError
 VERDICTS = {"first": "A is better", "second": "B is better", "tie": "Tie"}
 
 
+def link(label: str, ai: str | None = None) -> None:
+    """A link to this page (same session, so a login holds), filtered to the pairs where the AI
+    annotator `ai` and people disagree when given (the Training runs and judge pages use it)."""
+    target = st.Page(page, title="Review", url_path="review")  # matches app.py's entry: a callable needs its Page
+    st.page_link(target, label=label, icon=":material/rate_review:", query_params={"ai": ai} if ai else None)
+
+
 def page() -> None:
     user = page_user(lambda u: u.can_review, "Reviewers only.")
     st.title("Review")
     b = get_board()
     df = _pairwise(store_path())
-    queue = metrics.review_queue(df)
+    ai = st.query_params.get("ai") or None
+    if ai and ai not in set(df.loc[df.annotator_type == "ai", "annotator"]):
+        st.warning("No AI annotator by that name has judged pairs in this store; showing every disagreement.")
+        ai = None
+    queue = metrics.review_queue(df, ai=ai)
+    if ai:  # a name from the URL: shown as code, never as Markdown
+        st.info("Only the pairs where this AI annotator and people disagree:")
+        st.code(ai, language=None)
+        st.page_link(st.Page(page, title="Review", url_path="review"), label="Show every disagreement")
     if queue.empty:
         st.success("Nothing to review: no disagreements left.")
         return
