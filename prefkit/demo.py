@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_STORE = ROOT / "data" / "demo"
+OUT = Path(".prefkit") / "demo-run"  # the default --out; its runs/ is what `prefkit app --demo` lists
 
 
 class DemoError(RuntimeError):

@@ -14,15 +14,19 @@ from prefkit.annotate.app.queue import QueueError
 from prefkit.annotate.app.serve import AppError, serve
 from prefkit.annotate.store import StoreError
 from prefkit.cli import add_command, add_store_option, store_path
+from prefkit.demo import OUT as DEMO_OUT
 
 ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError, StoreError, RunPathError, QueueError)
 
 
 def runs_folder(args: argparse.Namespace) -> Path:
-    """The folder the Training run page may read: --runs, else --run-dir's parent, else ./runs."""
+    """The folder the Training runs page may read: --runs, else --run-dir's parent, else where the
+    runs are by default: `prefkit demo`'s with --demo, ./runs otherwise (as in `prefkit train`'s examples)."""
     if args.runs:
         return Path(args.runs).resolve()
-    return Path(args.run_dir).resolve().parent if args.run_dir else Path("runs").resolve()
+    if args.run_dir:
+        return Path(args.run_dir).resolve().parent
+    return (DEMO_OUT / "runs" if args.demo else Path("runs")).resolve()
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -88,8 +92,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="task queue shared by several app servers: postgresql://user:password@host:port/db "
         "(default $PREFKIT_QUEUE, else SQLite in the store)",
     )
-    p.add_argument("--runs", help="the folder the 'Training run' page may read runs from (default ./runs)")
-    p.add_argument("--run-dir", help="training run folder the 'Training run' page opens with (inside --runs)")
+    p.add_argument(
+        "--runs",
+        help="the folder the 'Training runs' page lists runs from (default ./runs; with --demo, prefkit demo's)",
+    )
+    p.add_argument("--run-dir", help="training run folder the 'Training runs' page opens with (inside --runs)")
 
     p = add_command(subparsers, "hash-password", cmd_hash_password)
     p.add_argument("--stdin", action="store_true", help="read the password from standard input")

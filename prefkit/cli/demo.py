@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from prefkit.cli import add_command
-from prefkit.demo import DemoError, run_demo
+from prefkit.demo import OUT, DemoError, run_demo
 
 ERRORS = (DemoError,)
 
@@ -30,7 +30,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "demo", cmd_demo)
-    p.add_argument("--out", default=".prefkit/demo-run", help="folder for the demo's store, exports and runs")
+    p.add_argument("--out", default=str(OUT), help="folder for the demo's store, exports and runs")
     p.add_argument("--base-url", help="an OpenAI-compatible server, to run the AI stages too")
     p.add_argument("--model", help="the model name on that server")
     p.add_argument("--steps", type=int, default=20, help="training steps per method (default: 20)")

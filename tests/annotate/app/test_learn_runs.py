@@ -204,3 +204,21 @@ def _walk(node):
     yield node
     for child in getattr(node, "children", {}).values():
         yield from _walk(child)
+
+
+def test_the_runs_folder_defaults_to_where_runs_are_written(tmp_path, monkeypatch):
+    """`prefkit app --demo` lists `prefkit demo`'s runs (its --out default, runs/ inside, as the demo
+    plan writes them); otherwise ./runs; --runs and --run-dir as before."""
+    from prefkit.cli import build_parser
+    from prefkit.cli.app import runs_folder
+    from prefkit.demo import plan
+
+    monkeypatch.chdir(tmp_path)
+    parser, _ = build_parser()
+    demo_out = parser.parse_args(["demo"]).out
+    train = [s.argv for s in plan(tmp_path / demo_out, None, None, 1) if s.argv[0] == "train"]
+    written = {(tmp_path / a[a.index("--out") + 1]).parent for a in train}
+    assert {runs_folder(parser.parse_args(["app", "--demo"]))} == {p.resolve() for p in written}
+    assert runs_folder(parser.parse_args(["app"])) == (tmp_path / "runs").resolve()
+    assert runs_folder(parser.parse_args(["app", "--runs", "elsewhere"])) == (tmp_path / "elsewhere").resolve()
+    assert runs_folder(parser.parse_args(["app", "--run-dir", "x/y"])) == (tmp_path / "x").resolve()
