@@ -21,7 +21,15 @@ Safety rules:
   such parts instead (with a warning), so one bad file never blocks writing;
 - the store's path goes into DuckDB's globs escaped, so `g[1]` is read as itself, not as `g1`.
 
-A store may also be a URL DuckDB can read (`s3://`, `hf://`, `https://`): such a store is read-only.
+A store may also be `s3://bucket/prefix` on S3 or an S3-compatible service (`prefkit.annotate.objects`):
+- each part is one object written in one PUT, which S3 makes visible whole or not at all, so there
+  is no temporary name and no rename; readers list the parts and read each one whole;
+- DuckDB reads the objects through the same s3fs filesystem prefkit writes with
+  (`register_filesystem`), never through its httpfs extension, and remote connections have extension
+  auto-install and auto-load off, so nothing is ever downloaded at run time;
+- what must live on a local disk (the AI request cache, AI run logs, the app's SQLite queue, and
+  curations) goes into `Store.state_dir`, one private folder per remote store on this machine.
+`hf://` and `https://` stores are read-only, read through fsspec filesystems as well.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prefkit.annotate import objects
 from prefkit.annotate.contract import ID_COLUMN, SCHEMAS
 from prefkit.annotate.validate import to_table
 
@@ -48,8 +57,24 @@ from prefkit.files import PRIVATE_DIR, PRIVATE_FILE
 
 TABLES = tuple(SCHEMAS)
 _REMOTE = re.compile(r"^(s3|s3a|gs|gcs|r2|hf|https?|az|abfss)://")
+_S3 = re.compile(r"^s3a?://")
+STATE_DIR_VARIABLE = "PREFKIT_STATE_DIR"  # where remote stores keep their local state (see Store.state_dir)
 DEFAULT_STORE = "prefkit-store"
 QUARANTINE = "quarantine"  # where `prefkit check --repair` moves unreadable parts, inside the store
+
+
+# Remote connections never fetch an extension: a read DuckDB cannot do without one fails loudly.
+_OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def _offline(con: duckdb.DuckDBPyConnection, fs: Any) -> None:
+    """Turn extension auto-install/auto-load off on `con` and register the fsspec filesystem `fs`
+    (once: DuckDB keeps one per protocol name, the first of `fs.protocol`)."""
+    for setting, value in _OFFLINE.items():
+        con.execute(f"SET {setting} = {str(value).lower()}")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in con.list_filesystems():
+        con.register_filesystem(fs)
 
 
 class StoreError(RuntimeError):
@@ -60,7 +85,7 @@ class StoreError(RuntimeError):
 class Problem:
     """A file in the store that readers cannot use, and why."""
 
-    path: Path
+    path: Path | str  # a local path, or the s3:// URL of an object
     problem: str
 
     def __str__(self) -> str:
@@ -111,7 +136,7 @@ def _kind(type_: pa.DataType) -> object:
     return str(type_)
 
 
-_CHECKED: dict[tuple[str, int, int], str | None] = {}  # (path, size, mtime_ns) → problem, for reads
+_CHECKED: dict[tuple[str, int, int | str], str | None] = {}  # (path, size, mtime_ns or ETag) → problem
 
 
 def part_problem(path: Path, table: str, *, deep: bool = False) -> str | None:
@@ -123,6 +148,11 @@ def part_problem(path: Path, table: str, *, deep: bool = False) -> str | None:
             pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         return f"is not a readable Parquet file ({str(exc).splitlines()[0][:200]})"
+    return schema_problem(schema, table)
+
+
+def schema_problem(schema: pa.Schema, table: str) -> str | None:
+    """Why a part with this schema does not belong in `table`, or None."""
     contract = SCHEMAS[table]
     foreign = [n for n in schema.names if n not in contract.names]
     if foreign:
@@ -145,6 +175,9 @@ class Store:
         self.remote = bool(_REMOTE.match(text))
         self.url = text.rstrip("/")
         self.root = None if self.remote else Path(text)
+        self.fs = None  # the s3fs filesystem of an s3:// store
+        if _S3.match(text):
+            self._open_s3()
         if self.root is not None:
             if self.root.exists() and not self.root.is_dir():
                 raise StoreError(f"{self.root} is a file, not a store folder: pass --store a folder (new or existing)")
@@ -153,6 +186,72 @@ class Store:
             elif not self.root.is_dir():
                 raise StoreError(f"no store at {self.root}: run `prefkit import` to create one, or pass --store")
             self.remove_stray_temporaries()
+
+    def _open_s3(self) -> None:
+        self.url = "s3://" + self.url.split("://", 1)[1]  # s3a:// names the same objects
+        self.bucket, self.prefix = objects.split_url(self.url)
+        if not self.bucket:
+            raise StoreError(f"{self.url}: name a bucket, as in --store s3://BUCKET/PREFIX")
+        try:
+            self.fs = objects.filesystem()
+        except ImportError:
+            raise StoreError(f"{self.url}: s3:// stores need s3fs: pip install 'prefkit[team]'") from None
+        with self._s3():
+            objects.check_bucket(self.fs, self.bucket)  # a missing bucket or bad key fails here, first
+        self.remove_stray_temporaries()
+
+    @contextmanager
+    def _s3(self) -> Iterator[None]:
+        """Turn a failed S3 request into a StoreError that says what to fix."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            message = objects.explain(exc, self.url)
+            if message is None:
+                raise
+            raise StoreError(message) from None
+
+    def _key(self, *parts: str) -> str:
+        """`bucket/prefix/parts…`: an object's path as s3fs names it."""
+        return "/".join(p for p in (self.bucket, self.prefix, *parts) if p)
+
+    def _objects(self, table: str) -> list[objects.Entry]:
+        """The parts of `table` on S3 (`<prefix>/<table>/<day>/<name>.parquet`), in key order."""
+        base = self._key(table) + "/"
+        with self._s3():
+            found = objects.list_objects(self.fs, self.bucket, base.split("/", 1)[1])
+        return [e for e in found if e.path.endswith(".parquet") and e.path[len(base) :].count("/") == 1]
+
+    @property
+    def writable(self) -> bool:
+        """A local folder or an s3:// store (hf:// and https:// stores are read-only)."""
+        return self.root is not None or self.fs is not None
+
+    @property
+    def state_dir(self) -> Path:
+        """The local folder for what needs a local disk: the AI request cache (SQLite), AI run logs,
+        the app's SQLite queue, curations. The store folder itself for a local store; for a remote
+        store `$PREFKIT_STATE_DIR/<bucket>-<hash>/` (default under $PREFKIT_CACHE, else
+        ~/.cache/prefkit, in `stores/`), one per store and endpoint, created private (0700)."""
+        if self.root is not None:
+            return self.root
+        folder = self._state_path()
+        try:
+            folder.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot make the local state folder {folder} for {self.url} ({exc.strerror or exc}): "
+                f"set ${STATE_DIR_VARIABLE} to a folder you can write"
+            ) from None
+        return folder
+
+    def _state_path(self) -> Path:
+        base = os.environ.get(STATE_DIR_VARIABLE)
+        parent = Path(base) if base else Path(os.environ.get("PREFKIT_CACHE") or "~/.cache/prefkit") / "stores"
+        return parent.expanduser() / objects.state_key(self.url)
 
     def _create(self) -> None:
         try:
@@ -186,15 +285,28 @@ class Store:
 
         Rows are validated and written to disk as they are appended, so a large import streams
         through in bounded memory.
+
+        On S3 the parts are staged in `state_dir/staging/` and uploaded when the block ends, one PUT
+        each, prompts first, then responses, then judgements, so a reader never sees a judgement
+        whose prompt is missing. S3 has no transaction across objects: a crash (or a failed PUT)
+        between two uploads leaves the parts already sent, whole, each row with its id; re-running
+        the write adds them again under new part names, and readers dedupe on id, so the re-run is
+        idempotent and no row is ever counted twice.
         """
         self._writable()
-        batch = _Batch(self)
+        batch = _S3Batch(self) if self.fs is not None else _Batch(self)
         try:
             yield batch
         except BaseException:
             batch.discard()
             raise
         batch.commit()
+
+    @staticmethod
+    def _part_name(table: str, suffix: str = "") -> str:
+        """`<table>/<yyyy-mm-dd>/<time>-<random><suffix>.parquet`: names sort by write time."""
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        return f"{table}/{day}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{suffix}.parquet"
 
     def _part_path(self, table: str, suffix: str = "") -> Path:
         day = time.strftime("%Y-%m-%d", time.gmtime())
@@ -217,14 +329,17 @@ class Store:
             )
 
     def _writable(self) -> None:
-        if self.remote:
-            raise StoreError(f"{self.url} is a remote store and read-only: write to a local store and upload it")
+        if not self.writable:
+            raise StoreError(f"{self.url} is a read-only remote store: write to a local store or an s3:// one")
 
     def remove_stray_temporaries(self) -> list[Path]:
         """Delete what writers that died mid-write left (`prefkit.files.clean_leftovers`) in the store
         and two levels of folders below it (the tables' day folders, curations, the AI run logs, the
         app's files); a curation a killed `prefkit curate` had moved aside goes back. Returns what
-        was cleaned."""
+        was cleaned. For an S3 store (nothing on S3 is ever half written): its local staging folder."""
+        if self.root is None:
+            staging = self._state_path() / "staging" if self.fs is not None else None
+            return files.clean_leftovers(staging) if staging is not None and staging.is_dir() else []
         folders = [self.root, *self.root.glob("*"), *self.root.glob("*/*")]
         removed = []
         for folder in folders:
@@ -238,12 +353,17 @@ class Store:
         """The DuckDB glob of a table's parts (the store's own path escaped)."""
         if table not in SCHEMAS:
             raise StoreError(f"unknown table {table!r}; tables are {list(TABLES)}")
-        base = self.url if self.remote else glob_escape(self.url)
+        base = self.url if self.remote and self.fs is None else glob_escape(self.url)
         return f"{base}/{table}/*/*.parquet"
 
     def problems(self, tables: Iterable[str] = TABLES, *, deep: bool = False) -> list[Problem]:
         """Every part readers cannot use (unreadable, truncated, foreign schema) and every table or day
-        folder that links out of the store. `deep` reads whole files; otherwise footers, cached."""
+        folder that links out of the store. `deep` reads whole files; otherwise footers, cached.
+
+        On S3 the footer of each part is read once per process (one small GET; cached by key, size
+        and ETag), so a foreign object is named before a query trips over it."""
+        if self.fs is not None:
+            return [p for table in tables for p in self._object_problems(table, self._objects(table), deep)]
         if self.remote:
             return []
         found = []
@@ -262,6 +382,23 @@ class Store:
             ) from None
         return found
 
+    def _object_problems(self, table: str, entries: list[objects.Entry], deep: bool) -> list[Problem]:
+        found = []
+        for entry in entries:
+            key = (entry.url, entry.size, entry.etag)
+            if deep or key not in _CHECKED:
+                if len(_CHECKED) > 200_000:
+                    _CHECKED.clear()
+                with self._s3():
+                    data = objects.fetch_for_check(self.fs, entry, deep)
+                try:
+                    _CHECKED[key] = schema_problem(objects.schema_of(data, deep), table)
+                except (pa.ArrowException, OSError) as exc:  # pyarrow raises OSError for bad bytes
+                    _CHECKED[key] = f"is not a readable Parquet file ({str(exc).splitlines()[0][:200]})"
+            if _CHECKED[key]:
+                found.append(Problem(entry.url, _CHECKED[key]))
+        return found
+
     def _checked(self, path: Path, table: str, deep: bool) -> str | None:
         try:
             st = path.stat()
@@ -274,13 +411,17 @@ class Store:
             _CHECKED[key] = part_problem(path, table, deep=deep)
         return _CHECKED[key]
 
-    def _raise_problems(self, tables: Iterable[str] = TABLES) -> None:
-        found = [p for p in self.problems(tables) if p.path.suffix == ".parquet"]
+    def _raise_problems(self, tables: Iterable[str] = TABLES, found: list[Problem] | None = None) -> None:
+        if found is None:
+            found = self.problems(tables)
+        found = [p for p in found if str(p.path).endswith(".parquet")]
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            where = self.root if self.root is not None else self.url
+            aside = self.root / QUARANTINE if self.root is not None else f"{self.url}/{QUARANTINE}"
             raise StoreError(
-                f"{found[0]}{more}; run `prefkit check --store {self.root} --repair` to move unreadable "
-                f"parts aside into {self.root / QUARANTINE}"
+                f"{found[0]}{more}; run `prefkit check --store {where} --repair` to move unreadable "
+                f"parts aside into {aside}"
             )
 
     def read_failed(self, exc: duckdb.Error) -> StoreError:
@@ -292,10 +433,13 @@ class Store:
             f"run `prefkit check --store {self.url}` to find it"
         )
 
-    def quarantine(self, problems: Iterable[Problem]) -> list[tuple[Path, Path]]:
+    def quarantine(self, problems: Iterable[Problem]) -> list[tuple[Path | str, Path | str]]:
         """Move each problem file or link into `<store>/quarantine/` (same relative path). Returns
-        (from, to) pairs. Nothing is deleted: a part may still be recoverable by hand."""
+        (from, to) pairs. Nothing is deleted: a part may still be recoverable by hand. On S3 each
+        object is copied there first and deleted after."""
         self._writable()
+        if self.fs is not None:
+            return [self._quarantine_object(str(p.path)) for p in problems]
         moved = []
         for p in problems:
             rel = p.path.relative_to(self.root)
@@ -307,11 +451,27 @@ class Store:
             moved.append((p.path, target))
         return moved
 
-    def part_files(self, table: str) -> list[Path]:
+    def _quarantine_object(self, url: str) -> tuple[str, str]:
+        source = url.removeprefix("s3://")
+        rel = source[len(self._key()) + 1 :]
+        target = self._key(QUARANTINE, rel)
+        with self._s3():
+            if self.fs.exists(target):
+                target = f"{target}.{time.time_ns()}"
+            self.fs.copy(source, target)
+            self.fs.rm(source)
+        return url, f"s3://{target}"
+
+    def part_files(self, table: str) -> list[Path] | list[str]:
+        """The parts of `table` (local paths; s3:// URLs for an S3 store), in name order."""
         self._writable()
+        if self.fs is not None:
+            return [e.url for e in self._objects(table)]
         return sorted(self.root.glob(f"{table}/*/*.parquet"))
 
     def is_empty(self, table: str) -> bool:
+        if self.fs is not None:
+            return not self._objects(table)
         if self.remote:
             return False
         return next(iter(self.root.glob(f"{table}/*/*.parquet")), None) is None
@@ -324,31 +484,72 @@ class Store:
 
         Raises StoreError naming a part that cannot be read (see `problems`); `skip_unreadable`
         leaves such parts out of the views instead (an import's dedupe check, which must not block).
+
+        An S3 store's views read the parts listed when the connection was made (one LIST per table),
+        each a whole object; a part written later shows up in the next connection.
         """
+        if self.fs is not None:
+            return self._connect_s3(con, skip_unreadable)
         bad = {p.path for p in self.problems()} if skip_unreadable else set()
         if not skip_unreadable:
             self._raise_problems()
         con = con or duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        if self.remote and not self.url.startswith("hf://"):
-            con.execute("INSTALL httpfs; LOAD httpfs")
+        if self.remote:
+            self._remote_filesystem(con)
         for table in TABLES:
             good = [p for p in self.root.glob(f"{table}/*/*.parquet") if p not in bad] if bad else None
             if self.is_empty(table) or good == []:
-                empty = f"_empty_{table}"
-                con.register(empty, SCHEMAS[table].empty_table())
-                source = f"SELECT * FROM {empty}"
+                self._views(con, table, None)
             elif good is not None:
-                sources = "[" + ", ".join(_sql_str(glob_escape(str(p))) for p in good) + "]"
-                source = f"SELECT * FROM read_parquet({sources}, union_by_name = true)"
+                self._views(con, table, [glob_escape(str(p)) for p in good])
             else:
-                source = f"SELECT * FROM read_parquet({_sql_str(self.glob(table))}, union_by_name = true)"
-            con.execute(f"CREATE OR REPLACE VIEW raw_{table} AS {source}")
-            con.execute(
-                f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM raw_{table} "
-                f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1"
-            )
+                self._views(con, table, self.glob(table))
         return con
+
+    def _connect_s3(self, con: duckdb.DuckDBPyConnection | None, skip_unreadable: bool) -> duckdb.DuckDBPyConnection:
+        listed = {table: self._objects(table) for table in TABLES}
+        found = [p for table in TABLES for p in self._object_problems(table, listed[table], deep=False)]
+        if not skip_unreadable:
+            self._raise_problems(found=found)
+        bad = {p.path for p in found}
+        con = con or duckdb.connect(config=_OFFLINE)
+        con.execute("SET TimeZone = 'UTC'")
+        _offline(con, self.fs)
+        for table in TABLES:
+            parts = [glob_escape(e.url) for e in listed[table] if e.url not in bad]
+            self._views(con, table, parts or None)
+        return con
+
+    def _remote_filesystem(self, con: duckdb.DuckDBPyConnection) -> None:
+        """hf:// and https:// stores: read through fsspec, never by downloading DuckDB's httpfs."""
+        protocol = self.url.split("://", 1)[0]
+        try:
+            import fsspec
+
+            fs = fsspec.filesystem("hf" if protocol == "hf" else protocol)
+        except (ImportError, ValueError) as exc:
+            raise StoreError(f"{self.url}: cannot read {protocol}:// stores here ({exc})") from None
+        _offline(con, fs)
+
+    @staticmethod
+    def _views(con: duckdb.DuckDBPyConnection, table: str, source: list[str] | str | None) -> None:
+        """`raw_<table>` over `source` (a glob, a list of escaped paths, or None for no rows) and
+        `<table>`, the same rows deduplicated on id (the first written wins)."""
+        if source is None:
+            empty = f"_empty_{table}"
+            con.register(empty, SCHEMAS[table].empty_table())
+            sql = f"SELECT * FROM {empty}"
+        elif isinstance(source, list):
+            sources = "[" + ", ".join(_sql_str(p) for p in source) + "]"
+            sql = f"SELECT * FROM read_parquet({sources}, union_by_name = true)"
+        else:
+            sql = f"SELECT * FROM read_parquet({_sql_str(source)}, union_by_name = true)"
+        con.execute(f"CREATE OR REPLACE VIEW raw_{table} AS {sql}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM raw_{table} "
+            f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1"
+        )
 
     def read(self, table: str, where: str = "", params: list | None = None) -> pa.Table:
         """The deduplicated rows of a table (optionally filtered by a SQL `where` with ? params)."""
@@ -386,6 +587,8 @@ class Store:
         second run merges whatever is left. Returns {table: parts removed}.
         """
         self._writable()
+        if self.fs is not None:
+            return self._compact_s3([table] if table else list(TABLES), max_part_bytes)
         self._raise_problems([table] if table else TABLES)
         done: dict[str, int] = {}
         for name in [table] if table else TABLES:
@@ -418,6 +621,58 @@ class Store:
         files.fsync_dir(day)
         return final
 
+    def _compact_s3(self, tables: list[str], max_part_bytes: int) -> dict[str, int]:
+        """`compact` on S3: per day, the merged object is PUT (whole, under a new key) before one
+        DeleteObjects request removes the parts it holds; a crash in between leaves both, which
+        readers dedupe, and the next run merges them again."""
+        listed = {name: self._objects(name) for name in tables}
+        self._raise_problems(found=[p for n in tables for p in self._object_problems(n, listed[n], deep=False)])
+        done: dict[str, int] = {}
+        for name in tables:
+            done[name] = 0
+            days: dict[str, list[objects.Entry]] = {}
+            for entry in listed[name]:
+                day = entry.path[len(self._key(name)) + 1 :].split("/")[0]
+                days.setdefault(day, []).append(entry)
+            for day, entries in sorted(days.items()):
+                parts = [e for e in entries if e.size < max_part_bytes]
+                if len(parts) < 2:
+                    continue
+                self._merge_s3(name, day, parts)
+                done[name] += len(parts)
+        return done
+
+    def _merge_s3(self, table: str, day: str, parts: list[objects.Entry]) -> str:
+        staging = self._staging()
+        tmp = files.temp_path(staging / f"{table}-{day}-compact.parquet")
+        key = self._key(table, day, f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}-compact.parquet")
+        sources = "[" + ", ".join(_sql_str(glob_escape(e.url)) for e in parts) + "]"
+        con = duckdb.connect(config=_OFFLINE)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            _offline(con, self.fs)
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({sources}, union_by_name = true) "
+                f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1 "
+                f"ORDER BY created_at) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+            )
+            with self._s3():
+                self.fs.put_file(str(tmp), key)  # whole or absent; below 100 MiB one PUT
+                self.fs.rm([e.path for e in parts])  # only once the merged object exists
+        except duckdb.Error as exc:
+            raise self.read_failed(exc) if damaged(exc) else exc from None
+        finally:
+            con.close()
+            files.discard(tmp)
+        return f"s3://{key}"
+
+    def _staging(self) -> Path:
+        """`state_dir/staging/`: where S3 writes are prepared (leftovers of dead writers are cleaned
+        when the store is opened)."""
+        folder = self.state_dir / "staging"
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        return folder
+
 
 class _Batch:
     """Parts staged by `Store.batch()`; see there."""
@@ -449,3 +704,56 @@ class _Batch:
     def discard(self) -> None:
         for tmp, _ in self.staged:
             files.discard(tmp)
+
+
+class _S3Batch:
+    """Parts staged by `Store.batch()` for an S3 store; see there. Parts are kept in memory up to
+    IN_MEMORY bytes in all; beyond that (a large import) in private files under `state_dir/staging/`,
+    so memory stays bounded."""
+
+    IN_MEMORY = 64 << 20
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.staged: list[tuple[str, str, bytes | Path]] = []  # (table, key, the bytes or their file)
+        self.in_memory = 0
+        self.rows: dict[str, int] = {t: 0 for t in TABLES}
+
+    def append(self, table: str, rows: Iterable[Any] | pa.Table) -> int:
+        arrow = to_table(table, rows)
+        if arrow.num_rows == 0:
+            return 0
+        name = self.store._part_name(table)
+        sink = pa.BufferOutputStream()
+        pq.write_table(arrow, sink, compression="zstd")
+        body: bytes | Path = sink.getvalue().to_pybytes()
+        if self.in_memory + len(body) > self.IN_MEMORY:
+            path = files.temp_path(self.store._staging() / name.replace("/", "-"))
+            self.staged.append((table, self.store._key(name), path))  # discard() removes it on failure
+            with files.create_new(path, PRIVATE_FILE) as fh:
+                fh.write(body)
+        else:
+            self.in_memory += len(body)
+            self.staged.append((table, self.store._key(name), body))
+        self.rows[table] += arrow.num_rows
+        return arrow.num_rows
+
+    def commit(self) -> None:
+        try:
+            # One PUT per part (s3fs sends below 100 MiB as a single put_object; above, a multipart
+            # upload, which S3 also makes visible only once complete), tables in contract order.
+            for _, key, body in sorted(self.staged, key=lambda s: TABLES.index(s[0])):
+                with self.store._s3():
+                    if isinstance(body, Path):
+                        self.store.fs.put_file(str(body), key)
+                    else:
+                        self.store.fs.pipe_file(key, body)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        for _, _, body in self.staged:
+            if isinstance(body, Path):
+                files.discard(body)
+        self.staged = []
+        self.in_memory = 0

@@ -147,7 +147,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(printable(problem, newlines=False))
     if not args.repair:
-        print(f"{len(report.problems)} problem(s); run again with --repair to move them into {root / 'quarantine'}")
+        print(f"{len(report.problems)} problem(s); run again with --repair to move them into {report.quarantine}")
         return 1
     for old, new in report.moved:
         print(printable(f"moved {old} → {new}", newlines=False))
