@@ -6,6 +6,9 @@ Each source line is one prompt:
 with 2–4 responses ranked by the author (1 = best). The build writes one prompt (metadata:
 category, demo id), its responses, and one `ranking` judgement by `demo:author` (annotator_type
 `import`, scores = −rank) per line, so curation and export have something to work on out of the box.
+On top of those it writes a simulated team's work (`prefkit.annotate.demo_team`): five people's
+pairwise votes with disagreement, re-votes, skips, fast answers and gold items (one per category,
+`metadata.gold.preferred` on the prompt), and an AI judge's verdicts in both orders with confidences.
 
 The build is deterministic: ids are content hashes and every timestamp is fixed, so rebuilding from
 the same source gives the same rows (tests/annotate/test_demo_store.py checks the committed store).
@@ -21,6 +24,7 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from prefkit.annotate import demo_team
 from prefkit.annotate.contract import ROLES, Judgement, Prompt, Response
 from prefkit.annotate.ids import import_judgement_id
 from prefkit.annotate.store import TABLES, Store
@@ -72,7 +76,8 @@ def _check(item: dict, where: str) -> None:
 
 
 def build_rows(items: list[dict]) -> tuple[list[Prompt], list[Response], list[Judgement]]:
-    """Contract rows for the source records; timestamps step from EPOCH so order is stable."""
+    """Contract rows for the source records and the simulated team's judgements; timestamps step
+    from EPOCH so order is stable."""
     prompts, responses, judgements = [], [], []
     for i, item in enumerate(items):
         at = EPOCH + timedelta(minutes=i)
@@ -105,7 +110,8 @@ def build_rows(items: list[dict]) -> tuple[list[Prompt], list[Response], list[Ju
                 created_at=at + timedelta(seconds=2),
             )
         )
-    return prompts, responses, judgements
+    demo_team.mark_gold(items, prompts, responses)
+    return prompts, responses, judgements + demo_team.team_rows(items, prompts, responses)
 
 
 def build(target: Path = TARGET, source: Path = SOURCE) -> dict[str, int]:

@@ -89,12 +89,143 @@ def _ops(a: str, b: str):
 
 
 def test_reference_rankings(demo):
-    judgements = demo.read("judgements").to_pylist()
-    assert {(j["kind"], j["annotator"], j["annotator_type"]) for j in judgements} == {
-        ("ranking", "demo:author", "import")
-    }
-    for j in judgements:
-        assert sorted(j["scores"], reverse=True) == [-1.0 - k for k in range(len(j["scores"]))]
+    con = demo.connect()
+    rankings = con.execute("SELECT annotator, annotator_type, scores FROM judgements WHERE kind = 'ranking'").fetchall()
+    assert len(rankings) == demo.count("prompts")
+    for annotator, kind, scores in rankings:
+        assert (annotator, kind) == ("demo:author", "import")
+        assert sorted(scores, reverse=True) == [-1.0 - k for k in range(len(scores))]
+
+
+# -- the simulated team (prefkit.annotate.demo_team) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def team(demo):
+    """People's overall pairwise rows, oldest first, with the reference winner of their pair."""
+    con = demo.connect()
+    rows = con.execute(
+        """SELECT j.*, list_sort(j.response_ids) AS pair FROM judgements j
+           WHERE annotator_type = 'human' AND kind = 'pairwise' ORDER BY created_at, judgement_id"""
+    ).df()
+    rank = {}
+    for pid, ids, scores in con.execute(
+        "SELECT prompt_id, response_ids, scores FROM judgements WHERE annotator = 'demo:author'"
+    ).fetchall():
+        rank[pid] = dict(zip(ids, scores, strict=True))  # −rank: higher is better
+    rows["better"] = [max(pair, key=rank[pid].get) for pid, pair in zip(rows.prompt_id, rows.pair, strict=True)]
+    return rows
+
+
+def _winner(row) -> str | None:
+    a, b = row.scores
+    return None if a == b else row.response_ids[0] if a > b else row.response_ids[1]
+
+
+def test_the_project_file_matches_the_simulation():
+    from prefkit.annotate import demo_team
+    from prefkit.annotate.app.project import load_project
+
+    project = load_project(str(ROOT / "data" / "demo-project.yaml"))
+    assert demo_team.MIN_SECONDS == project.min_seconds
+    assert demo_team.OVERLAP == project.task("pairwise").overlap
+    assert list(demo_team.ASPECTS) == project.aspects
+    assert project.gold_rate > 0  # else the app would never serve the gold items
+
+
+def test_a_team_of_five_disagrees(team):
+    overall = team[(team.aspect == "overall") & (team.status != "skipped")]
+    assert overall.annotator.nunique() >= 5 and (overall.groupby("annotator").size() >= 10).all()
+    # on the app's items (a prompt's two smallest response ids), with several people per item
+    votes = overall.groupby("prompt_id").annotator.nunique()
+    assert (votes >= 3).sum() >= 20
+    latest = overall.sort_values(["created_at", "judgement_id"]).groupby(["prompt_id", "annotator"]).last()
+    labels = latest.apply(lambda r: _winner(r) or "tie", axis=1).groupby("prompt_id").nunique()
+    assert (labels >= 2).sum() >= 5, "some items must split the people"
+    assert (labels == 1).sum() >= 10, "and most must not"
+    # people are mostly, not always, right about the reference winner; their accuracy differs
+    right = overall.apply(lambda r: _winner(r) == r.better, axis=1).groupby(overall.annotator).mean()
+    assert 0.5 < right.mean() < 0.95 and right.max() - right.min() > 0.1
+    assert {a for a in team.aspect.unique()} == {"overall", "helpfulness", "harmlessness", "honesty"}
+
+
+def test_re_votes_skips_and_fast_answers(team):
+    overall = team[(team.aspect == "overall") & (team.status != "skipped")]
+    again = overall.groupby(["prompt_id", "annotator"]).filter(lambda g: len(g) >= 2)
+    assert again.groupby(["prompt_id", "annotator"]).ngroups >= 3
+    changed = 0
+    for _, g in again.groupby(["prompt_id", "annotator"]):
+        g = g.sort_values(["created_at", "judgement_id"])
+        assert g.created_at.iloc[-1] > g.created_at.iloc[0]  # the later vote is the one that counts
+        changed += _winner(g.iloc[-1]) != _winner(g.iloc[0])
+    assert changed >= 3
+    skipped = team[team.status == "skipped"]
+    assert len(skipped) >= 3 and all(len(s) == 0 for s in skipped.scores) and (skipped.rationale != "").all()
+    flagged = team[team.status == "flagged"]
+    assert len(flagged) >= 3
+    assert (flagged.duration_ms < 2000).all() and (team[team.status == "submitted"].duration_ms >= 2000).all()
+    assert all(json.loads(m)["flag"].startswith("fast: ") for m in flagged.metadata)
+
+
+def test_gold_items(demo, team):
+    con = demo.connect()
+    gold = dict(
+        con.execute(
+            "SELECT prompt_id, json_extract_string(metadata, '$.gold.preferred') FROM prompts WHERE metadata LIKE '%gold%'"
+        ).fetchall()
+    )
+    categories = con.execute(
+        "SELECT count(DISTINCT json_extract_string(metadata, '$.category')) FROM prompts WHERE prompt_id IN "
+        f"({', '.join('?' * len(gold))})",
+        list(gold),
+    ).fetchall()[0][0]
+    assert len(gold) == categories == 6  # one per category
+    on_gold = team[team.prompt_id.isin(gold) & (team.aspect == "overall")]
+    for row in on_gold.itertuples():
+        assert gold[row.prompt_id] == row.better and gold[row.prompt_id] in row.pair[:2]
+        meta = json.loads(row.metadata)
+        assert meta["gold"] is True and meta["correct"] == (_winner(row) == gold[row.prompt_id])
+    per_person = on_gold.groupby("annotator").size()
+    assert len(per_person) == 5 and (per_person >= 3).all()
+    assert {True, False} <= {json.loads(m)["correct"] for m in on_gold.metadata}
+
+
+def test_the_ai_judge_answers_in_both_orders_with_confidences(demo):
+    from prefkit.annotate.ai.verdicts import SCORES
+
+    con = demo.connect()
+    rows = con.execute("SELECT * FROM judgements WHERE annotator_type = 'ai'").df()
+    assert rows.annotator.nunique() == 1 and (rows.kind == "pairwise").all()
+    ok = rows[rows.status == "submitted"]
+    assert (rows.status == "error").sum() >= 1 and rows[rows.status == "error"].error.notna().all()
+    meta = [json.loads(m) for m in ok.metadata]
+    for row, m in zip(ok.itertuples(), meta, strict=True):
+        assert list(row.scores) == SCORES[m["verdict"]] and m["mode"] == "logprobs"
+        assert 0.0 <= row.confidence <= 1.0
+        # the confidence is P(first shown wins) and the verdict the likeliest of first / second / tie
+        assert m["verdict"] == "first" or row.confidence <= 0.5
+        assert m["verdict"] != "first" or row.confidence >= 1 / 3
+    orders: dict[str, dict[str, list[str]]] = {}
+    for row, m in zip(ok.itertuples(), meta, strict=True):
+        orders.setdefault(m["order_key"], {})[m["order"]] = list(row.response_ids)
+    both = [o for o in orders.values() if len(o) == 2]
+    assert len(both) >= len(orders) - 1 >= 80
+    assert all(o["ab"] == o["ba"][::-1] for o in both)
+    responses = con.execute("SELECT count(*) FROM responses").fetchall()[0][0]
+    assert responses < len(orders) + 42  # every pair of every prompt, not only the app's items
+    verdicts = {m["verdict"] for m in meta}
+    assert verdicts == {"first", "second", "tie"}
+
+
+def test_every_simulated_row_says_so_and_the_store_stays_small(demo):
+    con = demo.connect()
+    unmarked = con.execute(
+        "SELECT count(*) FROM judgements WHERE annotator_type IN ('human', 'ai') "
+        "AND json_extract(metadata, '$.simulated') IS DISTINCT FROM 'true'"
+    ).fetchall()[0][0]
+    assert unmarked == 0
+    size = sum(f.stat().st_size for f in DEMO.rglob("*") if f.is_file())
+    assert size < 300_000
 
 
 def test_source_errors_name_the_line(tmp_path):
