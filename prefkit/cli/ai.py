@@ -110,7 +110,7 @@ def _submitted(args: argparse.Namespace, summary) -> bool:
         return False
     where = f" --store {args.store}" if args.store else ""
     print(
-        f"submitted: {summary.batched} requests in {summary.batches} new batches (others already waiting); "
+        f"submitted: {summary.batched} requests in {summary.batches} new batches; "
         f"`prefkit batches{where}` shows them, `prefkit batches resume{where}` writes the rows"
     )
     return True
