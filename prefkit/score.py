@@ -74,11 +74,15 @@ def disagreement_judgements(
     give the model's own preference, so a pair it still agrees with is recorded as agreement, not as a
     dispute)."""
     kept = [m for m in margins if below is None or m["margin"] < below]
-    worst = sorted(kept, key=lambda m: m["margin"])[:top]
     annotator = f"ai:{run_name}:implicit-reward"
-    out = []
-    for m in worst:
+    out, seen = [], set()
+    for m in sorted(kept, key=lambda m: m["margin"]):
+        if len(out) == top:
+            break
         pid, ids, _ = pair_ids(m["row"])
+        if tuple(ids) in seen:  # the same pair exported once per aspect: one judgement (one id) for it
+            continue
+        seen.add(tuple(ids))
         p_first = 1 / (1 + math.exp(-m["margin"]))  # Bradley–Terry: P(chosen ≻ rejected) under the policy
         out.append(
             ai_judgement(

@@ -169,3 +169,22 @@ def test_score_rates_responses_with_the_reward_model(setup, tmp_path):
 def test_score_pairs_on_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["score-pairs", str(tmp_path), "--data", str(tmp_path), "--store", str(tmp_path / "s")]) == 1
     assert "not a prefkit train run folder" in capsys.readouterr().err
+
+
+def test_a_pair_exported_once_per_aspect_is_one_disputed_judgement():
+    """An export holds a comparison once per aspect (the demo store's people answer three): the same
+    chosen/rejected ids with the same margin. One judgement per pair, or the store refuses the batch
+    (one id twice); `top` counts distinct pairs."""
+    from prefkit.annotate.validate import to_table, validate_table
+
+    from prefkit.score import disagreement_judgements
+
+    def margin(i: int, m: float, aspect: str) -> dict:
+        row = {"prompt_id": f"p{i}", "chosen_id": f"c{i}", "rejected_id": f"r{i}", "aspect": aspect}
+        return {"row": row, "margin": m, "split": "train", "index": i, "chosen_reward": m, "rejected_reward": 0.0}
+
+    margins = [margin(i, m, a) for i, m in enumerate([-2.0, -1.0, 0.5]) for a in ("overall", "helpfulness")]
+    out = disagreement_judgements(margins, "run", top=2)
+    assert [j.response_ids for j in out] == [["c0", "r0"], ["c1", "r1"]]
+    validate_table("judgements", to_table("judgements", out))  # the old code's two rows per pair failed here
+    assert len(disagreement_judgements(margins, "run", top=10)) == 3
