@@ -22,7 +22,10 @@ from prefkit.annotate.ai.templates import load, render_conversation
 from prefkit.annotate.ids import content_hash
 from prefkit.annotate.importers import import_files
 from prefkit.annotate.store import Store
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import cohens_kappa as statsmodels_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 from prefkit.cli.ai import main as ai_main
 from tests.support.factories import pairwise, prompt, response
@@ -190,6 +193,14 @@ def _recompute(root, judge: str, reference=("human", "import", "adjudicator")) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kappa = float(cohen_kappa_score([v for v, _ in shared], [h for _, h in shared])) if shared else float("nan")
+    hits = sum(v == h for v, h in shared)
+    # calibration: each AI row's confidence against "people preferred the first shown", decisive majorities only
+    rated = [
+        (c, (human[(pid, lo, hi)] == "lo") == (ids[0] == lo))
+        for pid, lo, hi, ids, c in zip(ai.prompt_id, ai.lo, ai.hi, ai.response_ids, ai.confidence, strict=True)
+        if c is not None and not pd.isna(c) and human.get((pid, lo, hi), "tie") != "tie"
+    ]
+    table = _reliability_reference(np.array([c for c, _ in rated]), np.array([y for _, y in rated]))
     return {
         "comparisons": len(shared),
         "accuracy": mean([v == h for v, h in shared]),
@@ -201,16 +212,90 @@ def _recompute(root, judge: str, reference=("human", "import", "adjudicator")) -
         "judge_longer_rate": longer([(k[1:3], v) for k, v in verdict.items()]),
         "human_longer_rate": longer([(k[1:], v) for k, v in human.items()]),
         "human_pairs": len(human),
+        "accuracy_ci": list(proportion_confint(hits, len(shared), method="wilson")) if shared else None,
+        "cohen_kappa_ci": _kappa_ci_reference([v for v, _ in shared], [h for _, h in shared]),
+        "confusion": {
+            v: {h: sum(1 for x, y in shared if (x, y) == (v, h)) for h in ("lo", "hi", "tie")}
+            for v in ("lo", "hi", "tie")
+        },
+        "calibrated": len(rated),
+        "ece": _ece_reference(table),
+        "reliability": table,
+        "disagreements": sorted(
+            [k[0], k[1], k[2]]
+            for k in {key[:3] for key, v in verdict.items() if key[:3] in human and v != human[key[:3]]}
+        ),
     }
+
+
+def _kappa_ci_reference(a: list, b: list) -> list[float] | None:
+    """statsmodels' κ and its asymptotic 95 % interval (None where κ is undefined: NaN there)."""
+    if not a:
+        return None
+    labels = sorted(set(a) | set(b))
+    table = pd.crosstab(pd.Categorical(a, labels), pd.Categorical(b, labels), dropna=False).to_numpy()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = statsmodels_kappa(table)
+    if np.isnan(res.kappa):
+        return None
+    return [res.kappa_low, res.kappa_upp]
+
+
+def _reliability_reference(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
+    """The bins by a direct loop (k/10 < p ≤ (k+1)/10, p = 0 in the first), checked against sklearn's
+    calibration_curve on the non-empty ones."""
+    out = []
+    for k in range(bins):
+        low, high = k / bins, (k + 1) / bins
+        inside = (p > low) & (p <= high) | ((p == 0) & (k == 0))
+        n = int(inside.sum())
+        out.append(
+            {
+                "low": low,
+                "high": high,
+                "count": n,
+                "confidence": float(p[inside].mean()) if n else None,
+                "observed": float(y[inside].mean()) if n else None,
+            }
+        )
+    if len(p) and len(set(y.tolist())) == 2:  # sklearn needs both outcomes present
+        observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="uniform")
+        full = [b for b in out if b["count"]]
+        assert np.allclose(observed, [b["observed"] for b in full]) and np.allclose(
+            predicted, [b["confidence"] for b in full]
+        )
+    assert sum(b["count"] for b in out) == len(p)
+    return out
+
+
+def _ece_reference(table: list[dict]) -> float | None:
+    n = sum(b["count"] for b in table)
+    if not n:
+        return None
+    return float(np.sum([b["count"] / n * abs(b["confidence"] - b["observed"]) for b in table if b["count"]]))
 
 
 def _assert_matches(result, expected: dict) -> None:
     got = result if isinstance(result, dict) else result.as_dict()
     for name, value in expected.items():
-        if value is None or isinstance(value, int):
-            assert got[name] == value, name
-        else:
-            assert got[name] == pytest.approx(value, abs=1e-9), name
+        _assert_close(got[name], value, name)
+
+
+def _assert_close(got, value, name: str) -> None:
+    """Equal, numbers within 1e-9, through lists and dicts."""
+    if isinstance(value, dict):
+        assert isinstance(got, dict) and set(got) == set(value), name
+        for k in value:
+            _assert_close(got[k], value[k], f"{name}.{k}")
+    elif isinstance(value, list | tuple):
+        assert isinstance(got, list | tuple) and len(got) == len(value), name
+        for i, (g, v) in enumerate(zip(got, value, strict=True)):
+            _assert_close(g, v, f"{name}[{i}]")
+    elif value is None or isinstance(value, int | str | bool):
+        assert got == value, name
+    else:
+        assert got == pytest.approx(value, abs=1e-9), name
 
 
 def test_an_imported_judge_is_not_its_own_reference(tmp_path, capsys):
@@ -303,14 +388,22 @@ def test_judge_eval_matches_a_recomputation_from_the_parquet_rows(tmp_path):
                                 0 if rng.random() < 0.3 else (-1 if rng.random() < 0.1 else int(rng.random() < lean))
                             )
                             meta = json.dumps({"order": order, "sample": sample, "order_key": f"{p.prompt_id}{sample}"})
+                            confidence = rng.choice([None, rng.random(), rng.random(), 1.0, 0.0, 0.5, 0.3])
                             rows.append(
                                 pairwise(
-                                    p, *shown, winner=winner, annotator=judge_name, annotator_type="ai", metadata=meta
+                                    p,
+                                    *shown,
+                                    winner=winner,
+                                    annotator=judge_name,
+                                    annotator_type="ai",
+                                    metadata=meta,
+                                    confidence=confidence,
                                 )
                             )
         store.append("judgements", rows)
         expected = _recompute(store.root, "ai:m:pairwise")
         assert expected["both_orders"] > 0 and expected["comparisons"] > 0
+        assert expected["calibrated"] > 20 and expected["ece"] > 0 and expected["disagreements"]
         _assert_matches(evaluate(store, "ai:m:pairwise"), expected)
         _assert_matches(
             evaluate(store, "ai:m:pairwise", ("import",)), _recompute(store.root, "ai:m:pairwise", ("import",))
@@ -346,3 +439,100 @@ def test_a_store_without_ai_judges_is_a_one_line_error(tmp_path, capsys):
     assert ai_main(["judge-eval", "--store", str(store.root)]) == 1
     err = capsys.readouterr().err
     assert err == "prefkit judge-eval: error: no AI pairwise judgements in the store: run `prefkit judge` first\n"
+
+
+# --- the interval and calibration functions against statsmodels, sklearn and a direct loop ---------
+
+
+def test_wilson_interval_matches_statsmodels():
+    from prefkit.annotate.ai.judge_stats import wilson_interval
+
+    rng = random.Random(3)
+    cases = [(0, 1), (1, 1), (0, 40), (40, 40), (1, 2), (17, 37)] + [
+        (k, n) for n in (rng.randint(1, 500) for _ in range(200)) for k in [rng.randint(0, n)]
+    ]
+    for k, n in cases:
+        low, high = wilson_interval(k, n)
+        ref = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert (low, high) == pytest.approx(ref, abs=1e-12), (k, n)
+        assert 0.0 <= low <= k / n <= high <= 1.0
+    assert wilson_interval(0, 0) is None
+
+
+def test_kappa_interval_matches_statsmodels():
+    from prefkit.annotate.ai.judge_stats import kappa_interval
+
+    rng = random.Random(4)
+    cases = [
+        (["lo", "hi", "tie", "lo"], ["lo", "hi", "tie", "lo"]),  # perfect: zero width
+        (["lo"] * 5 + ["hi"], ["lo"] * 6),  # one rater constant
+        (["lo", "hi"], ["hi", "lo"]),  # perfect disagreement
+    ]
+    for _ in range(200):
+        n = rng.randint(2, 120)
+        a = [rng.choice("abc") for _ in range(n)]
+        b = [x if rng.random() < rng.random() else rng.choice("abc") for x in a]
+        cases.append((a, b))
+    for a, b in cases:
+        got = kappa_interval(a, b)
+        ref = _kappa_ci_reference(a, b)
+        assert got[0] == pytest.approx(cohen_kappa(a, b), abs=1e-12)
+        # 1e-7: where the variance is zero, rounding leaves ~1e-15 whose square root is ~1e-8
+        assert list(got[1:]) == pytest.approx(ref, abs=1e-7), (a, b)
+        assert got[1] <= got[0] <= got[2]
+    assert kappa_interval(["x"] * 4, ["x"] * 4) is None and _kappa_ci_reference(["x"] * 4, ["x"] * 4) is None
+    assert kappa_interval([], []) is None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["random", "all confident", "one bin", "empty bins", "edges", "one outcome", "nothing"],
+)
+def test_reliability_and_ece_match_sklearn_and_a_direct_loop(case):
+    from prefkit.annotate.ai.judge_stats import expected_calibration_error, reliability
+
+    rng = np.random.default_rng(len(case))
+    p = {
+        "random": rng.random(500),
+        "all confident": np.ones(40),
+        "one bin": rng.uniform(0.41, 0.49, 30),
+        "empty bins": np.concatenate([rng.uniform(0, 0.1, 20), rng.uniform(0.9, 1.0, 20)]),
+        "edges": np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] * 3),
+        "one outcome": rng.random(25),
+        "nothing": np.array([]),
+    }[case]
+    y = rng.random(len(p)) < p if case not in ("all confident", "one outcome") else np.arange(len(p)) % 3 == 0
+    if case == "one outcome":
+        y = np.ones(len(p), bool)
+    table = reliability(p.tolist(), y.tolist())
+    expected = _reliability_reference(p, y)  # also checks the bins against sklearn's calibration_curve
+    _assert_close(table, expected, case)
+    ece = expected_calibration_error(table)
+    _assert_close(ece, _ece_reference(expected), case)
+    if case == "all confident":  # one bin, the last: ECE = 1 − share of true outcomes
+        assert [b["count"] for b in table] == [0] * 9 + [40] and ece == pytest.approx(1 - y.mean())
+    if case == "empty bins":
+        assert [b["count"] for b in table][1:9] == [0] * 8
+    if case == "nothing":
+        assert ece is None and all(b["count"] == 0 for b in table)
+
+
+def test_reliability_refuses_a_probability_outside_0_1():
+    from prefkit.annotate.ai.judge_stats import reliability
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        reliability([0.2, 1.5], [True, False])
+
+
+def test_judge_eval_on_the_demo_store_matches_the_recomputation(capsys):
+    """The bundled demo's judge: every figure defined, and equal to the independent re-computation."""
+    demo = ROOT / "data" / "demo"
+    assert ai_main(["judge-eval", "--store", str(demo), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    expected = _recompute(demo, result["judge"])
+    _assert_matches(result, expected)
+    assert result["cohen_kappa_ci"] and result["accuracy_ci"] and result["ece"] is not None
+    assert result["calibrated"] > 30 and result["disagreements"] and result["both_orders"] > 30
+    assert ai_main(["judge-eval", "--store", str(demo)]) == 0
+    out = capsys.readouterr().out
+    assert f"expected calibration error {result['ece']:.3f}" in out and "95% CI" in out
