@@ -14,8 +14,16 @@ answers every request after 200 ms. At 64 requests in flight the best possible t
 
 Client CPU per request is this process's CPU time (user + system) over the requests sent.
 
+The batch rows (`--section batch`): 10,000 pairwise judge requests (5,000 comparisons in both orders)
+through `judge(..., batch=BatchOptions())` — request lines built, uploaded with `files.create`, one
+batch created and polled, its output downloaded, every answer into the SQLite cache, verdicts parsed,
+rows written — beside the same 10,000 requests live (`--concurrency 64`, 200 ms per answer). The
+loopback server answers a batch as soon as it is created (`--batch-delay 0`: the time a provider takes
+is not the client's), in its own process; the batch's wall time includes its answering all the lines.
+
     .venv/bin/python bench/ai.py            # about 90 s on 2 cores
     .venv/bin/python bench/ai.py --repeats 1 --requests 1000
+    .venv/bin/python bench/ai.py --section batch   # about 60 s
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from prefkit.annotate.ai.batch import BatchOptions  # noqa: E402
 from prefkit.annotate.ai.engine import EngineConfig  # noqa: E402
 from prefkit.annotate.ai.judge import JudgeOptions, judge, pairwise_tasks  # noqa: E402
 from prefkit.annotate.ai.templates import load  # noqa: E402
@@ -75,16 +84,53 @@ def make_store(folder: Path, requests: int) -> Store:
     return store
 
 
-def run_prefkit(template_store: Path, base_url: str, limit: int) -> tuple[float, float, int]:
+def run_prefkit(
+    template_store: Path, base_url: str, limit: int, batch: BatchOptions | None = None
+) -> tuple[float, float, int]:
     work = Path(tempfile.mkdtemp(prefix="prefkit-bench-"))
     shutil.copytree(template_store, work / "store")
     config = EngineConfig(model="bench", base_url=base_url, concurrency=CONCURRENCY, timeout=30, progress=False)
     cpu, start = time.process_time(), time.perf_counter()
-    report = judge(Store(work / "store"), config, JudgeOptions(mode="text", limit=limit))
+    report = judge(Store(work / "store"), config, JudgeOptions(mode="text", limit=limit, batch=batch))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     shutil.rmtree(work)
-    assert report.errors == 0, report
-    return wall, cpu, report.summary.requests
+    assert report.errors == 0 and report.written == 2 * limit, report
+    return wall, cpu, report.summary.batched or report.summary.requests
+
+
+def batch_section(requests: int, repeats: int) -> None:
+    """The batch rows: live and batch over the same `requests`, alternating, medians."""
+    proc, base_url = start_server()
+    folder = Path(tempfile.mkdtemp(prefix="prefkit-bench-batch-"))
+    results: dict[str, list[tuple[float, float, int]]] = {"live": [], "batch": []}
+    try:
+        make_store(folder / "store", requests)
+        for r in range(repeats):
+            for name in ["batch", "live"] if r % 2 == 0 else ["live", "batch"]:
+                batch = BatchOptions(poll=0.05, max_poll=0.5) if name == "batch" else None
+                results[name].append(run_prefkit(folder / "store", base_url, requests // 2, batch))
+                wall, cpu, n = results[name][-1]
+                print(
+                    f"  round {r + 1} {name:<6} {n} requests in {wall:6.2f} s, client CPU {cpu:6.2f} s", file=sys.stderr
+                )
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"\nai judge, batch vs live: {requests} requests, medians of {repeats} alternating rounds; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print("| mode | wall s | client CPU s | client CPU ms/request |")
+    print("| --- | ---: | ---: | ---: |")
+    labels = {
+        "batch": "prefkit judge --batch (build, upload, poll, download, cache, parse, Parquet)",
+        "live": f"prefkit judge, live (--concurrency {CONCURRENCY}, {LATENCY * 1000:.0f} ms per answer)",
+    }
+    for name in ("batch", "live"):
+        wall = statistics.median(w for w, _, _ in results[name])
+        cpu = statistics.median(c for _, c, _ in results[name])
+        print(f"| {labels[name]} | {wall:.1f} | {cpu:.1f} | {1000 * cpu / requests:.2f} |")
 
 
 def bodies(store: Store, limit: int) -> list[dict]:
@@ -121,7 +167,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--section", choices=["all", "live", "batch"], default="all")
+    parser.add_argument("--batch-requests", type=int, default=10_000)
+    parser.add_argument("--batch-repeats", type=int, default=2)
     args = parser.parse_args()
+    if args.section in ("all", "live"):
+        live_section(args)
+    if args.section in ("all", "batch"):
+        batch_section(args.batch_requests, args.batch_repeats)
+
+
+def live_section(args: argparse.Namespace) -> None:
     limit = args.requests // 2
     proc, base_url = start_server()
     folder = Path(tempfile.mkdtemp(prefix="prefkit-bench-template-"))

@@ -270,8 +270,8 @@ class OpenAIBatches:
     """The Batch API of OpenAI and of OpenAI-compatible servers: input files via `/v1/files`, batches
     via `/v1/batches`, through the official client (with its own retries for these few calls)."""
 
-    def __init__(self, client: Any, where: str, window: str = "24h"):
-        self.client, self.where, self.window = client, where, window
+    def __init__(self, client: Any, where: str, window: str = "24h", scrub: Any = str):
+        self.client, self.where, self.window, self.scrub = client, where, window, scrub
 
     async def _call(self, what: str, call: Any) -> Any:
         import openai
@@ -284,11 +284,11 @@ class OpenAIBatches:
                     f"{self.where} has no Batch API (HTTP 404 on {'/v1/files' if what == 'upload' else '/v1/batches'}): "
                     "run without --batch to send the requests live"
                 ) from None
-            raise AIError(f"batch {what}: HTTP 404: {_message(exc)}") from None
+            raise AIError(self.scrub(f"batch {what}: HTTP 404: {_message(exc)}")) from None
         except openai.APIStatusError as exc:
-            raise AIError(f"batch {what}: HTTP {exc.status_code}: {_message(exc)}") from None
+            raise AIError(self.scrub(f"batch {what}: HTTP {exc.status_code}: {_message(exc)}")) from None
         except openai.APIConnectionError as exc:
-            raise AIError(f"batch {what}: cannot reach {self.where}: {exc.__cause__ or exc}") from None
+            raise AIError(self.scrub(f"batch {what}: cannot reach {self.where}: {exc.__cause__ or exc}")) from None
 
     async def upload(self, name: str, data: bytes) -> str:
         found = await self._call(
@@ -387,7 +387,7 @@ class BatchEngine(Engine):
                     http_client=make_http_client(DOWNLOAD_BYTES, lean=False),
                 )
             where = redact_url(self.config.base_url or "https://api.openai.com/v1")
-            self.api = OpenAIBatches(client, where, self.options.window)
+            self.api = OpenAIBatches(client, where, self.options.window, self._said)
         return self.api
 
     async def close(self) -> None:
@@ -630,11 +630,11 @@ class BatchEngine(Engine):
             )
 
     def settle(self) -> None:
-        """After the rows are written: the failures handed out are on record; the job is finished unless it
-        stopped early (budget, --no-wait)."""
+        """After the rows are written: the failures handed out are on record (the next run asks again); the
+        job is finished unless --no-wait left its batches to `prefkit batches resume`."""
         self.book.report(self.handed)
-        if not self.summary.stopped:
-            self.book.finish(self.job)
+        if self.job and self.summary.stopped != "submitted":
+            self.book.finish(self.job)  # stopped by --max-cost: nothing waits; a re-run with more budget goes on
 
 
 def _result(line: dict[str, Any], errors: bool) -> tuple[str | None, str]:

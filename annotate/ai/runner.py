@@ -102,7 +102,8 @@ def run_job(
             engine = Engine(config, cache, client=client)
         else:
             engine = BatchEngine(config, cache, batch, client=client)
-            engine.job = engine.book.job(batch.command or job.command, batch.argv)
+            if not dry_run:  # recorded for `prefkit batches resume`, which a dry run leaves nothing to
+                engine.job = engine.book.job(batch.command or job.command, batch.argv)
         return asyncio.run(_run(store, engine, cache, job, dry_run))
     finally:
         cache.close()

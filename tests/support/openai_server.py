@@ -656,8 +656,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--faults", type=float, default=0.0)
     parser.add_argument("--content", default="A\nResponse A answers the question.")
+    parser.add_argument("--batch-delay", type=float, default=0.0, help="seconds from a batch's creation to its end")
     args = parser.parse_args(argv)
-    server = OpenAIServer(lambda request: args.content, latency=args.latency, faults=args.faults, keep_bodies=False)
+    server = OpenAIServer(
+        lambda request: args.content,
+        latency=args.latency,
+        faults=args.faults,
+        keep_bodies=False,
+        batch_delay=args.batch_delay,
+    )
 
     async def run() -> None:
         await server.serve(args.port)
