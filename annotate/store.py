@@ -29,7 +29,8 @@ A store may also be `s3://bucket/prefix` on S3 or an S3-compatible service (`pre
   auto-install and auto-load off, so nothing is ever downloaded at run time;
 - what must live on a local disk (the AI request cache, AI run logs, the app's SQLite queue, and
   curations) goes into `Store.state_dir`, one private folder per remote store on this machine.
-`hf://` and `https://` stores are read-only, read through fsspec filesystems as well.
+`hf://` and `https://` stores are read-only, read through DuckDB's httpfs extension when it is
+installed already (auto-install is off for them too).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class Store:
         self.root = None if self.remote else Path(text)
         self.fs = None  # the s3fs filesystem of an s3:// store
         if _S3.match(text):
-            self._open_s3()
+            self._open_s3(text)
         if self.root is not None:
             if self.root.exists() and not self.root.is_dir():
                 raise StoreError(f"{self.root} is a file, not a store folder: pass --store a folder (new or existing)")
@@ -187,9 +188,9 @@ class Store:
                 raise StoreError(f"no store at {self.root}: run `prefkit import` to create one, or pass --store")
             self.remove_stray_temporaries()
 
-    def _open_s3(self) -> None:
-        self.url = "s3://" + self.url.split("://", 1)[1]  # s3a:// names the same objects
-        self.bucket, self.prefix = objects.split_url(self.url)
+    def _open_s3(self, text: str) -> None:
+        self.bucket, self.prefix = objects.split_url(text)  # s3a:// names the same objects
+        self.url = "/".join(["s3:/", self.bucket, self.prefix]).rstrip("/")
         if not self.bucket:
             raise StoreError(f"{self.url}: name a bucket, as in --store s3://BUCKET/PREFIX")
         try:
@@ -496,7 +497,7 @@ class Store:
         con = con or duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         if self.remote:
-            self._remote_filesystem(con)
+            return self._connect_http(con)
         for table in TABLES:
             good = [p for p in self.root.glob(f"{table}/*/*.parquet") if p not in bad] if bad else None
             if self.is_empty(table) or good == []:
@@ -505,6 +506,24 @@ class Store:
                 self._views(con, table, [glob_escape(str(p)) for p in good])
             else:
                 self._views(con, table, self.glob(table))
+        return con
+
+    def _connect_http(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """hf:// and https:// stores, through DuckDB's httpfs extension if it is installed on this
+        machine already: auto-install is off, so it is never downloaded at run time."""
+        con.execute("SET autoinstall_known_extensions = false")
+        try:
+            for table in TABLES:
+                self._views(con, table, self.glob(table))
+        except duckdb.Error as exc:
+            if "httpfs" not in str(exc):
+                raise
+            protocol = self.url.split("://", 1)[0]
+            raise StoreError(
+                f"{self.url}: reading {protocol}:// stores needs DuckDB's httpfs extension, which prefkit "
+                "never downloads: install it once where the network allows (INSTALL httpfs), or copy "
+                "the store to a local folder or an s3:// bucket"
+            ) from None
         return con
 
     def _connect_s3(self, con: duckdb.DuckDBPyConnection | None, skip_unreadable: bool) -> duckdb.DuckDBPyConnection:
@@ -520,17 +539,6 @@ class Store:
             parts = [glob_escape(e.url) for e in listed[table] if e.url not in bad]
             self._views(con, table, parts or None)
         return con
-
-    def _remote_filesystem(self, con: duckdb.DuckDBPyConnection) -> None:
-        """hf:// and https:// stores: read through fsspec, never by downloading DuckDB's httpfs."""
-        protocol = self.url.split("://", 1)[0]
-        try:
-            import fsspec
-
-            fs = fsspec.filesystem("hf" if protocol == "hf" else protocol)
-        except (ImportError, ValueError) as exc:
-            raise StoreError(f"{self.url}: cannot read {protocol}:// stores here ({exc})") from None
-        _offline(con, fs)
 
     @staticmethod
     def _views(con: duckdb.DuckDBPyConnection, table: str, source: list[str] | str | None) -> None:

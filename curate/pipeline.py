@@ -27,7 +27,7 @@ from prefkit import files
 
 
 class CurateError(ValueError):
-    """A curation that cannot run as asked (bad name, remote store without an output folder)."""
+    """A curation that cannot run as asked (a bad name, an output folder that cannot be made)."""
 
 
 @dataclass
@@ -59,16 +59,15 @@ def curate(
 ) -> CurationResult:
     """Run `recipe` (a Recipe, a recipe file, or None for the bundled default) over `store` and write
     the curation `name` (default: the recipe's name) to `<out_root>/curated/NAME/`; `out_root` defaults
-    to the store's own folder and must be given for a remote (read-only) store."""
+    to the store's own folder, for a remote store (s3://, hf://) to its local `state_dir`."""
     store = store if isinstance(store, Store) else Store(store, create=False)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     name = name or recipe.name
     problem = name_problem(name)
     if problem:
         raise CurateError(problem)
-    if out_root is None and store.root is None:
-        raise CurateError(f"{store.url} is a remote store: give an output folder (--out-dir) for the curation")
-    out_root = Path(out_root) if out_root is not None else store.root
+    # A remote store's curations go to its local state folder: training reads them from a local disk.
+    out_root = Path(out_root) if out_root is not None else store.state_dir
     final = curated_dir(out_root, name)
     _check_folder(final.parent)
     started = time.perf_counter()

@@ -60,9 +60,10 @@ def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
 
 
 def open_cache(store: Store, shard: tuple[int, int] | None) -> Cache:
-    if store.root is None:
-        raise AIError(f"{store.url} is read-only: AI jobs write to a local store")
-    return Cache(cache_dir(store.root), f"shard-{shard[0]}-of-{shard[1]}" if shard else "cache")
+    if not store.writable:
+        raise AIError(f"{store.url} is read-only: AI jobs write to a local or an s3:// store")
+    # SQLite needs a local disk: a remote store's cache lives in its local state folder.
+    return Cache(cache_dir(store.state_dir), f"shard-{shard[0]}-of-{shard[1]}" if shard else "cache")
 
 
 # -- capabilities -------------------------------------------------------------------------------
@@ -204,9 +205,10 @@ def existing(store: Store, sql: str, params: list | None = None) -> set[str]:
 
 
 def write_run_log(store: Store, command: str, config: EngineConfig, summary: RunSummary, extra: dict) -> Path:
-    """`<store>/ai/runs/<time>-<command>.json`: the final config beside the output (the key's variable
-    name, never the key), what the run did, and every failure with its reason."""
-    folder = Path(store.root) / "ai" / "runs"
+    """`<store>/ai/runs/<time>-<command>.json` (a remote store: under its `state_dir`): the final config
+    beside the output (the key's variable name, never the key), what the run did, and every failure
+    with its reason."""
+    folder = Path(store.state_dir) / "ai" / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{command}-{content_hash(time.time_ns())[:6]}.json"
     record = {"command": command, "config": config.public(), "summary": asdict(summary), **extra}

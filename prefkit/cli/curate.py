@@ -54,6 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir",
         default=None,
-        help="write to OUT_DIR/curated/NAME instead of inside the store "
-        "(needed for a remote store such as s3:// or hf://)",
+        help="write to OUT_DIR/curated/NAME instead of inside the store (for a remote store such as "
+        "s3:// or hf://, the default is its local state folder: see docs/scaling.md)",
     )

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from prefkit.annotate.store import StoreError
 from prefkit.cli import add_command, add_store_option, store_path
 from prefkit.export.errors import ExportError
 
-ERRORS = (ExportError,)
+ERRORS = (ExportError, StoreError)
+
+
+def curations_root(path: str) -> str:
+    """Where `prefkit curate` put the store's curations: the store folder, or for a remote store
+    (s3://, hf://) its local state folder (`Store.state_dir`)."""
+    from prefkit.annotate.store import Store
+
+    return str(Store(path, create=False).state_dir) if "://" in path else path
+
 
 DOC = """\
 Export a curation as Hugging Face datasets in TRL's column names, with a dataset card.
@@ -64,7 +74,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.dry_run and not args.push_to_hub:
         raise ExportError("--dry-run applies to --push-to-hub; add --push-to-hub REPO")
     result = export_curated(
-        store_path(args),
+        curations_root(store_path(args)),
         args.name,
         args.to,
         formats=args.format or "all",

@@ -277,6 +277,27 @@ def test_an_offline_machine_reads_and_writes(url, tmp_path):
     assert not (tmp_path / "home" / ".duckdb").exists()
 
 
+def test_an_https_store_never_downloads_httpfs(tmp_path, monkeypatch):
+    """Served by a local web server, read with a fresh HOME (no DuckDB extensions installed): the read
+    fails with one line that says what to do, and nothing was downloaded into HOME."""
+    import functools
+    import http.server
+    import threading
+
+    Store(tmp_path / "site" / "store").append("prompts", [prompt()])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    try:
+        with pytest.raises(StoreError, match="needs DuckDB's httpfs extension, which prefkit never downloads"):
+            Store(f"http://127.0.0.1:{server.server_port}/store").count("prompts")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (tmp_path / "home").exists()
+
+
 def test_hf_and_https_stores_stay_read_only(tmp_path):
     for remote in ("hf://datasets/someone/store", "https://example.com/store"):
         store = Store(remote)
