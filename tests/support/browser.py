@@ -41,13 +41,18 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextmanager
-def serve_app(store: Path, project: Path | None = None) -> Iterator[str]:
-    """`prefkit app` on a free port, as a user starts it; yields its URL and stops it afterwards."""
+def serve_app(
+    store: Path | None, project: Path | None = None, extra: tuple[str, ...] = (), cwd: Path = ROOT
+) -> Iterator[str]:
+    """`prefkit app` on a free port, as a user starts it (no store: pass `--demo` in `extra`), run in
+    `cwd`; yields its URL and stops it afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", str(store), "--port", str(port)]
+    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--port", str(port), *extra]
+    if store:
+        cmd += ["--store", str(store)]
     if project:
         cmd += ["--project", str(project)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
         yield f"http://127.0.0.1:{port}"
