@@ -17,12 +17,26 @@ from prefkit.annotate.app.project import MIN_ROUNDS, hash_password
 from prefkit.annotate.contract import Prompt, Response
 from prefkit.annotate.store import Store
 
-from tests.support.browser import chromium, current_item, log_in, press_until, serve_app, until, wait_next_item
+from tests.support.browser import (
+    ITEM_JS,
+    chromium,
+    current_item,
+    log_in,
+    press_until,
+    serve_app,
+    until,
+    wait_next_item,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one Chromium session, ~45 s on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
 XSS = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
 PASSWORD = "correct horse"
+# True while Streamlit reruns the script (its status widget shows) or still shows elements of the
+# previous run (marked data-stale="true").
+BUSY_JS = (
+    "() => !!document.querySelector('[data-testid=stStatusWidget]') || !!document.querySelector('[data-stale=true]')"
+)
 
 
 def _texts(i: int, n: int) -> list[str]:
@@ -104,15 +118,35 @@ def browser():
         yield b
 
 
-def _response_ids(page, store: Store, letters: str) -> list[str]:
-    """The ids of the responses shown under A, B, … (read off the page and looked up by text)."""
-    by_text = {r["content"].split(":")[0]: r["response_id"] for r in store.read("responses").to_pylist()}
+def _read_ids(page, by_text: dict[str, str], letters: str) -> list[str]:
     ids = []
     for letter in letters:
-        text = page.locator(f".st-key-response-{letter}").inner_text().strip()
+        text = page.locator(f".st-key-response-{letter}").first.inner_text(timeout=5_000).strip()
         label = next(line for line in text.splitlines() if line.startswith("Reply "))
         ids.append(by_text[label.split(":")[0]])
     return ids
+
+
+def _response_ids(page, store: Store, letters: str, tries: int = 40) -> list[str]:
+    """The ids of the responses shown under A, B, … (read off the page and looked up by text), once
+    the shown item has settled: under load the page may still be rerunning onto the next item, its
+    old responses still on screen (or half replaced). So the item key and the ids must read the
+    same twice in a row, 300 ms apart, with no rerun in progress and no stale element shown."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    by_text = {r["content"].split(":")[0]: r["response_id"] for r in store.read("responses").to_pylist()}
+    last = None
+    for _ in range(tries):
+        try:
+            busy = page.evaluate(BUSY_JS)
+            seen = (page.evaluate(ITEM_JS), _read_ids(page, by_text, letters), page.evaluate(ITEM_JS))
+        except (PlaywrightError, StopIteration, KeyError):  # an element swapped out while read
+            busy, seen = True, None
+        if not busy and seen is not None and seen[0] == seen[2] and seen == last:
+            return seen[1]
+        last = None if busy else seen
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the responses shown never settled (last read: {last})")
 
 
 def _pick(page, key_part: str, text: str) -> None:
