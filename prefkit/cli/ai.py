@@ -320,10 +320,13 @@ def _revise_flags(p: argparse.ArgumentParser) -> None:
 def cmd_judge_eval(args: argparse.Namespace) -> int:
     """Measure an AI judge against the people who judged the same pairs.
 
-    Reports agreement with the human majority (accuracy and Cohen's kappa), position consistency
-    (the same verdict in both orders), which position wins when it is not, and length bias (how
-    often the longer response wins, for the judge and for people). Judge the human-labelled pairs
-    first with `prefkit judge --pairs judged`.
+    Reports agreement with the human majority (accuracy and Cohen's kappa, with 95% intervals, and
+    the confusion matrix), position consistency (the same verdict in both orders), which position
+    wins when it is not, length bias (how often the longer response wins, for the judge and for
+    people), and calibration: the expected calibration error of the judge's logprob confidence
+    against people's choices (10 equal-width bins, weighted by count). --json adds the reliability
+    bins and the disagreeing pairs. Judge the human-labelled pairs first with
+    `prefkit judge --pairs judged`.
 
     Example:
       prefkit import ../shared/data/pandalm/testset-v1.json
