@@ -687,16 +687,25 @@ def cache_files(store: Any) -> list[Cache]:
 
 def cancel(cache: Cache, config: EngineConfig, batch_ids: list[str], client: Any = None) -> list[dict[str, Any]]:
     """Ask the provider to cancel these batches; their records take the status it gives back."""
+    return _each(cache, config, batch_ids, "cancel", client)
 
+
+def refresh(cache: Cache, config: EngineConfig, batch_ids: list[str], client: Any = None) -> list[dict[str, Any]]:
+    """The provider's status and counts of these batches, recorded (what `prefkit batches --refresh` shows)."""
+    return _each(cache, config, batch_ids, "retrieve", client)
+
+
+def _each(cache: Cache, config: EngineConfig, batch_ids: list[str], call: str, client: Any) -> list[dict[str, Any]]:
     async def run() -> list[dict[str, Any]]:
         engine = BatchEngine(config, cache, BatchOptions(), client=client)
         out = []
         async with engine.session():
             try:
                 for batch_id in batch_ids:
-                    found = await engine.batches().cancel(batch_id)
+                    found = await getattr(engine.batches(), call)(batch_id)
                     engine.book.db.execute(
-                        "UPDATE batch_files SET status = ? WHERE batch_id = ?", (found["status"], batch_id)
+                        "UPDATE batch_files SET status = ?, counts = ? WHERE batch_id = ? AND collected_at IS NULL",
+                        (found["status"], json.dumps(found.get("request_counts") or {}), batch_id),
                     )
                     out.append(found)
             finally:

@@ -348,15 +348,15 @@ def cmd_judge_eval(args: argparse.Namespace) -> int:
 def cmd_batches(args: argparse.Namespace) -> int:
     """List, resume or cancel the store's batches (AI jobs run with --batch).
 
-    list (the default): each batch with its status and request counts as last seen, and the
-    command that made it. resume: run each unfinished batch job again: it waits for its batches,
+    list (the default): each batch with its status and request counts as last seen (--refresh:
+    as the provider says now), and the command that made it. resume: run each unfinished batch job again: it waits for its batches,
     puts their answers into the request cache and writes the rows, and creates no second batch
     for requests that have one. cancel: ask the provider to cancel the unfinished batches (or
     those named by --id); a later resume writes what they answered, and error rows for the rest.
 
     Example:
       prefkit judge --model gpt-4o-mini --batch --no-wait
-      prefkit batches
+      prefkit batches --refresh
       prefkit batches resume
       prefkit batches cancel --id batch_abc123"""
     import json
@@ -367,6 +367,10 @@ def cmd_batches(args: argparse.Namespace) -> int:
     caches = batch.cache_files(store)
     try:
         found = [(cache, record) for cache in caches for record in batch.records(cache)]
+        if args.action == "list" and args.refresh:
+            for cache, r in _unfinished(args, found):
+                batch.refresh(cache, _job_config(args, r["argv"]), [r["batch_id"]])
+            found = [(cache, record) for cache in caches for record in batch.records(cache)]
         if args.action == "list":
             if not found:
                 print("no batches in this store")
@@ -401,10 +405,14 @@ def cmd_batches(args: argparse.Namespace) -> int:
     return status
 
 
-def _cancel(args: argparse.Namespace, found) -> int:
+def _unfinished(args: argparse.Namespace, found) -> list:
+    """(cache, record) of the batches still running at the provider (those named by --id, if any)."""
     from prefkit.annotate.ai import batch
 
-    chosen = [
+    unknown = set(args.id or []) - {r["batch_id"] for _, r in found}
+    if unknown:
+        raise AIError(f"no batch {sorted(unknown)[0]} in this store (`prefkit batches` lists them)")
+    return [
         (cache, r)
         for cache, r in found
         if r["batch_id"]
@@ -412,20 +420,27 @@ def _cancel(args: argparse.Namespace, found) -> int:
         and r["status"] not in batch.TERMINAL
         and (not args.id or r["batch_id"] in args.id)
     ]
-    unknown = set(args.id or []) - {r["batch_id"] for _, r in found}
-    if unknown:
-        raise AIError(f"no batch {sorted(unknown)[0]} in this store (`prefkit batches` lists them)")
+
+
+def _job_config(args: argparse.Namespace, argv: list[str]) -> EngineConfig:
+    """The server settings a batch job was started with (--base-url given here wins)."""
+    parser = argparse.ArgumentParser(prog="prefkit")
+    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
+    config = _config(parser.parse_args([*argv, "--store", store_path(args)]))
+    if args.base_url:
+        config.base_url = args.base_url
+    return config
+
+
+def _cancel(args: argparse.Namespace, found) -> int:
+    from prefkit.annotate.ai import batch
+
+    chosen = _unfinished(args, found)
     if not chosen:
         print("no unfinished batch to cancel")
         return 0
-    parser = argparse.ArgumentParser(prog="prefkit")
-    register(parser.add_subparsers(title="commands", metavar="COMMAND"))
     for cache, r in chosen:
-        job_args = parser.parse_args([*r["argv"], "--store", str(args.store or store_path(args))])
-        config = _config(job_args)
-        if args.base_url:
-            config.base_url = args.base_url
-        for answer in batch.cancel(cache, config, [r["batch_id"]]):
+        for answer in batch.cancel(cache, _job_config(args, r["argv"]), [r["batch_id"]]):
             print(f"{answer['id']}: {answer['status']}")
     return 0
 
@@ -479,7 +494,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "batches", cmd_batches)
     add_store_option(p)
     p.add_argument("action", nargs="?", choices=["list", "resume", "cancel"], default="list")
-    p.add_argument("--id", action="append", metavar="BATCH_ID", help="cancel: only this batch (repeatable)")
+    p.add_argument("--id", action="append", metavar="BATCH_ID", help="cancel, --refresh: only this batch (repeatable)")
+    p.add_argument("--refresh", action="store_true", help="list: ask the provider for the status and counts first")
     p.add_argument("--base-url", help="resume, cancel: the server, if it differs from the recorded one (a password)")
     p.add_argument("--no-progress", action="store_true", help="resume: no progress bars")
 

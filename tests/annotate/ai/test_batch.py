@@ -108,6 +108,8 @@ def key(monkeypatch):
 JOBS = {
     "judge": ["judge", "--mode", "text"],
     "rubric": ["judge", "--method", "rubric", "--template", "self_rewarding", "--samples", "2", "--temperature", "0.7"],
+    "ranking": ["judge", "--method", "ranking", "--mode", "text"],
+    "listwise": ["judge", "--method", "listwise", "--mode", "text", "--samples", "2"],
     "generate": ["generate", "-n", "2"],
     "critique": ["critique", "--rounds", "2", "--limit", "3"],
     "clair": ["revise", "--clair", "--verify", "--limit", "4"],
@@ -271,6 +273,9 @@ def test_no_wait_then_batches_list_and_resume(tmp_path, capsys):
         listing = capsys.readouterr().out
         batch_id = next(iter(server.batch_api.batches))
         assert batch_id in listing and "validating" in listing and "prefkit judge" in listing
+        assert main(["batches", "--store", str(store.root), "--refresh"]) == 0
+        listing = capsys.readouterr().out
+        assert f"{batch_id}  in_progress  " in listing or f"{batch_id}  completed  18 done" in listing
         assert main(["batches", "resume", "--store", str(store.root), "--no-progress"]) == 0
         out = capsys.readouterr().out
         assert "resuming: prefkit judge" in out and "rows written" in out
