@@ -234,3 +234,31 @@ def test_training_runs_overlay_the_runs_and_link_disputed_pairs_to_review(demo, 
     n = int(review.split(" items to settle")[0].split()[-1])
     assert 1 <= n <= disputed  # every pair it scored below 0 goes against the people's majority
     _finish(page, problems, tmp_path, "review-disputed")
+
+
+def _judges(store: Path) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-m", "prefkit.cli", "judge-eval", "--json", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_the_judge_page_draws_its_confusion_matrix_and_reliability_diagram(demo, tmp_path):
+    url, browser, _, store = demo
+    judge = next(r for r in _judges(store) if r["judge"] != f"ai:{RUN}:implicit-reward" and r["reliability"])
+    page, problems = _open(browser, url, "AI judges")
+    if page.locator(".st-key-judge_pick").count():  # several AI annotators: pick the demo's judge
+        page.locator(".st-key-judge_pick").click()
+        page.get_by_role("option", name=judge["judge"]).click()
+        page.locator("[data-testid=stCode]").filter(has_text=judge["judge"]).wait_for(timeout=30_000)
+        _settle(page)
+    confusion = _drawn(page, "judge-confusion")
+    assert confusion.get("mark-rect") == 9, confusion  # judge × human majority over A, B, tie
+    reliability = _drawn(page, "judge-reliability")
+    bins = sum(1 for b in judge["reliability"] if b["count"])
+    assert reliability.get("mark-circle", reliability.get("mark-symbol", 0)) >= bins > 0, reliability
+    assert sum(_drawn(page, "judge-bias").values()) > 0
+    _finish(page, problems, tmp_path, "judge")
