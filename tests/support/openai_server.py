@@ -406,7 +406,8 @@ class BatchAPI:
     output), `expired` or `cancelled` (only the first half of its lines answered); `error_lines(line)`
     True sends that line to the error file. A batch whose input has a bad line or a repeated custom_id
     fails validation as on OpenAI. `create_delay` holds the answer to a create *after* the batch exists
-    (a client killed meanwhile has created a batch it never heard of). `enabled=False`: every route 404s.
+    (a client killed meanwhile has created a batch it never heard of). `enabled=False`: every route 404s;
+    `"files"`: only `/v1/batches` does.
     `log` holds the custom_ids each batch was created with, by batch id; `repeated()` those in two.
     """
 
@@ -434,7 +435,7 @@ class BatchAPI:
     async def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes):
         route, _, query = path.partition("?")
         parts = [p for p in route.split("/") if p and p != "v1"]
-        if not self.enabled:
+        if not self.enabled or (self.enabled == "files" and parts[:1] == ["batches"]):
             return 404, {}, _error(f"no route {method} {route}", "not_found")
         params = dict(item.partition("=")[::2] for item in query.split("&") if item)
         with self.lock:

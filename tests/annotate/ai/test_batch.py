@@ -304,13 +304,17 @@ def test_cancel_then_resume_writes_error_rows(tmp_path, capsys):
     assert found == (9 - 9 // 2, 9)
 
 
-def test_server_without_batch_api_says_so(tmp_path, capsys):
+@pytest.mark.parametrize("missing, route", [(False, "/v1/files"), ("files", "/v1/batches")])
+def test_server_without_batch_api_says_so(tmp_path, capsys, missing, route):
     store = new_store(tmp_path / "s")
-    with OpenAIServer(answer, batches=False) as server:
+    with OpenAIServer(answer, batches=missing) as server:
         assert run(store.root, server, "judge", "--mode", "text", "--batch") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "has no Batch API (HTTP 404 on /v1/files)" in err[0] and "without --batch" in err[0]
+    assert f"has no Batch API (HTTP 404 on {route})" in err[0] and "without --batch" in err[0]
+    con = store.connect()
+    assert con.execute("SELECT count(*) FROM judgements").fetchone()[0] == 0, "nothing written"
+    con.close()
 
 
 def test_flags_that_need_batch(tmp_path, capsys):
