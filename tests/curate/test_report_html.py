@@ -181,3 +181,43 @@ def test_bin_counts_match_numpy(seed):
     np.testing.assert_allclose(h["edges"], edges, atol=1e-6)
     on_edges = report.bin_counts(edges.tolist(), edges.tolist())
     assert on_edges == np.histogram(edges, bins=edges)[0].tolist()
+
+
+@pytest.mark.browser
+def test_report_opens_offline_in_chromium_with_its_charts_drawn(demo, tmp_path):
+    """Opened from file:// in Debian's headless Chromium: no request leaves the file (every request is
+    recorded, and refused unless it is the report itself), and the funnel and the margin and agreement
+    histograms are on screen with their bars drawn at the sizes of their numbers."""
+    from tests.support.browser import chromium
+
+    report = demo.report_html.resolve().as_uri()
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        requests: list[str] = []
+
+        def record(route):
+            requests.append(route.request.url)
+            (route.continue_() if route.request.url == report else route.abort())
+
+        context.route("**/*", record)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(report)
+        page.wait_for_load_state("load")
+        for chart in ("funnel-pairs", "margin", "agreement"):
+            svg = page.locator(f"svg[data-chart={chart}]")
+            svg.scroll_into_view_if_needed()
+            assert svg.is_visible(), chart
+            bars = svg.locator("[data-value]")
+            sizes = bars.evaluate_all(
+                "els => els.map(e => { const b = e.getBoundingClientRect();"
+                " return [Number(e.getAttribute('data-value')), b.width, b.height]; })"
+            )
+            assert any(v > 0 for v, _, _ in sizes), chart
+            for value, width, height in sizes:  # a bar with rows is drawn; larger numbers are not hidden
+                assert (width > 0 and height > 0) or value == 0, (chart, value, width, height)
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        context.close()
+    assert requests == [report]
+    assert errors == []
