@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,8 +56,21 @@ def state_key(url: str) -> str:
     return f"{safe}-{digest}"
 
 
+_FILESYSTEMS: dict[tuple[str | None, ...], Any] = {}
+
+
 def filesystem() -> Any:
-    """A fresh s3fs filesystem from the environment (no listing cache: other writers add parts)."""
+    """An s3fs filesystem for the environment's settings (no listing cache: other writers add parts).
+    One per process and setting: making one (a botocore session, credentials) costs far more than a
+    request, and the app opens the store on every page."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_MAX_ATTEMPTS")
+    key = (str(os.getpid()), endpoint(), region(), *(os.environ.get(n) for n in names))  # not across a fork
+    if key not in _FILESYSTEMS:
+        _FILESYSTEMS[key] = _new_filesystem()
+    return _FILESYSTEMS[key]
+
+
+def _new_filesystem() -> Any:
     import s3fs
 
     config: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 60}
@@ -124,6 +138,60 @@ def schema_of(data: bytes, deep: bool) -> pa.Schema:
     if deep:
         pq.read_table(pa.BufferReader(data))
     return pq.read_schema(pa.BufferReader(data))
+
+
+class PartCache:
+    """Small parts already fetched and parsed, by (URL, size, ETag): an object under one key and
+    ETag never changes, so a long-running reader (the app) fetches each small part once. Least
+    recently used parts go first once `budget` bytes of Arrow data are held."""
+
+    def __init__(self, budget: int = 256 << 20):
+        self.budget = budget
+        self.held = 0
+        self.tables: OrderedDict[tuple[str, int, str], pa.Table] = OrderedDict()
+
+    def get(self, key: tuple[str, int, str]) -> pa.Table | None:
+        table = self.tables.get(key)
+        if table is not None:
+            self.tables.move_to_end(key)
+        return table
+
+    def put(self, key: tuple[str, int, str], table: pa.Table) -> None:
+        if key not in self.tables:
+            self.tables[key] = table
+            self.held += table.nbytes
+        while self.held > self.budget and len(self.tables) > 1:
+            _, old = self.tables.popitem(last=False)
+            self.held -= old.nbytes
+
+
+def fetch_many(fs: Any, paths: list[str]) -> dict[str, bytes | BaseException]:
+    """Every object in `paths`, fetched concurrently (s3fs runs the GETs together on its event loop);
+    a failed one maps to its exception."""
+    if not paths:
+        return {}
+    # cat_ranges, not cat: cat expands glob characters in the keys (a prefix `g[1]`)
+    return dict(zip(paths, fs.cat_ranges(paths, None, None, on_error="return"), strict=True))
+
+
+def delete(fs: Any, paths: list[str]) -> None:
+    """Delete objects by exact key (one DeleteObjects request per 1000). Not `fs.rm`: it expands
+    glob characters, so a part under the prefix `g[1]` would be missed (or one under `g1` hit)."""
+    for start in range(0, len(paths), 1000):
+        chunk = paths[start : start + 1000]
+        bucket = chunk[0].split("/", 1)[0]
+        keys = [{"Key": p.split("/", 1)[1]} for p in chunk]
+        answer = fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise OSError(f"cannot delete {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}")
+
+
+def copy(fs: Any, source: str, target: str) -> None:
+    """Copy one object by exact key, on the server."""
+    bucket, key = target.split("/", 1)
+    src_bucket, src_key = source.split("/", 1)
+    fs.call_s3("copy_object", Bucket=bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key})
 
 
 def explain(exc: BaseException, url: str) -> str | None:

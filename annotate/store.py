@@ -138,6 +138,7 @@ def _kind(type_: pa.DataType) -> object:
 
 
 _CHECKED: dict[tuple[str, int, int | str], str | None] = {}  # (path, size, mtime_ns or ETag) → problem
+_PARTS = objects.PartCache()  # small S3 parts read in this process
 
 
 def part_problem(path: Path, table: str, *, deep: bool = False) -> str | None:
@@ -459,8 +460,8 @@ class Store:
         with self._s3():
             if self.fs.exists(target):
                 target = f"{target}.{time.time_ns()}"
-            self.fs.copy(source, target)
-            self.fs.rm(source)
+            objects.copy(self.fs, source, target)
+            objects.delete(self.fs, [source])
         return url, f"s3://{target}"
 
     def part_files(self, table: str) -> list[Path] | list[str]:
@@ -527,8 +528,21 @@ class Store:
         return con
 
     def _connect_s3(self, con: duckdb.DuckDBPyConnection | None, skip_unreadable: bool) -> duckdb.DuckDBPyConnection:
-        listed = {table: self._objects(table) for table in TABLES}
-        found = [p for table in TABLES for p in self._object_problems(table, listed[table], deep=False)]
+        """Small parts (most: the app writes one per answer) are fetched together, parsed once per
+        process (`objects.PartCache`) and handed to DuckDB as Arrow; large ones (compacted) DuckDB
+        streams through s3fs. A part compaction deleted between the listing and the fetch makes the
+        whole listing start again, so a reader never misses rows that moved into a merged object."""
+        for attempt in range(5):
+            listed = {table: self._objects(table) for table in TABLES}
+            try:
+                loaded = {table: self._load_small(table, listed[table]) for table in TABLES}
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise StoreError(f"{self.url}: parts keep vanishing while being read; try again") from None
+        found = [p for table in TABLES for p in loaded[table][1]]
+        large = {t: [e for e in listed[t] if e.size > objects.SMALL_PART] for t in TABLES}
+        found += [p for t in TABLES for p in self._object_problems(t, large[t], deep=False)]
         if not skip_unreadable:
             self._raise_problems(found=found)
         bad = {p.path for p in found}
@@ -536,23 +550,84 @@ class Store:
         con.execute("SET TimeZone = 'UTC'")
         _offline(con, self.fs)
         for table in TABLES:
-            parts = [glob_escape(e.url) for e in listed[table] if e.url not in bad]
-            self._views(con, table, parts or None)
+            sql = self._s3_source(con, table, loaded[table][0], [e for e in large[table] if e.url not in bad])
+            self._define_views(con, table, sql)
         return con
 
+    def _load_small(self, table: str, entries: list[objects.Entry]) -> tuple[list[pa.Table], list[Problem]]:
+        """The small parts of `entries` as Arrow tables (from the cache, else fetched in one
+        concurrent round), and the problems of those that are not `table` parts. Raises
+        FileNotFoundError when a listed part is gone."""
+        small = [e for e in entries if e.size <= objects.SMALL_PART]
+        keys = {e.url: (e.url, e.size, e.etag) for e in small}
+        missing = [e for e in small if _PARTS.get(keys[e.url]) is None and not _CHECKED.get(keys[e.url])]
+        with self._s3():
+            fetched = objects.fetch_many(self.fs, [e.path for e in missing])
+        for e in missing:
+            body = fetched.get(e.path)
+            if isinstance(body, FileNotFoundError):
+                raise body  # deleted since the listing (a compaction): the caller lists again
+            if isinstance(body, BaseException):
+                with self._s3():
+                    raise body
+            key = keys[e.url]
+            try:
+                arrow = pq.read_table(pa.BufferReader(body))
+            except (pa.ArrowException, OSError) as exc:  # pyarrow raises OSError for bad bytes
+                _CHECKED[key] = f"is not a readable Parquet file ({str(exc).splitlines()[0][:200]})"
+                continue
+            _CHECKED[key] = schema_problem(arrow.schema, table)
+            if _CHECKED[key] is None:
+                _PARTS.put(key, arrow)
+        tables, found = [], []
+        for e in small:
+            problem = _CHECKED.get(keys[e.url])
+            if problem:
+                found.append(Problem(e.url, problem))
+                continue
+            arrow = _PARTS.get(keys[e.url])
+            if arrow is None:  # pushed out of the cache by the parts after it: fetch it alone
+                with self._s3():
+                    arrow = pq.read_table(pa.BufferReader(self.fs.cat_file(e.path)))
+            tables.append(arrow)
+        return tables, found
+
     @staticmethod
-    def _views(con: duckdb.DuckDBPyConnection, table: str, source: list[str] | str | None) -> None:
-        """`raw_<table>` over `source` (a glob, a list of escaped paths, or None for no rows) and
-        `<table>`, the same rows deduplicated on id (the first written wins)."""
+    def _s3_source(
+        con: duckdb.DuckDBPyConnection, table: str, small: list[pa.Table], large: list[objects.Entry]
+    ) -> str | None:
+        """SQL over a table's parts: the small ones registered as one Arrow table, the large ones read
+        by DuckDB; None when there are none."""
+        pieces = []
+        if small:
+            name = f"_small_{table}"
+            con.register(name, pa.concat_tables(small, promote_options="permissive"))
+            pieces.append(f"SELECT * FROM {name}")
+        if large:
+            sources = "[" + ", ".join(_sql_str(glob_escape(e.url)) for e in large) + "]"
+            pieces.append(f"SELECT * FROM read_parquet({sources}, union_by_name = true)")
+        return " UNION ALL BY NAME ".join(pieces) or None
+
+    @classmethod
+    def _views(cls, con: duckdb.DuckDBPyConnection, table: str, source: list[str] | str | None) -> None:
+        """The views of `table` over `source`: a glob, a list of escaped paths, or None for no rows."""
         if source is None:
-            empty = f"_empty_{table}"
-            con.register(empty, SCHEMAS[table].empty_table())
-            sql = f"SELECT * FROM {empty}"
+            sql = None
         elif isinstance(source, list):
             sources = "[" + ", ".join(_sql_str(p) for p in source) + "]"
             sql = f"SELECT * FROM read_parquet({sources}, union_by_name = true)"
         else:
             sql = f"SELECT * FROM read_parquet({_sql_str(source)}, union_by_name = true)"
+        cls._define_views(con, table, sql)
+
+    @staticmethod
+    def _define_views(con: duckdb.DuckDBPyConnection, table: str, sql: str | None) -> None:
+        """`raw_<table>` over the query `sql` (None: no rows) and `<table>`, the same rows deduplicated
+        on id (the first written wins)."""
+        if sql is None:
+            empty = f"_empty_{table}"
+            con.register(empty, SCHEMAS[table].empty_table())
+            sql = f"SELECT * FROM {empty}"
         con.execute(f"CREATE OR REPLACE VIEW raw_{table} AS {sql}")
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM raw_{table} "
@@ -654,19 +729,20 @@ class Store:
         staging = self._staging()
         tmp = files.temp_path(staging / f"{table}-{day}-compact.parquet")
         key = self._key(table, day, f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}-compact.parquet")
-        sources = "[" + ", ".join(_sql_str(glob_escape(e.url)) for e in parts) + "]"
         con = duckdb.connect(config=_OFFLINE)
         try:
             con.execute("SET TimeZone = 'UTC'")
             _offline(con, self.fs)
+            small, _ = self._load_small(table, parts)  # problems were refused before
+            large = [e for e in parts if e.size > objects.SMALL_PART]
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({sources}, union_by_name = true) "
+                f"COPY (SELECT * FROM ({self._s3_source(con, table, small, large)}) "
                 f"QUALIFY row_number() OVER (PARTITION BY {ID_COLUMN[table]} ORDER BY created_at) = 1 "
                 f"ORDER BY created_at) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
             )
             with self._s3():
                 self.fs.put_file(str(tmp), key)  # whole or absent; below 100 MiB one PUT
-                self.fs.rm([e.path for e in parts])  # only once the merged object exists
+                objects.delete(self.fs, [e.path for e in parts])  # only once the merged object exists
         except duckdb.Error as exc:
             raise self.read_failed(exc) if damaged(exc) else exc from None
         finally:

@@ -137,25 +137,72 @@ def test_compact_merges_then_deletes(url, s3_env):
 
 
 def test_compact_never_deletes_before_the_merged_object_exists(url, s3_env, monkeypatch):
+    from prefkit.annotate import objects
+
     store = Store(url)
     for i in range(3):
         store.append("prompts", [prompt(f"q{i}")])
     bucket = url.split("/")[2]
     before = s3_env.keys(bucket)
     calls = []
-    real_put, real_rm = store.fs.put_file, store.fs.rm
+    real_put, real_delete = store.fs.put_file, objects.delete
 
     def put_fails(*args, **kwargs):
         calls.append("put")
         raise ConnectionResetError("the network went away")
 
     monkeypatch.setattr(store.fs, "put_file", put_fails)
-    monkeypatch.setattr(store.fs, "rm", lambda *a, **k: calls.append("rm") or real_rm(*a, **k))
+    monkeypatch.setattr(objects, "delete", lambda *a, **k: calls.append("rm") or real_delete(*a, **k))
     with pytest.raises(StoreError, match="S3 request failed"):
         store.compact()
     assert calls == ["put"] and s3_env.keys(bucket) == before  # nothing deleted
     monkeypatch.setattr(store.fs, "put_file", real_put)
     assert store.compact()["prompts"] == 3 and store.count("prompts") == 3
+
+
+def test_a_reader_racing_a_compaction_misses_no_rows(url, monkeypatch):
+    """The reader lists the parts, then a compaction elsewhere merges and deletes them before the
+    reader fetches them: the reader lists again and counts every row once."""
+    from prefkit.annotate import store as store_module
+
+    writer = Store(url)
+    for i in range(4):
+        writer.append("prompts", [prompt(f"q{i}")])
+    store_module._PARTS.tables.clear()  # nothing cached: the reader must fetch
+    store_module._PARTS.held = 0
+    reader = Store(url)
+    real = Store._objects
+    raced = []
+
+    def list_then_compact(self, table):
+        found = real(self, table)
+        if table == "prompts" and not raced and self is reader:
+            raced.append(None)
+            raced[0] = writer.compact("prompts")
+            store_module._PARTS.tables.clear()  # as if the compaction ran in another process
+            store_module._PARTS.held = 0
+        return found
+
+    monkeypatch.setattr(Store, "_objects", list_then_compact)
+    assert reader.count("prompts") == 4
+    assert raced == [{"prompts": 4}]
+
+
+def test_a_long_running_reader_fetches_each_small_part_once(url, monkeypatch):
+    from prefkit.annotate import objects
+
+    store = Store(url)
+    for i in range(3):
+        store.append("prompts", [prompt(f"q{i}")])
+    fetched = []
+    real = objects.fetch_many
+    monkeypatch.setattr(objects, "fetch_many", lambda fs, paths: fetched.append(len(paths)) or real(fs, paths))
+    assert store.count("prompts") == 3 and sum(fetched) == 3
+    store.append("prompts", [prompt("new")])
+    fetched.clear()
+    assert store.count("prompts") == 4 and sum(fetched) == 1  # only the new part
+    fetched.clear()
+    assert store.count("prompts") == 4 and sum(fetched) == 0
 
 
 def test_foreign_object_is_named_and_check_repair_moves_it_aside(url, s3_env):
@@ -223,6 +270,10 @@ def test_glob_characters_in_the_prefix_are_read_literally(s3_env):
     plain.append("prompts", [prompt("in g1"), prompt("also g1")])
     assert odd.count("prompts") == 1 and plain.count("prompts") == 2
     assert odd.read("prompts").column("messages").to_pylist()[0][0]["content"] == "in g[1]"
+    odd.append("prompts", [prompt("in g[1] too")])
+    assert odd.compact()["prompts"] == 2  # the parts are found and deleted by their exact keys
+    assert len(s3_env.keys(f"{bucket}/g[1]")) == 1 and len(s3_env.keys(f"{bucket}/g1")) == 1
+    assert odd.count("prompts") == 2 and plain.count("prompts") == 2
 
 
 def test_state_dir_is_private_local_and_one_per_store(url, s3_env, tmp_path):
