@@ -97,11 +97,19 @@ class PostgresQueue(Queue):
 
     def _connect(self):
         try:
-            return psycopg.connect(
+            con = psycopg.connect(
                 self.url, autocommit=True, connect_timeout=self.connect_timeout, application_name="prefkit app"
             )
         except psycopg.OperationalError as exc:
             raise connect_error(self.url, exc) from None
+        # A commit returns before its WAL is flushed (still atomic, still seen at once by every
+        # claimer: only a crash of the database server can lose the last fraction of a second).
+        # What that could lose is redundant: every answer is durable in the store before its row
+        # is written here, and app servers rebuild who-judged-what from the store; a lost lease at
+        # worst lets an item take one answer too many, kept and flagged "over k" as for any lease
+        # that ran out. It cuts a claim from ~4.6 to ~1.4 ms here (the WAL flush).
+        con.execute("SET synchronous_commit = off")
+        return con
 
     @contextmanager
     def _connection(self) -> Iterator:
@@ -228,6 +236,7 @@ def migrate(con) -> int:
     """Create or upgrade prefkit's tables; the schema version now. Safe to run from many processes
     at once: the first to take the lock migrates, the others then find nothing left to do."""
     with con.transaction():
+        con.execute("SET LOCAL synchronous_commit = on")  # a schema change is made to last
         con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCKS,))
         con.execute(
             "CREATE TABLE IF NOT EXISTS prefkit_schema (version integer PRIMARY KEY, "

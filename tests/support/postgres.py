@@ -48,7 +48,8 @@ class PostgresServer:
         self._dbs = 0
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, durable: bool = False) -> PostgresServer:
+        """`durable`: fsync and synchronous commits on, as a production server runs (the benchmarks)."""
         if not (BIN / "initdb").exists():
             pytest.fail(f"{BIN}/initdb is missing: apt-get install -y postgresql (make system-packages)")
         # not under pytest's tmp_path: that folder is root's alone (0700) and the server runs as another user
@@ -78,9 +79,10 @@ class PostgresServer:
             ]
         )
         pwfile.unlink()
+        fast = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (
-            f"-p {server.port} -c listen_addresses=127.0.0.1 -k {server.data} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB"
+            f"-p {server.port} -c listen_addresses=127.0.0.1 -k {server.data} {fast}"
+            "-c max_connections=400 -c shared_buffers=64MB"
         )
         server._as_owner([BIN / "pg_ctl", "-D", server.data, "-l", folder / "log", "-o", options, "-w", "start"])
         return server
