@@ -47,7 +47,7 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         default=None,
-        help=f"the store folder (default: $PREFKIT_STORE, else ./{default_store_path()})",
+        help=f"the store folder, or s3://BUCKET/PREFIX (default: $PREFKIT_STORE, else ./{default_store_path()})",
     )
 
 

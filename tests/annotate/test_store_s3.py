@@ -104,6 +104,38 @@ def test_batch_uploads_prompts_before_responses_before_judgements(url, s3_env):
     assert [store.count(t) for t in ("prompts", "responses", "judgements")] == [1, 2, 1]
 
 
+def test_a_failure_between_puts_leaves_whole_rows_and_a_rerun_is_idempotent(url, s3_env, monkeypatch):
+    """The network fails after the prompts' and responses' PUTs, before the judgements': what is on
+    S3 is whole and readable, and the same batch again (a re-run) leaves every row counted once."""
+    store = Store(url)
+    ps = [prompt(f"q{i}") for i in range(3)]
+    rs = [r for p in ps for r in (response(p, "good"), response(p, "bad"))]
+    js = [pairwise(p, rs[2 * i], rs[2 * i + 1]) for i, p in enumerate(ps)]
+    real = store.fs.pipe_file
+
+    def fail_on_judgements(path, data, **kwargs):
+        if "/judgements/" in path:
+            raise ConnectionResetError("the network went away")
+        return real(path, data, **kwargs)
+
+    def write():
+        with store.batch() as b:
+            b.append("prompts", ps)
+            b.append("responses", rs)
+            b.append("judgements", js)
+
+    monkeypatch.setattr(store.fs, "pipe_file", fail_on_judgements)
+    with pytest.raises(StoreError, match="S3 request failed"):
+        write()
+    assert [store.count(t) for t in ("prompts", "responses", "judgements")] == [3, 6, 0]
+    monkeypatch.setattr(store.fs, "pipe_file", real)
+    write()
+    assert [store.count(t) for t in ("prompts", "responses", "judgements")] == [3, 6, 3]
+    con = store.connect()
+    assert con.execute("SELECT count(*) FROM raw_prompts").fetchone()[0] == 6  # stored twice, read once
+    assert not [p for p in store.state_dir.rglob("*") if p.is_file()]  # nothing staged is left
+
+
 def test_large_batch_spills_to_private_files_and_leaves_none(url, s3_env, monkeypatch):
     from prefkit.annotate import store as store_module
 
