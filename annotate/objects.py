@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -149,20 +150,28 @@ class PartCache:
         self.budget = budget
         self.held = 0
         self.tables: OrderedDict[tuple[str, int, str], pa.Table] = OrderedDict()
+        self.lock = threading.Lock()  # the app's sessions read from several threads
 
     def get(self, key: tuple[str, int, str]) -> pa.Table | None:
-        table = self.tables.get(key)
-        if table is not None:
-            self.tables.move_to_end(key)
-        return table
+        with self.lock:
+            table = self.tables.get(key)
+            if table is not None:
+                self.tables.move_to_end(key)
+            return table
 
     def put(self, key: tuple[str, int, str], table: pa.Table) -> None:
-        if key not in self.tables:
-            self.tables[key] = table
-            self.held += table.nbytes
-        while self.held > self.budget and len(self.tables) > 1:
-            _, old = self.tables.popitem(last=False)
-            self.held -= old.nbytes
+        with self.lock:
+            if key not in self.tables:
+                self.tables[key] = table
+                self.held += table.nbytes
+            while self.held > self.budget and len(self.tables) > 1:
+                _, old = self.tables.popitem(last=False)
+                self.held -= old.nbytes
+
+    def clear(self) -> None:
+        with self.lock:
+            self.tables.clear()
+            self.held = 0
 
 
 def fetch_many(fs: Any, paths: list[str]) -> dict[str, bytes | BaseException]:

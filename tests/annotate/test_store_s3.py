@@ -200,8 +200,7 @@ def test_a_reader_racing_a_compaction_misses_no_rows(url, monkeypatch):
     writer = Store(url)
     for i in range(4):
         writer.append("prompts", [prompt(f"q{i}")])
-    store_module._PARTS.tables.clear()  # nothing cached: the reader must fetch
-    store_module._PARTS.held = 0
+    store_module._PARTS.clear()  # nothing cached: the reader must fetch
     reader = Store(url)
     real = Store._objects
     raced = []
@@ -211,8 +210,7 @@ def test_a_reader_racing_a_compaction_misses_no_rows(url, monkeypatch):
         if table == "prompts" and not raced and self is reader:
             raced.append(None)
             raced[0] = writer.compact("prompts")
-            store_module._PARTS.tables.clear()  # as if the compaction ran in another process
-            store_module._PARTS.held = 0
+            store_module._PARTS.clear()  # as if the compaction ran in another process
         return found
 
     monkeypatch.setattr(Store, "_objects", list_then_compact)
@@ -235,6 +233,33 @@ def test_a_long_running_reader_fetches_each_small_part_once(url, monkeypatch):
     assert store.count("prompts") == 4 and sum(fetched) == 1  # only the new part
     fetched.clear()
     assert store.count("prompts") == 4 and sum(fetched) == 0
+
+
+def test_the_part_cache_keeps_the_most_recently_used_within_its_budget():
+    from prefkit.annotate.objects import PartCache
+
+    tables = [pa.table({"x": list(range(100 * (i + 1)))}) for i in range(3)]
+    cache = PartCache(budget=tables[1].nbytes + tables[2].nbytes)
+    cache.put(("a", 1, "e"), tables[0])
+    cache.put(("b", 1, "e"), tables[1])
+    assert cache.get(("a", 1, "e")) is tables[0]  # now the most recent
+    cache.put(("c", 1, "e"), tables[2])  # over budget: the least recently used (b) goes
+    assert cache.get(("b", 1, "e")) is None and cache.get(("a", 1, "e")) is tables[0]
+    assert cache.get(("c", 1, "e")) is tables[2] and cache.held == tables[0].nbytes + tables[2].nbytes
+    cache.put(("d", 1, "e"), tables[2])  # a goes, then c, until the rest fits
+    assert list(cache.tables) == [("d", 1, "e")] and cache.held == tables[2].nbytes
+
+
+def test_reads_are_whole_when_the_cache_holds_almost_nothing(url, monkeypatch):
+    from prefkit.annotate import store as store_module
+    from prefkit.annotate.objects import PartCache
+
+    monkeypatch.setattr(store_module, "_PARTS", PartCache(budget=1))
+    store = Store(url)
+    ps = [prompt(f"q{i}") for i in range(4)]
+    for p in ps:
+        store.append("prompts", [p])
+    assert sorted(store.read("prompts").column("prompt_id").to_pylist()) == sorted(p.prompt_id for p in ps)
 
 
 def test_foreign_object_is_named_and_check_repair_moves_it_aside(url, s3_env):
