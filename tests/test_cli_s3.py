@@ -123,6 +123,24 @@ def test_the_pipeline_on_s3(s3_env, pairs_file, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "prefkit-store").exists()
 
 
+def test_batch_jobs_resume_on_s3(s3_env, capsys, monkeypatch):
+    """`judge --batch --no-wait`, then `prefkit batches resume`: the job's record lives in the local
+    cache of the store's state folder, and the resumed job writes to the store on S3."""
+    from tests.annotate.ai.conftest import fill
+    from tests.annotate.ai.test_batch import answer, rows, run
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-batch")
+    url = f"s3://{s3_env.bucket()}/batch"
+    store = fill(Store(url), prompts=3, responses=3)
+    with OpenAIServer(answer, batch_delay=0.3) as server:
+        assert run(url, server, "judge", "--mode", "text", "--batch", "--no-wait") == 0
+        assert "submitted: 18 requests" in capsys.readouterr().out
+        assert store.count("judgements") == 0
+        assert main(["batches", "resume", "--store", url, "--no-progress"]) == 0
+        assert "rows written" in capsys.readouterr().out
+    assert len(rows(store, "judgements")) == 18
+
+
 def test_the_app_reads_items_and_writes_judgements_on_s3(s3_env, pairs_file, monkeypatch):
     bucket = s3_env.bucket()
     url = f"s3://{bucket}/app"

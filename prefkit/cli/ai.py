@@ -391,7 +391,7 @@ def cmd_batches(args: argparse.Namespace) -> int:
         return 0
     status = 0
     for _, argv in jobs:
-        again = [a for a in argv if a != "--no-wait"] + ["--store", str(store.root)]
+        again = [a for a in argv if a != "--no-wait"] + ["--store", store.url]  # an s3:// store has no root
         if args.base_url:
             again += ["--base-url", args.base_url]
         if args.no_progress:
