@@ -214,7 +214,14 @@ def _agreement(df: pd.DataFrame, task_labels: pd.DataFrame) -> None:
         )
         _chart(
             "kappa-matrix",
-            (heat + base.mark_text(fontSize=11).encode(text="text:N")).properties(height=60 + 32 * cells.a.nunique()),
+            (
+                heat
+                + base.mark_text(fontSize=11).encode(
+                    text="text:N",
+                    # light text on the strong colours at either end of the scale
+                    color=alt.condition("abs(datum.kappa) > 0.5", alt.value("white"), alt.value("black")),
+                )
+            ).properties(height=60 + 32 * cells.a.nunique()),
         )
         with st.expander("κ between every two raters (table)"):
             st.dataframe(_shown(matrix.query("a < b"), ["kappa", "agreement"]), hide_index=True, key="kappa-table")
