@@ -73,24 +73,11 @@ class Queue(ABC):
         """Close the connections this process opened."""
 
 
-def state_folder(store: Store) -> Path:
-    """Where a store keeps its app state on this machine: inside a local store; a remote store
-    names a local folder for it."""
-    if store.root is not None:
-        return Path(store.root)
-    local = getattr(store, "local_state", None) or getattr(store, "state_dir", None)
-    if local is None:
-        raise QueueError(
-            f"{store.url} is a remote store: the default SQLite queue lives on one machine; pass "
-            "--queue postgresql://… (or $PREFKIT_QUEUE) to serve it"
-        )
-    return Path(local)
-
-
 def open_queue(url: str | None, store: Store) -> Queue:
     """The queue `url` names (`postgresql://…`), or the store's own SQLite queue when it is empty."""
     if not url:
-        return SqliteQueue(state_folder(store) / "app" / "assign.sqlite")
+        # a remote store's is on this machine's disk: SQLite serves the app processes of one machine
+        return SqliteQueue(Path(store.state_dir) / "app" / "assign.sqlite")
     if url.startswith(("postgresql://", "postgres://")):
         from prefkit.annotate.app.queue_pg import PostgresQueue
 

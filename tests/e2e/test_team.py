@@ -1,5 +1,5 @@
 """A labelling team across app servers: three `prefkit app` servers share one PostgreSQL queue and one
-store; sixty annotators — 58 processes through the library's board interface, two through headless
+store on S3 (SeaweedFS, tests/support/s3.py); sixty annotators — 58 processes through the library's board interface, two through headless
 Chromium against the servers — label 20 items with overlap 2. Mid-run one server is killed with
 SIGKILL while a browser annotator holds a lease through it. Afterwards: exactly 40 judgements, every
 item judged twice, nobody twice, the dead server's lease served again to others, every acknowledged
@@ -53,9 +53,9 @@ def _project(path: Path) -> Path:
     return path
 
 
-def _server(store: Path, project: Path, queue: str, log: Path) -> tuple[subprocess.Popen, str]:
+def _server(store: str, project: Path, queue: str, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", str(store), "--project", str(project)]
+    cmd = [sys.executable, "-m", "prefkit.cli", "app", "--store", store, "--project", str(project)]
     cmd += ["--queue", queue, "--port", str(port)]
     out = open(log, "w")  # a file, not a pipe: nobody has to keep reading it
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -109,9 +109,22 @@ def _counted(queue: str) -> int:
         return con.execute("SELECT count(*) FROM prefkit_done WHERE status IN ('submitted', 'flagged')").fetchone()[0]
 
 
-def test_three_servers_sixty_annotators_one_queue(tmp_path, postgres_server):  # noqa: F811
+@pytest.fixture
+def s3_store(s3_server, monkeypatch, tmp_path) -> str:
+    """A store in a fresh bucket; every process this test starts inherits the AWS variables."""
+    for name in ("AWS_PROFILE", "PREFKIT_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PREFKIT_STATE_DIR", str(tmp_path / "state"))
+    url = f"s3://{s3_server.bucket()}/team"
+    make_store(url, n_prompts=N_ITEMS)
+    return url
+
+
+def test_three_servers_sixty_annotators_one_queue(tmp_path, postgres_server, s3_store):  # noqa: F811
     started = time.monotonic()
-    store = make_store(tmp_path / "store", n_prompts=N_ITEMS).root
+    store = s3_store
     project = _project(tmp_path / "project.yaml")
     queue = postgres_server.create_database()
     servers = [_server(store, project, queue, tmp_path / f"app{i}.log") for i in range(3)]
