@@ -46,7 +46,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefkit.annotate.ai.cache import Cache
-from prefkit.annotate.ai.engine import AIError, Answer, BudgetReached, Engine, EngineConfig, read_answer
+from prefkit.annotate.ai.engine import (
+    AIError,
+    Answer,
+    BudgetReached,
+    Engine,
+    EngineConfig,
+    read_answer,
+    server_message,
+)
 from prefkit.annotate.ids import content_hash
 
 ENDPOINT = "/v1/chat/completions"
@@ -284,9 +292,9 @@ class OpenAIBatches:
                     f"{self.where} has no Batch API (HTTP 404 on {'/v1/files' if what == 'upload' else '/v1/batches'}): "
                     "run without --batch to send the requests live"
                 ) from None
-            raise AIError(self.scrub(f"batch {what}: HTTP 404: {_message(exc)}")) from None
+            raise AIError(self.scrub(f"batch {what}: HTTP 404: {server_message(exc)}")) from None
         except openai.APIStatusError as exc:
-            raise AIError(self.scrub(f"batch {what}: HTTP {exc.status_code}: {_message(exc)}")) from None
+            raise AIError(self.scrub(f"batch {what}: HTTP {exc.status_code}: {server_message(exc)}")) from None
         except openai.APIConnectionError as exc:
             raise AIError(self.scrub(f"batch {what}: cannot reach {self.where}: {exc.__cause__ or exc}")) from None
 
@@ -325,15 +333,6 @@ class OpenAIBatches:
     async def content(self, file_id: str) -> bytes:
         found = await self._call("download", self.client.files.content(file_id))
         return found.read()
-
-
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(exc, "message", exc))
 
 
 # -- the engine -----------------------------------------------------------------------------------

@@ -381,9 +381,9 @@ class Engine:
             except openai.RateLimitError as exc:
                 wait = retry_after_seconds(exc.response.headers) or self._backoff(attempt)
                 self.limiter.throttle(wait)
-                reason = f"HTTP 429 rate limited: {self._said(_message(exc))}"
+                reason = f"HTTP 429 rate limited: {self._said(server_message(exc))}"
             except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {self._said(_message(exc))}"
+                reason = f"HTTP {exc.status_code}: {self._said(server_message(exc))}"
                 if exc.status_code in (401, 403, 404):
                     # Wrong key, no access, unknown model or URL: every request would fail the same way.
                     raise AIError(
@@ -474,7 +474,7 @@ class Engine:
             task.result()  # re-raise the failure, if there was one
 
 
-def _message(exc: Any) -> str:
+def server_message(exc: Any) -> str:
     """The server's own words about an error, as it sent them (see Engine._said)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
