@@ -14,6 +14,12 @@ the next item (browser rendering excluded). Prints the medians and their ratio.
 
     python bench/app.py                    # 100k items, 300k judgements, 12 rounds
     python bench/app.py --items 20000 --rounds 5
+
+--team measures the queue instead (bench/app_team.py): submit → next item under 1, 20 and 100
+concurrent annotator processes for each queue and store, and how many annotators one app process
+serves before its p95 passes 300 ms.
+
+    python bench/app.py --team
 """
 
 from __future__ import annotations
@@ -159,7 +165,14 @@ def main() -> None:
     ap.add_argument("--judgements-per-item", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=12, help="rounds; each times 5 prefkit submits and 1 naive")
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads for both sides")
-    args = ap.parse_args()
+    ap.add_argument("--team", action="store_true", help="the queue benchmark (bench/app_team.py) instead")
+    args, rest = ap.parse_known_args()
+    if args.team:
+        from bench.app_team import main as team
+
+        return team(rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,6 +47,16 @@ class Board:
         self.assigner = Assigner(self.store, project, self.index, queue)
         self.content = Content(self.store)
 
+    def for_child(self, queue: Queue | str | None = None) -> Board:
+        """This board in a process forked from this one, without building the index again: the index
+        and texts are shared (copied on write), the store handle and the queue connections are the
+        child's own, since neither an S3 filesystem nor a database connection survives a fork."""
+        child = Board.__new__(Board)
+        child.store = Store(self.store.url if self.store.remote else self.store.root, create=False)
+        child.project, child.index, child.content = self.project, self.index, self.content
+        child.assigner = Assigner(child.store, self.project, self.index, queue)
+        return child
+
     def show(self, annotator: str, kind: str) -> Shown | None:
         """Lease the next item of `kind` to `annotator` and describe it as it will be shown."""
         item = self.assigner.next_item(annotator, kind)
