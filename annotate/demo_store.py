@@ -9,16 +9,22 @@ category, demo id), its responses, and one `ranking` judgement by `demo:author` 
 On top of those it writes a simulated team's work (`prefkit.annotate.demo_team`): five people's
 pairwise votes with disagreement, re-votes, skips, fast answers and gold items (one per category,
 `metadata.gold.preferred` on the prompt), and an AI judge's verdicts in both orders with confidences.
+Last come the rows `prefkit score-pairs` wrote for one real, recorded `prefkit demo` training run
+(`recorded-run/score-pairs.jsonl`, made by `--record`; see recorded-run/README.md), so the app's
+Training runs page has a run and its disputed pairs before the user trains one.
 
 The build is deterministic: ids are content hashes and every timestamp is fixed, so rebuilding from
 the same source gives the same rows (tests/annotate/test_demo_store.py checks the committed store).
 
     python -m prefkit.annotate.demo_store            # rebuild data/demo from data/demo-source
+    python -m prefkit.annotate.demo_store --record RUN STORE   # keep a run's small files and its
+                                                     # score-pairs rows as data/demo-source/recorded-run
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -29,11 +35,16 @@ from prefkit.annotate.contract import ROLES, Judgement, Prompt, Response
 from prefkit.annotate.ids import import_judgement_id
 from prefkit.annotate.store import TABLES, Store
 
+from prefkit import files
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "data" / "demo-source"
 TARGET = ROOT / "data" / "demo"
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)  # fixed: the build must not depend on when it runs
 AUTHOR = "demo:author"
+RECORDED = "recorded-run"  # under the source: one real run's small files and its score-pairs rows
+SCORE_PAIRS = "score-pairs.jsonl"
+RUN_FILES = ("metrics.jsonl", "config.yaml")  # the curves and the settings; not the weights (final/, checkpoint/)
 
 
 class DemoSourceError(ValueError):
@@ -114,9 +125,63 @@ def build_rows(items: list[dict]) -> tuple[list[Prompt], list[Response], list[Ju
     return prompts, responses, judgements + demo_team.team_rows(items, prompts, responses)
 
 
+def load_recorded(path: Path, prompts: list[Prompt], responses: list[Response]) -> list[Judgement]:
+    """The recorded score-pairs judgements, each checked to name a prompt and responses of this build
+    (they were written on a copy of this same store; an edited source that changes ids breaks them)."""
+    if not path.is_file():
+        return []
+    names = {f.name for f in dataclasses.fields(Judgement)}
+    known = {r.response_id: r.prompt_id for r in responses}
+    prompt_ids = {p.prompt_id for p in prompts}
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+            row["created_at"] = datetime.fromisoformat(row["created_at"])
+            j = Judgement(**row)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DemoSourceError(f"{where}: not a judgement row ({exc}); fields are {sorted(names)}") from None
+        if j.prompt_id not in prompt_ids or any(known.get(r) != j.prompt_id for r in j.response_ids):
+            raise DemoSourceError(
+                f"{where}: field 'response_ids': not responses of prompt {j.prompt_id} in this build; "
+                "the demo source changed since the run was recorded: record a new run (recorded-run/README.md)"
+            )
+        rows.append(j)
+    return rows
+
+
+def record(run: Path, store: Path, to: Path = SOURCE / RECORDED) -> dict[str, int]:
+    """Keep `run`'s small files (no weights) under `to`/<run name>/ and the judgements `prefkit
+    score-pairs` wrote for it into `store` as `to`/score-pairs.jsonl. Returns bytes per file kept."""
+    annotator = f"ai:{run.resolve().name}:implicit-reward"
+    rows = Store(store, create=False).read(
+        "judgements", "annotator = ? AND json_extract_string(metadata, '$.source') = 'score-pairs'", [annotator]
+    )
+    if not rows.num_rows:
+        raise DemoSourceError(f"{store}: no score-pairs judgements by {annotator}; run `prefkit score-pairs {run} …`")
+    names = [f.name for f in dataclasses.fields(Judgement)]
+    lines = [
+        json.dumps({k: r[k].isoformat() if k == "created_at" else r[k] for k in names}, ensure_ascii=False)
+        for r in sorted(rows.to_pylist(), key=lambda r: (json.loads(r["metadata"])["margin"], r["judgement_id"]))
+    ]
+    kept = {}
+    (to / run.name).mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (run / name).is_file():
+            files.write_bytes(to / run.name / name, (run / name).read_bytes())
+            kept[f"{run.name}/{name}"] = (run / name).stat().st_size
+    if "metrics.jsonl" not in {k.split("/")[-1] for k in kept}:
+        raise DemoSourceError(f"{run}: no metrics.jsonl; give a training run folder")
+    files.write_text(to / SCORE_PAIRS, "\n".join(lines) + "\n")
+    kept[SCORE_PAIRS] = (to / SCORE_PAIRS).stat().st_size
+    return kept
+
+
 def build(target: Path = TARGET, source: Path = SOURCE) -> dict[str, int]:
     """Replace the tables under `target` with a fresh build of `source`. Returns rows per table."""
     prompts, responses, judgements = build_rows(load_source(source))
+    judgements += load_recorded(source / RECORDED / SCORE_PAIRS, prompts, responses)
     for table in TABLES:
         shutil.rmtree(target / table, ignore_errors=True)
     store = Store(target)
@@ -131,7 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rebuild the demo store from its source.")
     parser.add_argument("--source", type=Path, default=SOURCE, help="folder of *.jsonl source files")
     parser.add_argument("--out", type=Path, default=TARGET, help="the store folder to (re)write")
+    parser.add_argument(
+        "--record",
+        nargs=2,
+        type=Path,
+        metavar=("RUN", "STORE"),
+        help="first keep a training run's small files and its score-pairs rows in STORE under SOURCE/recorded-run",
+    )
     args = parser.parse_args(argv)
+    if args.record:
+        for name, size in record(*args.record, to=args.source / RECORDED).items():
+            print(f"{args.source / RECORDED / name}: {size} bytes")
     counts = build(args.out, args.source)
     print(f"{args.out}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prefkit.annotate.app.board import open_store
-from prefkit.annotate.app.learn import metrics_path
+from prefkit.annotate.app.learn import find_runs, metrics_path
 from prefkit.annotate.app.project import Project, load_project
 from prefkit.annotate.app.queue import open_queue
 from prefkit.annotate.app.queue_pg import where
@@ -24,6 +24,8 @@ APP = ROOT / "app.py"
 DEMO_STORE = ROOT / "data" / "demo"
 DEMO_PROJECT = ROOT / "data" / "demo-project.yaml"
 DEMO_COPY = Path(".prefkit") / "demo-store"
+RECORDED_RUNS = ROOT / "data" / "demo-source" / "recorded-run"  # one real `prefkit demo` run, recorded
+DEMO_RUNS_COPY = Path(".prefkit") / "demo-runs"
 
 
 class AppError(RuntimeError):
@@ -32,10 +34,21 @@ class AppError(RuntimeError):
 
 def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
     """A working copy of the bundled demo store (made once; the bundled one is never written)."""
+    return _copy_once(source, copy, "demo store")
+
+
+def demo_runs(own: Path, copy: Path = DEMO_RUNS_COPY, source: Path = RECORDED_RUNS) -> Path:
+    """The runs folder `prefkit app --demo` shows: `own` (where `prefkit demo` writes runs) once it
+    holds a run, else a working copy of the bundled recorded run, so the Training runs page has
+    curves and disputed pairs (the demo store holds that run's score-pairs rows) from the first start."""
+    return own if find_runs(own) else _copy_once(source, copy, "recorded demo run")
+
+
+def _copy_once(source: Path, copy: Path, what: str) -> Path:
     if copy.is_dir():
         return copy
     if not source.is_dir():
-        raise AppError(f"the bundled demo store {source} is missing; reinstall prefkit from a full checkout")
+        raise AppError(f"the bundled {what} {source} is missing; reinstall prefkit from a full checkout")
     copy.parent.mkdir(parents=True, exist_ok=True)
     files.clean_leftovers(copy.parent)  # a copy a killed app left half made
     try:

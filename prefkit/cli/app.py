@@ -11,7 +11,7 @@ from pathlib import Path
 from prefkit.annotate.app.learn import RunPathError
 from prefkit.annotate.app.project import ProjectError, hash_password
 from prefkit.annotate.app.queue import QueueError
-from prefkit.annotate.app.serve import AppError, serve
+from prefkit.annotate.app.serve import AppError, demo_runs, serve
 from prefkit.annotate.store import StoreError
 from prefkit.cli import add_command, add_store_option, store_path
 from prefkit.demo import OUT as DEMO_OUT
@@ -21,12 +21,13 @@ ERRORS: tuple[type[BaseException], ...] = (AppError, ProjectError, StoreError, R
 
 def runs_folder(args: argparse.Namespace) -> Path:
     """The folder the Training runs page may read: --runs, else --run-dir's parent, else where the
-    runs are by default: `prefkit demo`'s with --demo, ./runs otherwise (as in `prefkit train`'s examples)."""
+    runs are by default: with --demo `prefkit demo`'s (a copy of the bundled recorded run until
+    `prefkit demo` has run), ./runs otherwise (as in `prefkit train`'s examples)."""
     if args.runs:
         return Path(args.runs).resolve()
     if args.run_dir:
         return Path(args.run_dir).resolve().parent
-    return (DEMO_OUT / "runs" if args.demo else Path("runs")).resolve()
+    return (demo_runs(DEMO_OUT / "runs") if args.demo else Path("runs")).resolve()
 
 
 def cmd_app(args: argparse.Namespace) -> int:

@@ -12,6 +12,9 @@ from prefkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "demo"
+RECORDED = ROOT / "data" / "demo-source" / "recorded-run"
+RECORDED_RUN = RECORDED / "dpo-recorded"
+RECORDED_AI = "ai:dpo-recorded:implicit-reward"
 
 
 def table_rows(store: Store, table: str) -> list[dict]:
@@ -194,7 +197,7 @@ def test_the_ai_judge_answers_in_both_orders_with_confidences(demo):
     from prefkit.annotate.ai.verdicts import SCORES
 
     con = demo.connect()
-    rows = con.execute("SELECT * FROM judgements WHERE annotator_type = 'ai'").df()
+    rows = con.execute(f"SELECT * FROM judgements WHERE annotator_type = 'ai' AND annotator <> '{RECORDED_AI}'").df()
     assert rows.annotator.nunique() == 1 and (rows.kind == "pairwise").all()
     ok = rows[rows.status == "submitted"]
     assert (rows.status == "error").sum() >= 1 and rows[rows.status == "error"].error.notna().all()
@@ -220,10 +223,11 @@ def test_the_ai_judge_answers_in_both_orders_with_confidences(demo):
 def test_every_simulated_row_says_so_and_the_store_stays_small(demo):
     con = demo.connect()
     unmarked = con.execute(
-        "SELECT count(*) FROM judgements WHERE annotator_type IN ('human', 'ai') "
-        "AND json_extract(metadata, '$.simulated') IS DISTINCT FROM 'true'"
+        "SELECT count(*) FROM judgements WHERE annotator_type IN ('human', 'ai') AND annotator <> ? "
+        "AND json_extract(metadata, '$.simulated') IS DISTINCT FROM 'true'",
+        [RECORDED_AI],
     ).fetchall()[0][0]
-    assert unmarked == 0
+    assert unmarked == 0  # the one exception is real: the recorded run's score-pairs rows
     size = sum(f.stat().st_size for f in DEMO.rglob("*") if f.is_file())
     assert size < 300_000
 
@@ -248,3 +252,79 @@ def test_stats_reads_the_demo(capsys):
     assert main(["stats", "--store", str(DEMO)]) == 0
     out = capsys.readouterr().out
     assert "ranking" in out and "demo:author" in out and "prefkit-demo" in out
+
+
+def _recorded_rows() -> list[dict]:
+    return [json.loads(line) for line in (RECORDED / "score-pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_recorded_runs_pairs_are_in_the_store_exactly_and_name_its_pairs(demo):
+    """The score-pairs rows of the recorded run (data/demo-source/recorded-run) are in data/demo as
+    recorded, and each names a prompt of the store and two of that prompt's responses."""
+    recorded = _recorded_rows()
+    assert len(recorded) >= 5
+    stored = demo.read("judgements", "annotator = ?", [RECORDED_AI]).to_pylist()
+    as_recorded = [{k: v.isoformat() if k == "created_at" else v for k, v in r.items()} for r in stored]
+    key = lambda r: r["judgement_id"]  # noqa: E731
+    assert sorted(as_recorded, key=key) == sorted(recorded, key=key)
+    con = demo.connect()
+    owner = dict(con.execute("SELECT response_id, prompt_id FROM responses").fetchall())
+    prompts = {p for (p,) in con.execute("SELECT prompt_id FROM prompts").fetchall()}
+    for r in recorded:
+        assert r["prompt_id"] in prompts and len(set(r["response_ids"])) == 2
+        assert all(owner.get(rid) == r["prompt_id"] for rid in r["response_ids"]), r["judgement_id"]
+
+
+def test_the_recorded_rows_figures_follow_from_their_margins():
+    """Each row's verdict, confidence and order, recomputed from its recorded rewards: margin = chosen −
+    rejected implicit reward, confidence = σ(margin) (Bradley–Terry), scores give the model's side,
+    the rows are the run's lowest margins (score-pairs keeps the most disputed)."""
+    from scipy.special import expit
+
+    rows = _recorded_rows()
+    margins = []
+    for r in rows:
+        m = json.loads(r["metadata"])
+        assert m["source"] == "score-pairs" and r["kind"] == "pairwise" and r["annotator_type"] == "ai"
+        assert m["margin"] == pytest.approx(m["chosen_reward"] - m["rejected_reward"], rel=1e-5, abs=1e-6)
+        assert r["confidence"] == pytest.approx(expit(m["margin"]), abs=1e-12)
+        assert r["scores"] == ([1.0, 0.0] if m["margin"] > 0 else [0.0, 1.0])
+        assert f"{m['margin']:.3f}" in r["rationale"]
+        margins.append(m["margin"])
+    assert margins == sorted(margins) and min(margins) < 0  # the model disputes some pairs
+
+
+def test_a_recorded_row_that_names_another_store_is_refused(tmp_path):
+    """An edited source that changes ids must not leave recorded rows pointing nowhere."""
+    import shutil
+
+    shutil.copytree(ROOT / "data" / "demo-source", tmp_path / "src")
+    rows = _recorded_rows()
+    rows[0]["response_ids"] = [rows[0]["response_ids"][0], "0" * 32]
+    (tmp_path / "src" / "recorded-run" / "score-pairs.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    with pytest.raises(demo_store.DemoSourceError, match=r"score-pairs.jsonl:1: field 'response_ids'"):
+        demo_store.build(tmp_path / "out", tmp_path / "src")
+
+
+def test_the_recorded_metrics_parse_and_hang_together():
+    """The recorded run's metrics.jsonl, read as the Training runs page reads it: loss, reward margin
+    and accuracy on every step; margin = chosen − rejected reward; accuracy a share; the DPO loss
+    −log σ(βΔ) is convex, so its mean is at least −log σ of the mean margin (Jensen)."""
+    from prefkit.annotate.app.learn import read_metrics
+    from scipy.special import log_expit
+
+    from prefkit import files
+
+    rows, _ = read_metrics(RECORDED_RUN / "metrics.jsonl")
+    raw, _ = files.read_jsonl(RECORDED_RUN / "metrics.jsonl")
+    assert rows == raw and len(rows) >= 10
+    train = [r for r in rows if "loss" in r]
+    steps = [r["step"] for r in train]
+    assert steps == sorted(set(steps)) and len(train) >= 10
+    for r in train:
+        assert 0.0 <= r["rewards/accuracies"] <= 1.0
+        assert r["rewards/margins"] == pytest.approx(r["rewards/chosen"] - r["rewards/rejected"], rel=1e-4, abs=1e-5)
+        assert r["loss"] >= -log_expit(r["rewards/margins"]) - 1e-5
+    assert any("eval/loss" in r for r in rows)
+    size = sum(f.stat().st_size for f in RECORDED.rglob("*") if f.is_file())
+    assert size < 200_000 and not (RECORDED_RUN / "final").exists()

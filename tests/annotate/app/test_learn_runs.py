@@ -208,7 +208,8 @@ def _walk(node):
 
 def test_the_runs_folder_defaults_to_where_runs_are_written(tmp_path, monkeypatch):
     """`prefkit app --demo` lists `prefkit demo`'s runs (its --out default, runs/ inside, as the demo
-    plan writes them); otherwise ./runs; --runs and --run-dir as before."""
+    plan writes them) once there is one, the bundled recorded run before; otherwise ./runs; --runs
+    and --run-dir as before."""
     from prefkit.cli import build_parser
     from prefkit.cli.app import runs_folder
     from prefkit.demo import plan
@@ -218,6 +219,12 @@ def test_the_runs_folder_defaults_to_where_runs_are_written(tmp_path, monkeypatc
     demo_out = parser.parse_args(["demo"]).out
     train = [s.argv for s in plan(tmp_path / demo_out, None, None, 1) if s.argv[0] == "train"]
     written = {(tmp_path / a[a.index("--out") + 1]).parent for a in train}
+    # before `prefkit demo` has written a run: a working copy of the bundled recorded run
+    shown = runs_folder(parser.parse_args(["app", "--demo"]))
+    assert shown == (tmp_path / ".prefkit" / "demo-runs").resolve() and learn.find_runs(shown) == ["dpo-recorded"]
+    (run,) = {tmp_path / a[a.index("--out") + 1] for a in train if a[1] == "dpo"}
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n')
     assert {runs_folder(parser.parse_args(["app", "--demo"]))} == {p.resolve() for p in written}
     assert runs_folder(parser.parse_args(["app"])) == (tmp_path / "runs").resolve()
     assert runs_folder(parser.parse_args(["app", "--runs", "elsewhere"])) == (tmp_path / "elsewhere").resolve()
