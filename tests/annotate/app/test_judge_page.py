@@ -20,6 +20,7 @@ from tests.annotate.app.conftest import make_store
 
 ROOT = Path(__file__).resolve().parents[3]
 JUDGE = "ai:simulated-judge:pairwise"
+RECORDED = "ai:dpo-recorded:implicit-reward"  # the demo's recorded training run's score-pairs rows
 
 
 def _judge_page():
@@ -70,9 +71,17 @@ def _run(at: AppTest) -> AppTest:
     return at
 
 
+def the_judge(rows: list[dict]) -> dict:
+    """judge-eval's figures for the demo's AI judge (the store's other AI annotator is a recorded run)."""
+    assert {r["judge"] for r in rows} == {JUDGE, RECORDED}
+    return next(r for r in rows if r["judge"] == JUDGE)
+
+
 def test_the_page_draws_the_judge_eval_figures_of_the_demo(demo, capsys):
-    (want,) = judge_eval_json(demo, capsys)
+    want = the_judge(judge_eval_json(demo, capsys))
     at = _run(AppTest.from_function(_judge_page, default_timeout=90))
+    at.selectbox(key="judge_pick").select(JUDGE)
+    _run(at)
     assert any(c.value == JUDGE for c in at.code)
 
     # the confusion matrix: nine cells, each judge-eval's count
@@ -115,7 +124,7 @@ def test_the_page_draws_the_judge_eval_figures_of_the_demo(demo, capsys):
 
 
 def test_review_filtered_to_the_judge_lists_every_disagreement(demo, capsys):
-    (want,) = judge_eval_json(demo, capsys)
+    want = the_judge(judge_eval_json(demo, capsys))
     con = demo.connect()
     df = metrics.load_pairwise(con)
     con.close()
@@ -132,14 +141,14 @@ def test_review_filtered_to_the_judge_lists_every_disagreement(demo, capsys):
 def test_every_judge_has_its_figures(demo, capsys):
     """A second judge (the demo judge's rows, verdicts swapped): the page offers both, and each shows
     its own figures."""
-    rows = demo.read("judgements", "annotator_type = 'ai' AND status = 'submitted'").to_pylist()
+    rows = demo.read("judgements", "annotator = ? AND status = 'submitted'", [JUDGE]).to_pylist()
     for r in rows:
         r["annotator"], r["judgement_id"] = "ai:contrarian:pairwise", "contrarian-" + r["judgement_id"]
         r["scores"] = r["scores"][::-1]
         r["confidence"] = 1 - r["confidence"]
     demo.append("judgements", rows)
     want = {r["judge"]: r for r in judge_eval_json(demo, capsys)}
-    assert set(want) == {JUDGE, "ai:contrarian:pairwise"}
+    assert set(want) == {JUDGE, "ai:contrarian:pairwise", RECORDED}
     at = _run(AppTest.from_function(_judge_page, default_timeout=90))
     for name in sorted(want):
         at.selectbox(key="judge_pick").select(name)
