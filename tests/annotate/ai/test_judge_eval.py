@@ -528,7 +528,10 @@ def test_judge_eval_on_the_demo_store_matches_the_recomputation(capsys):
     """The bundled demo's judge: every figure defined, and equal to the independent re-computation."""
     demo = ROOT / "data" / "demo"
     assert ai_main(["judge-eval", "--store", str(demo), "--json"]) == 0
-    (result,) = json.loads(capsys.readouterr().out)
+    # the demo's AI judge; its other AI annotator is a recorded training run's score-pairs rows
+    results = {r["judge"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(results) == {"ai:simulated-judge:pairwise", "ai:dpo-recorded:implicit-reward"}
+    result = results["ai:simulated-judge:pairwise"]
     expected = _recompute(demo, result["judge"])
     _assert_matches(result, expected)
     assert result["cohen_kappa_ci"] and result["accuracy_ci"] and result["ece"] is not None
