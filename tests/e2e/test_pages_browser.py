@@ -3,28 +3,24 @@ each renders with no exception and no console error, each chart is drawn with da
 disagreement, and the Training runs page links a trained model's disputed pairs to Review. A
 screenshot of each page is saved under the test's temporary folder.
 
-The demo is served from a fresh folder, so its working copy of the bundled store is new. Two runs are
-put where `prefkit demo` writes them (metrics.jsonl by the trainer's own writer), and the pairs
-`prefkit score-pairs` would write for one of them (the real builder) into that copy of the store:
-training a model here would take minutes of both cores.
+The demo is served from a fresh folder with nothing prepared, so its working copies of the bundled
+store and of the bundled recorded training run (data/demo-source/recorded-run: one real `prefkit
+demo` run's metrics.jsonl, its `prefkit score-pairs` rows are in the demo store) are new.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from prefkit.annotate.app.serve import demo_store
+from prefkit.annotate.app.learn import read_metrics
+from prefkit.annotate.app.serve import DEMO_COPY, DEMO_RUNS_COPY, RECORDED_RUNS
 from prefkit.annotate.store import Store
-from prefkit.train.metrics import Writer
 
-from prefkit.demo import OUT
-from prefkit.score import disagreement_judgements
 from tests.support.browser import chromium, serve_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # one app server and one Chromium for the module
@@ -39,7 +35,7 @@ DASHBOARD_CHARTS = [
     "bias",
 ]
 RUN_CHARTS = ["run-loss", "run-rewards-margins", "run-rewards-accuracies"]
-RUN = "dpo"
+RUN = "dpo-recorded"  # the bundled recorded run's folder
 
 # A chart's data marks, as Vega draws them: with the SVG renderer, the shapes under the groups of
 # role `mark` (axes, grid lines and legends have roles of their own, so a chart with no data has
@@ -66,63 +62,20 @@ DATA_MARKS_JS = """(el) => {
 }"""
 
 
-def _runs(root: Path) -> None:
-    rng = random.Random(3)
-    for name, lr in ((RUN, 1.0), ("dpo-small-lr", 0.3)):
-        (root / name).mkdir(parents=True)
-        w = Writer(root / name / "metrics.jsonl")
-        for step in range(1, 21):
-            w.write(
-                {
-                    "step": step,
-                    "loss": 0.69 * (1 - lr * step / 30) + rng.uniform(0, 0.02),
-                    "rewards/margins": lr * step / 10 + rng.uniform(0, 0.05),
-                    "rewards/accuracies": min(1.0, 0.5 + lr * step / 40),
-                }
-            )
-
-
-def _score_pairs_rows(store: Store) -> int:
-    """What `prefkit score-pairs runs/dpo` writes: the lowest-margin pairs as the model's verdicts, here
-    over the demo's pairs that people judged, each named [chosen, rejected] by the people's majority."""
-    con = store.connect()
-    pairs = con.execute(
-        """SELECT prompt_id, list_sort(response_ids) AS ids,
-                  sum(CASE WHEN scores[1] > scores[2] THEN 1 ELSE -1 END
-                      * CASE WHEN response_ids[1] = list_sort(response_ids)[1] THEN 1 ELSE -1 END) AS lean
-           FROM judgements WHERE kind = 'pairwise' AND annotator_type = 'human' AND status = 'submitted'
-             AND aspect = 'overall' AND len(response_ids) = 2 AND scores[1] <> scores[2]
-           GROUP BY ALL HAVING lean <> 0 ORDER BY 1, 2"""
-    ).fetchall()
-    con.close()
-    rng = random.Random(5)
-    margins = []
-    for k, (pid, ids, lean) in enumerate(pairs):
-        chosen, rejected = (ids[0], ids[1]) if lean > 0 else (ids[1], ids[0])
-        margins.append(
-            {
-                "row": {"prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected},
-                "margin": rng.uniform(-1.5, 1.5),
-                "split": "train",
-                "index": k,
-                "chosen_reward": 0.0,
-                "rejected_reward": 0.0,
-            }
-        )
-    rows = disagreement_judgements(margins, RUN, top=12, below=0.0)
-    store.append("judgements", rows)
-    return len(rows)
+def _recorded() -> tuple[int, int]:
+    """(logged steps, lines per curve) of the bundled recorded run, read with the page's own reader."""
+    rows, _ = read_metrics(RECORDED_RUNS / RUN / "metrics.jsonl")
+    return len(rows), 1 + any("eval/loss" in r for r in rows)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    home = tmp_path_factory.mktemp("make-app")
-    _runs(home / OUT / "runs")
-    copy = demo_store(home / ".prefkit" / "demo-store")  # the copy `prefkit app --demo` makes and then serves
-    disputed = _score_pairs_rows(Store(copy))
-    assert disputed > 0
+    home = tmp_path_factory.mktemp("make-app")  # nothing prepared: what a new user's checkout holds
     with serve_app(None, extra=("--demo",), cwd=home) as url, chromium() as browser:
-        yield url, browser, disputed, copy
+        copy = home / DEMO_COPY  # the copy of the bundled store `prefkit app --demo` made and serves
+        scored = Store(copy).read("judgements", "annotator = ?", [f"ai:{RUN}:implicit-reward"]).to_pylist()
+        assert scored and (home / DEMO_RUNS_COPY / RUN / "metrics.jsonl").is_file()
+        yield url, browser, scored, copy
 
 
 def _open(browser, url: str, nav: str | None = None):
@@ -216,15 +169,18 @@ def test_review_lists_a_disagreement(demo, tmp_path):
     _finish(page, problems, tmp_path, "review")
 
 
-def test_training_runs_overlay_the_runs_and_link_disputed_pairs_to_review(demo, tmp_path):
-    url, browser, disputed, _ = demo
+def test_training_runs_show_the_recorded_run_and_link_disputed_pairs_to_review(demo, tmp_path):
+    url, browser, scored, _ = demo
+    steps, lines = _recorded()
     page, problems = _open(browser, url, "Training runs")
     text = page.locator("body").inner_text()
-    assert f"{RUN}: 20 logged steps" in text and "dpo-small-lr: 20 logged steps" in text
+    assert f"{RUN}: {steps} logged steps" in text and DEMO_RUNS_COPY.name in text
     drawn = {key: _drawn(page, key) for key in RUN_CHARTS}
     assert all(sum(marks.values()) > 0 for marks in drawn.values()), drawn
-    assert drawn["run-loss"].get("mark-line") == 2  # one line per run (train rows only here)
-    assert f"{disputed} pairs scored, {disputed} with a negative implicit reward margin" in text
+    assert drawn["run-loss"].get("mark-line") == lines  # the run's train line, and its eval line if logged
+    disputed = sum(json.loads(r["metadata"])["margin"] < 0 for r in scored)
+    assert disputed >= 1
+    assert f"{len(scored)} pairs scored, {disputed} with a negative implicit reward margin" in text
     _shoot(page, tmp_path / "training-runs.png")
     page.get_by_role("link", name=f"Review the pairs {RUN} disputes").click()
     page.get_by_text("Only the pairs where this AI annotator and people disagree").wait_for(timeout=30_000)
@@ -232,7 +188,7 @@ def test_training_runs_overlay_the_runs_and_link_disputed_pairs_to_review(demo, 
     assert f"ai:{RUN}:implicit-reward" in page.locator("[data-testid=stCode]").inner_text()
     review = page.locator("body").inner_text()
     n = int(review.split(" items to settle")[0].split()[-1])
-    assert 1 <= n <= disputed  # every pair it scored below 0 goes against the people's majority
+    assert 1 <= n <= len(scored)  # only pairs the run scored, where it and people disagree
     _finish(page, problems, tmp_path, "review-disputed")
 
 
