@@ -24,6 +24,8 @@ import argparse
 import multiprocessing as mp
 import os
 import random
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,10 +44,17 @@ THINK = 5.0  # mean seconds between a person's answers
 CTX = mp.get_context("fork")  # children share the parent's index and texts, copied on write
 
 
-def _annotate(board: Board, login: str, think: float, start: float, seconds: float) -> list[float]:
+def _annotate(board: Board, login: str, think: float, ready, go, seconds: float) -> list[float]:
     rng = random.Random(login)
-    shown = board.show(login, "pairwise")  # the first one opens connections and catches up: not timed
-    time.sleep(max(0.0, start - time.time()) + rng.uniform(0, think))  # spread the first answers
+    # the first answer opens the store's and the queue's connections and catches up: not timed,
+    # and the clock starts only when every annotator has given it
+    shown = board.show(login, "pairwise")
+    board.submit(shown, submit.pairwise(board.project, shown, "A"))
+    shown = board.show(login, "pairwise")
+    ready.put(login)
+    go.wait()
+    start = time.time()
+    time.sleep(rng.uniform(0, think))  # spread the first answers
     out = []
     while time.time() < start + seconds and shown is not None:
         t = time.perf_counter()
@@ -59,21 +68,21 @@ def _annotate(board: Board, login: str, think: float, start: float, seconds: flo
     return out
 
 
-def _process(base, queue, login, think, start, seconds, out) -> None:
+def _process(base, queue, login, think, ready, go, seconds, out) -> None:
     try:
-        out.put(_annotate(base.for_child(queue), login, think, start, seconds))
+        out.put(_annotate(base.for_child(queue), login, think, ready, go, seconds))
     except BaseException as exc:
         out.put(repr(exc))
 
 
-def _threads(base, queue, logins, think, start, seconds, out) -> None:
+def _threads(base, queue, logins, think, ready, go, seconds, out) -> None:
     """One app process serving every login from one board, a thread per session."""
     import threading
 
     try:
         board, got = base.for_child(queue), []
         threads = [
-            threading.Thread(target=lambda login=x: got.extend(_annotate(board, login, think, start, seconds)))
+            threading.Thread(target=lambda login=x: got.extend(_annotate(board, login, think, ready, go, seconds)))
             for x in logins
         ]
         for t in threads:
@@ -87,15 +96,17 @@ def _threads(base, queue, logins, think, start, seconds, out) -> None:
 
 def run(base: Board, queue: str | None, n: int, seconds: float, tag: str, *, threads: bool = False) -> list[float]:
     think = THINK if n >= 20 else min(THINK, n * seconds / 60)
-    start = time.time() + 2 + n * 0.03  # after every process has started and connected
-    out = CTX.Queue()
+    out, ready, go = CTX.Queue(), CTX.Queue(), CTX.Event()
     logins = [f"{tag}-{i:03d}" for i in range(n)]
     if threads:
-        procs = [CTX.Process(target=_threads, args=(base, queue, logins, think, start, seconds, out))]
+        procs = [CTX.Process(target=_threads, args=(base, queue, logins, think, ready, go, seconds, out))]
     else:
-        procs = [CTX.Process(target=_process, args=(base, queue, x, think, start, seconds, out)) for x in logins]
+        procs = [CTX.Process(target=_process, args=(base, queue, x, think, ready, go, seconds, out)) for x in logins]
     for p in procs:
         p.start()
+    for _ in logins:
+        ready.get(timeout=600)
+    go.set()
     got = [out.get(timeout=seconds + 300) for _ in procs]
     for p in procs:
         p.join()
@@ -138,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--capacity", default="50,100,200,400,800", help="sessions in one app process, in turn")
     ap.add_argument("--no-s3", action="store_true")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stopped: still stop the servers (finally)
     counts = [int(x) for x in args.annotators.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
