@@ -1,9 +1,10 @@
-"""A labelling team across app servers: three `prefkit app` servers share one PostgreSQL queue and one
-store on S3 (SeaweedFS, tests/support/s3.py); sixty annotators — 58 processes through the library's board interface, two through headless
-Chromium against the servers — label 20 items with overlap 2. Mid-run one server is killed with
-SIGKILL while a browser annotator holds a lease through it. Afterwards: exactly 40 judgements, every
-item judged twice, nobody twice, the dead server's lease served again to others, every acknowledged
-answer in the store, and the store reads whole."""
+"""A labelling team across app servers: three `prefkit app` servers share one PostgreSQL queue and
+one store on S3 (SeaweedFS, tests/support/s3.py); sixty annotators — 58 processes through the
+library's board interface, two through headless Chromium against the servers — label 20 items
+with overlap 2. Mid-run one server is killed with SIGKILL while a browser annotator holds a lease
+through it. Afterwards: exactly 40 judgements, every item judged twice, nobody twice, the dead
+server's lease served again to others, every acknowledged answer in the store, and the store
+reads whole (no half-written object)."""
 
 from __future__ import annotations
 
@@ -137,21 +138,18 @@ def test_three_servers_sixty_annotators_one_queue(tmp_path, postgres_server, s3_
     go, ready = ctx.Event(), ctx.Queue()
     budget = 90  # seconds of labelling, from `go`
     phases = {}
-    workers = [
-        ctx.Process(
-            target=team_workers.annotate,
-            args=(str(store), str(project), queue, f"b{i:02d}", str(acks), ready, go, str(stop_file), budget),
-        )
-        for i in range(N_BOARD)
-    ]
+    logins = [f"b{i:02d}" for i in range(N_BOARD)]
+    spawner = ctx.Process(
+        target=team_workers.team,
+        args=(str(store), str(project), queue, logins, str(acks), ready, go, str(stop_file), budget),
+    )
     browser_acks: Counter = Counter()
     try:
         for proc, url in servers:
             wait_http(f"{url}/_stcore/health", proc, timeout=180)
         phases["servers up"] = time.monotonic() - started
-        for w in workers:  # each builds its board, says so, and waits for `go`
-            w.start()
-        for _ in workers:
+        spawner.start()  # it reads the store once and forks the 58; each says so and waits for `go`
+        for _ in logins:
             ready.get(timeout=180)
         phases["annotators ready"] = time.monotonic() - started
         (_, url0), (victim, url1), _ = servers
@@ -177,21 +175,20 @@ def test_three_servers_sixty_annotators_one_queue(tmp_path, postgres_server, s3_
                 time.sleep(0.5)  # the orphaned lease has to run out first; then someone takes it
             phases["all 40"] = time.monotonic() - started
         stop_file.touch()
-        for w in workers:
-            w.join(timeout=60)
+        spawner.join(timeout=90)
     finally:
         stop_file.touch()
         go.set()
-        for w in workers:
-            w.join(timeout=30)
-            if w.is_alive():
-                w.kill()
+        if spawner.pid is not None:
+            spawner.join(timeout=60)
+            if spawner.is_alive():
+                spawner.kill()
         for proc, _ in servers:
             _stop(proc)
 
     errors = {p.name: p.read_text() for p in acks.glob("*.error")}
     assert errors == {}, next(iter(errors.values()))
-    assert [w.exitcode for w in workers] == [0] * N_BOARD
+    assert spawner.exitcode == 0 and sorted(p.name for p in acks.iterdir()) == logins
 
     reread = Store(store)
     assert reread.problems(deep=True) == []  # no half-written part anywhere
