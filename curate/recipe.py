@@ -86,6 +86,9 @@ class Votes:
     human_over_ai: bool = True  # when people voted on a comparison, AI votes on it are set aside
     latest_human_vote: bool = True  # a person's later vote on the same comparison replaces the earlier
     both_order_ties: bool = True  # an AI judge's two orders that disagree count as one tie vote
+    # `prefkit score-pairs` rows are a trained model's verdicts on the pairs it was trained on, written
+    # for people to review; counted as votes, the next model would be trained on its predecessor's view.
+    model_verdicts: bool = False
     both_bad: str = choice(
         "drop", ("drop", "keep")
     )  # a comparison most voters marked both-bad: "drop" its pair, or "keep" it

@@ -7,6 +7,8 @@ display orders of the same pair meet. A vote's outcome is +1 (a scored higher), 
 Policies, in the order they apply (each counted in the report):
 1. `adjudicates`: a judgement named in an adjudicator's metadata `{"adjudicates": [ids]}` is set aside.
 2. `latest_human_vote`: a person's (or adjudicator's) later vote on a comparison replaces the earlier one.
+0. `model_verdicts`: rows `prefkit score-pairs` wrote (guidelines `score-pairs:<run>`) are left out
+   unless asked for: they are a trained model's view of its own training pairs, for people to review.
 3. `both_order_ties`: an AI judge's votes sharing metadata `order_key` (the two display orders of one
    question) become one vote: their common outcome, or a tie when the orders disagree.
 4. Tiers: adjudicator votes override everything on their comparison; with `human_over_ai`, human and
@@ -25,6 +27,7 @@ from prefkit.annotate import bradley_terry
 from prefkit.annotate.agreement import latest_vote_sql
 from prefkit.curate.recipe import Votes
 
+MODEL_VERDICTS = "score-pairs:"  # the guidelines prefix of `prefkit score-pairs` rows
 TIER = """CASE annotator_type WHEN 'adjudicator' THEN 3 WHEN 'ai' THEN {ai_tier} ELSE 2 END"""
 
 
@@ -33,6 +36,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
     kinds = [k for k in cfg.kinds if k != "binary"]
     aspect_sql = "AND j.aspect IN (SELECT unnest(?::VARCHAR[]))" if cfg.aspects else ""
     params = [kinds] + ([cfg.aspects] if cfg.aspects else [])
+    model_sql = "" if cfg.model_verdicts else f"AND NOT coalesce(j.guidelines, '') LIKE '{MODEL_VERDICTS}%'"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE votes_raw AS
@@ -42,7 +46,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
                    json_extract_string(j.metadata, '$.order_key') AS order_key
             FROM judged j JOIN p_map m USING (prompt_id)
             WHERE j.status = 'submitted' AND j.kind IN (SELECT unnest(?::VARCHAR[])) {aspect_sql}
-              AND len(j.response_ids) >= 2 AND len(j.scores) = len(j.response_ids)
+              AND len(j.response_ids) >= 2 AND len(j.scores) = len(j.response_ids) {model_sql}
         ),
         p AS (
             -- Two responses (most judgements): one pair, no list work.
@@ -71,6 +75,11 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
            FROM judged WHERE annotator_type = 'adjudicator' AND status = 'submitted'"""
     )
     n_raw = con.execute("SELECT count(*) FROM votes_raw").fetchall()[0][0]
+    n_model = 0
+    if not cfg.model_verdicts:
+        n_model = con.execute(
+            f"SELECT count(*) FROM judged WHERE guidelines LIKE '{MODEL_VERDICTS}%' AND status = 'submitted'"
+        ).fetchall()[0][0]
     any_adjudicated = con.execute("SELECT count(*) FROM adjudicated").fetchall()[0][0] > 0
     # One pass for policies 1 and 2; each is left out of the SQL when it cannot drop anything.
     where = "WHERE judgement_id NOT IN (SELECT judgement_id FROM adjudicated)" if any_adjudicated else ""
@@ -114,6 +123,7 @@ def expand(con: duckdb.DuckDBPyConnection, cfg: Votes) -> dict:
     n = con.execute("SELECT count(*) FROM votes").fetchall()[0][0]
     return {
         "votes": int(n_raw),
+        "model_verdicts_left_out": int(n_model),
         "set_aside_by_adjudication_list": int(n_raw - n_a),
         "replaced_by_later_human_vote": int(n_a - n_b),
         "both_order_votes_merged": int(n_b - n_c),

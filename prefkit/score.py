@@ -25,6 +25,7 @@ from prefkit.annotate.ai.rows import ai_judgement
 from prefkit.annotate.contract import Judgement
 from prefkit.annotate.ids import prompt_id, request_id, response_id
 from prefkit.annotate.store import Store
+from prefkit.curate.votes import MODEL_VERDICTS
 
 
 class ScoreError(ValueError):
@@ -91,7 +92,7 @@ def disagreement_judgements(
                 "pairwise",
                 annotator,
                 ids,
-                f"score-pairs:{run_name}",
+                f"{MODEL_VERDICTS}{run_name}",  # curation leaves these out of the votes
                 {
                     "source": "score-pairs",
                     "margin": m["margin"],

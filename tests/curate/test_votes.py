@@ -164,3 +164,24 @@ def test_only_the_listed_aspects_count(tmp_path):
 def test_a_ranking_becomes_every_pair_it_implies(tmp_path):
     js = [judge(P, [C, A, B], [-2, -1, -3], "x", kind="ranking")]  # A first, C second, B last
     assert set(pairs(run(tmp_path, js))) == {("Paris", "Marseille"), ("Paris", "Lyon"), ("Marseille", "Lyon")}
+
+
+def test_score_pairs_rows_are_not_votes_unless_asked_for(tmp_path):
+    """A trained model's verdicts on its own training pairs (the real `prefkit score-pairs` builder)
+    would otherwise become the next dataset's votes: here they would flip the pair people chose."""
+    from prefkit.score import disagreement_judgements
+
+    row = {"prompt_id": P.prompt_id, "chosen_id": A.response_id, "rejected_id": B.response_id}
+
+    def margin(m):
+        return {"row": row, "margin": m, "split": "train", "index": 0, "chosen_reward": m, "rejected_reward": 0.0}
+
+    disputes = disagreement_judgements([margin(-3.0)], "run1", top=5)
+    second = disagreement_judgements([margin(-2.0)], "run2", top=5)
+    js = [vote(P, A, B, "a", "ai:judge:t", annotator_type="ai"), *disputes, *second]
+    res = run(tmp_path, js)
+    assert list(pairs(res)) == [("Paris", "Lyon")]
+    assert res.report["votes"]["model_verdicts_left_out"] == 2
+    counted = run(tmp_path / "all", js, {"votes": {"model_verdicts": True}})
+    assert list(pairs(counted)) == [("Lyon", "Paris")]  # the two model verdicts outvote the judge
+    assert counted.report["votes"]["model_verdicts_left_out"] == 0
