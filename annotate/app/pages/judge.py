@@ -85,6 +85,9 @@ def page() -> None:
     if not results:
         st.info("No AI pairwise judgements in this store yet: run `prefkit judge` (docs/ai-labelling.md).")
         return
+    # The judge asked in both orders about the most comparisons first: a real judge before, say, a
+    # trained model's score-pairs verdicts (one order, a few dozen pairs).
+    results = sorted(results, key=lambda r: (-r["both_orders"], -r["comparisons"], r["judge"]))
     names = [r["judge"] for r in results]
     name = st.selectbox("Judge", names, key="judge_pick") if len(names) > 1 else names[0]
     result = results[names.index(name)]

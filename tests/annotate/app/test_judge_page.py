@@ -179,3 +179,12 @@ def test_annotators_may_not_see_it(demo, tmp_path, monkeypatch):
     at.session_state["_authenticated_login"] = "alice"
     _run(at)
     assert any("Reviewers and admins only" in e.value for e in at.error) and not at.metric
+
+
+def test_the_judge_asked_in_both_orders_is_shown_first(demo):
+    """The demo also holds a trained model's score-pairs verdicts (one order): the page opens on the
+    real judge, not on whichever name sorts first."""
+    assert RECORDED < JUDGE  # by name the recorded run would come first
+    at = _run(AppTest.from_function(_judge_page, default_timeout=90))
+    assert at.selectbox(key="judge_pick").value == JUDGE
+    assert any(c.value == JUDGE for c in at.code)
