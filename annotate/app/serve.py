@@ -7,6 +7,7 @@ import ipaddress
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from prefkit.annotate.app.project import Project, load_project
 from prefkit.annotate.app.queue import open_queue
 from prefkit.annotate.app.queue_pg import where
 from prefkit.annotate.app.supervise import run_supervised
+from prefkit.annotate.ids import content_hash
 
 from prefkit import files
 
@@ -32,28 +34,58 @@ class AppError(RuntimeError):
     """The app cannot start (missing demo store, app.py, project file)."""
 
 
-def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE) -> Path:
-    """A working copy of the bundled demo store (made once; the bundled one is never written)."""
-    return _copy_once(source, copy, "demo store")
+def demo_store(copy: Path = DEMO_COPY, source: Path = DEMO_STORE, echo: Callable[[str], None] | None = None) -> Path:
+    """A working copy of the bundled demo store (the bundled one is never written); see `_copy_once`."""
+    return _copy_once(source, copy, "demo store", echo)
 
 
-def demo_runs(own: Path, copy: Path = DEMO_RUNS_COPY, source: Path = RECORDED_RUNS) -> Path:
+def demo_runs(
+    own: Path, copy: Path = DEMO_RUNS_COPY, source: Path = RECORDED_RUNS, echo: Callable[[str], None] | None = None
+) -> Path:
     """The runs folder `prefkit app --demo` shows: `own` (where `prefkit demo` writes runs) once it
     holds a run, else a working copy of the bundled recorded run, so the Training runs page has
     curves and disputed pairs (the demo store holds that run's score-pairs rows) from the first start."""
-    return own if find_runs(own) else _copy_once(source, copy, "recorded demo run")
+    return own if find_runs(own) else _copy_once(source, copy, "recorded demo run", echo)
 
 
-def _copy_once(source: Path, copy: Path, what: str) -> Path:
-    if copy.is_dir():
-        return copy
+BUNDLED = "bundled-from.txt"  # in a working copy: the fingerprint of the bundled files it was made from
+
+
+def fingerprint(source: Path) -> str:
+    """What the bundled files are: every file's path and size (a rebuilt demo has new part names)."""
+    listing = sorted(
+        (str(p.relative_to(source)), p.stat().st_size) for p in source.rglob("*") if p.is_file() and p.name != BUNDLED
+    )
+    return content_hash([list(item) for item in listing])
+
+
+def _copy_once(source: Path, copy: Path, what: str, echo: Callable[[str], None] | None = None) -> Path:
+    """`copy` of `source`, made once and then used as it is (people's labels go into it). When the
+    bundled files have changed since (a newer prefkit), the old copy is kept beside under a dated name
+    and a fresh one is made, so a new demo is never hidden behind an old copy."""
     if not source.is_dir():
+        if copy.is_dir():
+            return copy
         raise AppError(f"the bundled {what} {source} is missing; reinstall prefkit from a full checkout")
+    wanted = fingerprint(source)
+    if copy.is_dir():
+        made_from = copy / BUNDLED
+        if made_from.is_file() and made_from.read_text().strip() == wanted:
+            return copy
+        kept = copy.with_name(f"{copy.name}-before-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            copy.rename(kept)
+        except OSError:
+            pass  # another app starting at the same time moved it first
+        else:
+            if echo:
+                echo(f"the bundled {what} changed: a fresh copy is made, your earlier copy is kept at {kept}")
     copy.parent.mkdir(parents=True, exist_ok=True)
     files.clean_leftovers(copy.parent)  # a copy a killed app left half made
     try:
         with files.atomic_dir(copy, replace=False) as tmp:
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("app", ".*.tmp", ".*.old"), dirs_exist_ok=True)
+            (tmp / BUNDLED).write_text(wanted + "\n")
     except FileExistsError:
         pass  # another app starting at the same time made the copy first: keep it, it may be in use
     return copy
@@ -122,7 +154,7 @@ def serve(
     if not APP.is_file():
         raise AppError(f"{APP} not found: `prefkit app` runs from a checkout of the prefkit repository")
     if demo:
-        store = demo_store()
+        store = demo_store(echo=echo or print)
         project = project or str(DEMO_PROJECT)
     proj = load_project(project)  # fail here, with the file and field named, rather than in the browser
     opened = open_store(store)  # the same for a missing store, or a file given as one

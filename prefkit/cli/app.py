@@ -27,7 +27,7 @@ def runs_folder(args: argparse.Namespace) -> Path:
         return Path(args.runs).resolve()
     if args.run_dir:
         return Path(args.run_dir).resolve().parent
-    return (demo_runs(DEMO_OUT / "runs") if args.demo else Path("runs")).resolve()
+    return (demo_runs(DEMO_OUT / "runs", echo=print) if args.demo else Path("runs")).resolve()
 
 
 def cmd_app(args: argparse.Namespace) -> int:

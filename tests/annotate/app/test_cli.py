@@ -59,6 +59,27 @@ def test_demo_store_is_copied_once_and_the_original_untouched(tmp_path):
         cli.demo_store(tmp_path / "other", tmp_path / "nowhere")
 
 
+def test_a_changed_bundled_demo_gets_a_fresh_copy_and_the_old_one_is_kept(tmp_path):
+    """An earlier copy (people's labels in it) must not hide a newer bundled demo, nor be thrown away."""
+    source = tmp_path / "demo"
+    (source / "judgements").mkdir(parents=True)
+    (source / "judgements" / "x.parquet").write_bytes(b"old demo")
+    said = []
+    copy = cli.demo_store(tmp_path / ".prefkit" / "demo-store", source, echo=said.append)
+    (copy / "judgements" / "mine.parquet").write_bytes(b"my labels")
+    assert cli.demo_store(copy, source, echo=said.append) == copy and said == []  # unchanged: the same copy
+    (source / "judgements" / "x.parquet").unlink()
+    (source / "judgements" / "z.parquet").write_bytes(b"new demo")  # prefkit upgraded: a rebuilt demo
+    assert cli.demo_store(copy, source, echo=said.append) == copy
+    assert sorted(p.name for p in (copy / "judgements").iterdir()) == ["z.parquet"]
+    (kept,) = [p for p in copy.parent.iterdir() if p.name.startswith("demo-store-before-")]
+    assert (kept / "judgements" / "mine.parquet").read_bytes() == b"my labels"
+    assert len(said) == 1 and str(kept) in said[0]
+    (tmp_path / "old-copy" / "judgements").mkdir(parents=True)  # a copy made before copies were stamped
+    assert cli.demo_store(tmp_path / "old-copy", source) == tmp_path / "old-copy"
+    assert (tmp_path / "old-copy" / "judgements" / "z.parquet").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
