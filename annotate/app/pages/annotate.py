@@ -234,6 +234,7 @@ def page() -> None:
     # clicking the selected option again deselects it: keep the last task rather than jump to another
     kind = st.segmented_control("Task", kinds, default=kinds[0], key="task") or st.session_state.get("_task", kinds[0])
     st.session_state["_task"] = kind
+    shown = _current(b, user.login, kind)  # first: looking for an item brings in others' answers
     p = b.index.progress(user.login, kind)
     st.progress(
         p.filled / p.needed if p.needed else 1.0,
@@ -241,9 +242,19 @@ def page() -> None:
     )
     if flash := st.session_state.pop("_flash", None):
         st.toast(flash)
-    shown = _current(b, user.login, kind)
     if shown is None:
-        st.success(f"Nothing left to label in **{kind}**. Thank you!")
+        if p.filled >= p.needed:
+            st.success(f"Nothing left to label in **{kind}**. Thank you!")
+            return
+        # Judgements are still missing, but on items this person has answered or skipped, or that others
+        # hold: a lease not answered within its time comes back to the pool, so this may change.
+        st.info(
+            f"Nothing left to label in **{kind}** for you right now: {p.needed - p.filled} judgements are still "
+            f"open on items you have answered or skipped, or that others are labelling. An item someone leaves "
+            f"unanswered comes back after {b.project.lease_minutes:g} minutes."
+        )
+        if st.button("Check again", key=f"check-again-{kind}"):
+            st.rerun()
         return
     prefix = f"{kind}-{hashlib.sha1(shown.item.key.encode()).hexdigest()[:10]}"
     st.caption(LEGEND.get(kind, "**Enter** submit · **S** skip"))

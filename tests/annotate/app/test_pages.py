@@ -282,3 +282,31 @@ def test_review_page_refuses_annotators(env, tmp_path, monkeypatch):
     at.run()
     assert any("Reviewers only" in e.value for e in at.error)
     assert not any(b.label == "Settle" for b in at.button)
+
+
+def test_an_item_leased_to_someone_else_is_not_called_the_end(tmp_path, monkeypatch):
+    """One item, k = 1, leased to bob: alice is told it may come back, not that the work is done; once
+    bob answers, the work is done for her too."""
+    from prefkit.annotate.app.board import Board
+    from prefkit.annotate.app.project import load_project
+    from prefkit.annotate.app.submit import pairwise as vote
+
+    store = make_store(tmp_path / "store", n_prompts=1)
+    f = tmp_path / "project.yaml"
+    users = [{"login": u, "password_hash": password_hash("pw")} for u in ("alice", "bob")]
+    f.write_text(yaml.safe_dump({"name": "t", "min_seconds": 0, "lease_minutes": 7, "users": users}))
+    monkeypatch.setenv("PREFKIT_STORE", str(store.root))
+    monkeypatch.setenv("PREFKIT_PROJECT", str(f))
+    board = Board(store, load_project(str(f)))
+    shown = board.show("bob", "pairwise")
+    assert shown is not None
+
+    at = _try_login(_app().run(), "alice", "pw")
+    (waiting,) = [i.value for i in at.info if "Nothing left to label" in i.value]
+    assert "1 judgements are still open" in waiting and "after 7 minutes" in waiting
+    assert not any("Thank you" in s.value for s in at.success)
+    assert any(b.label == "Check again" for b in at.button)
+
+    board.submit(shown, vote(board.project, shown, "A"))
+    at = _try_login(_app().run(), "alice", "pw")
+    assert any("Nothing left to label" in s.value and "Thank you" in s.value for s in at.success)
