@@ -41,6 +41,22 @@ def no_process_outlives_the_suite():
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL for the run (tests/support/postgres.py); each test makes its own database."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database of the session's server, for one test."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """One SeaweedFS S3 server on 127.0.0.1 for the run (tests/support/s3.py); make a bucket per test."""
     from tests.support.s3 import S3Server

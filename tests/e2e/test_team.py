@@ -27,7 +27,6 @@ from prefkit.annotate.store import Store
 from tests.annotate.app.conftest import make_store
 from tests.e2e import team_workers
 from tests.support.browser import chromium, current_item, free_port, log_in, press_until, until, wait_http
-from tests.support.postgres import postgres_server  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

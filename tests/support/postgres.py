@@ -112,17 +112,3 @@ class PostgresServer:
             self._as_owner([BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """One PostgreSQL for the run; each test makes its own database (`create_database()`)."""
-    server = PostgresServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def postgres_url(postgres_server) -> str:
-    """A fresh database of the session's server, for one test."""
-    return postgres_server.create_database()

@@ -18,7 +18,6 @@ from prefkit.annotate.store import Store
 
 from tests.annotate.app import queue_workers
 from tests.annotate.app.conftest import make_project, make_store
-from tests.support.postgres import postgres_server  # noqa: F401  (fixture)
 
 BACKENDS = ["sqlite", "postgres"]
 CTX = mp.get_context("spawn")

@@ -15,7 +15,7 @@ from prefkit.annotate.app.queue_pg import VERSION, PostgresQueue, migrate
 from prefkit.cli import main
 from tests.annotate.app.conftest import make_store
 from tests.support.browser import free_port
-from tests.support.postgres import PASSWORD, postgres_server  # noqa: F401  (fixture)
+from tests.support.postgres import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[3]
 
