@@ -132,3 +132,9 @@ def logout_button(user: User) -> None:
         if not project().open_mode and st.button("Log out", key="logout"):
             st.session_state.clear()
             st.rerun()
+
+
+def keyed_chart(key: str, chart) -> None:
+    """An Altair chart in a container keyed `chart-<key>` (the browser tests find it by that class)."""
+    with st.container(key=f"chart-{key}"):
+        st.altair_chart(chart, width="stretch")

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 from prefkit.annotate.app import metrics
 from prefkit.annotate.app.ui import board as get_board
-from prefkit.annotate.app.ui import page_user, reload_board, store_path
+from prefkit.annotate.app.ui import keyed_chart, page_user, reload_board, store_path
 from prefkit.annotate.store import Store
 
 RECENT = 50  # answers the finishing estimate's rate is measured over
@@ -43,12 +43,6 @@ def _task_labels(store: str) -> pd.DataFrame:
 
 def _fmt(x) -> str:
     return "—" if x is None or pd.isna(x) else f"{x:.2f}"
-
-
-def _chart(key: str, chart: alt.Chart) -> None:
-    """A chart in a container keyed `chart-<key>` (the browser tests find it by that class)."""
-    with st.container(key=f"chart-{key}"):
-        st.altair_chart(chart, width="stretch")
 
 
 def _shown(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -120,7 +114,7 @@ def _progress(b, activity: pd.DataFrame) -> None:
         long = table.assign(remaining=table.needed - table.judgements).melt(
             id_vars="task", value_vars=["judgements", "remaining"], var_name="part", value_name="n"
         )
-        _chart(
+        keyed_chart(
             "progress",
             alt.Chart(long)
             .mark_bar()
@@ -145,7 +139,7 @@ def _labelling(activity: pd.DataFrame, min_seconds: float) -> None:
     over_time = metrics.labels_over_time(activity)
     if len(over_time):
         st.caption("Labels over time, per person (running count of answers; skips left out)")
-        _chart(
+        keyed_chart(
             "labels-over-time",
             alt.Chart(over_time)
             .mark_line(interpolate="step-after", point=True)
@@ -179,7 +173,7 @@ def _labelling(activity: pd.DataFrame, min_seconds: float) -> None:
             .mark_rule(color="red", strokeWidth=2)
             .encode(x="seconds:Q")
         )
-        _chart("time-on-task", bars + rule)
+        keyed_chart("time-on-task", bars + rule)
 
 
 def _agreement(df: pd.DataFrame, task_labels: pd.DataFrame) -> None:
@@ -212,7 +206,7 @@ def _agreement(df: pd.DataFrame, task_labels: pd.DataFrame) -> None:
             color=alt.Color("kappa:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue"), title="κ"),
             tooltip=["a", "b", "items", "text", "agreement"],
         )
-        _chart(
+        keyed_chart(
             "kappa-matrix",
             (
                 heat
@@ -237,7 +231,7 @@ def _agreement(df: pd.DataFrame, task_labels: pd.DataFrame) -> None:
         ).dropna(subset=["value"])
         drawn["task / aspect"] = drawn.task + " / " + drawn.aspect
         if len(drawn):
-            _chart(
+            keyed_chart(
                 "agreement-by-task",
                 alt.Chart(drawn)
                 .mark_bar()
@@ -258,7 +252,7 @@ def _gold(df: pd.DataFrame) -> None:
         st.info("No gold items answered yet (a project's gold_rate serves them; docs/annotating.md).")
         return
     st.caption("Per person, the share of gold items answered correctly so far")
-    _chart(
+    keyed_chart(
         "gold-over-time",
         alt.Chart(gold)
         .mark_line(point=True)
@@ -300,4 +294,4 @@ def _biases(df: pd.DataFrame) -> None:
             )
         )
         half = alt.Chart(pd.DataFrame({"value": [0.5]})).mark_rule(strokeDash=[4, 4]).encode(x="value:Q")
-        _chart("bias", bars + half)
+        keyed_chart("bias", bars + half)

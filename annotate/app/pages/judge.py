@@ -17,8 +17,7 @@ import streamlit as st
 from prefkit.annotate.ai.engine import AIError
 from prefkit.annotate.ai.evaluate import LABELS, evaluate_judges
 from prefkit.annotate.app.pages import review
-from prefkit.annotate.app.pages.dashboard import _chart
-from prefkit.annotate.app.ui import page_user, store_path
+from prefkit.annotate.app.ui import keyed_chart, page_user, store_path
 from prefkit.annotate.store import Store
 
 # judge-eval's frame names a pair's responses by id order; Review shows them as A and B in that order
@@ -138,7 +137,7 @@ def _confusion(result: dict) -> None:
         color=alt.Color("comparisons:Q", scale=alt.Scale(scheme="blues"), title="comparisons"),
         tooltip=["judge", "people", "comparisons"],
     )
-    _chart("judge-confusion", heat + base.mark_text().encode(text="comparisons:Q"))
+    keyed_chart("judge-confusion", heat + base.mark_text().encode(text="comparisons:Q"))
     st.caption("A and B: the pair's responses in id order, as Review shows them; the diagonal is agreement.")
 
 
@@ -162,7 +161,7 @@ def _reliability(result: dict) -> None:
         )
     )
     sizes = alt.Chart(bins).mark_circle().encode(x="confidence:Q", y="observed:Q", size=alt.Size("count:Q"))
-    _chart("judge-reliability", diagonal + points + sizes)
+    keyed_chart("judge-reliability", diagonal + points + sizes)
     st.caption(
         f"ECE {_fmt(result['ece'])} over {result['calibrated']} verdicts (each order on its own; comparisons "
         "people called a tie are left out); 10 equal-width bins, weighted by count; on the dashed line it is 0."
@@ -191,7 +190,7 @@ def _biases(result: dict) -> None:
         )
     )
     half = alt.Chart(pd.DataFrame({"value": [0.5]})).mark_rule(strokeDash=[4, 4]).encode(x="value:Q")
-    _chart("judge-bias", bars + half)
+    keyed_chart("judge-bias", bars + half)
     st.caption(
         f"0.5 is no bias. Position consistency {_fmt(result['position_consistency'])} over "
         f"{result['both_orders']} comparisons judged in both orders."

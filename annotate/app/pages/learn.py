@@ -21,7 +21,7 @@ from prefkit.annotate.app.learn import (
     scored_pairs,
 )
 from prefkit.annotate.app.pages import review
-from prefkit.annotate.app.ui import page_user, runs_root, store_path
+from prefkit.annotate.app.ui import keyed_chart, page_user, runs_root, store_path
 from prefkit.annotate.store import Store
 
 RUN_SERIES = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"]
@@ -132,8 +132,7 @@ def _run_charts(runs: tuple[tuple[str, str], ...]) -> None:
                 tooltip=["run", "split", "step", alt.Tooltip("value:Q", format=".4f")],
             )
         )
-        with st.container(key=f"chart-run-{name.replace('/', '-')}"):
-            st.altair_chart(chart, width="stretch")
+        keyed_chart(f"run-{name.replace('/', '-')}", chart)
 
 
 def _disputes(runs: dict[str, str]) -> None:
