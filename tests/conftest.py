@@ -2,6 +2,7 @@
 test starts outlives the suite."""
 
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +39,17 @@ def no_process_outlives_the_suite():
         stop(left)
         listing = "\n".join(f"  pid {pid}: {cmd[:300]}" for pid, cmd in sorted(left.items()))
         pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed):\n{listing}")
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept():
+    """Streamlit's script runner (AppTest) makes its script `sys.modules["__main__"]` and leaves it
+    there; a later test in the same worker that starts a "spawn" process would then run that deleted
+    script in the child. Put the real one back after every test."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
