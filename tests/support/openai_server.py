@@ -473,23 +473,16 @@ class BatchAPI:
         if "file" not in fields or fields.get("purpose", (None, b""))[1] != b"batch":
             return 400, {}, _error("expected a multipart upload with `file` and purpose=batch", "invalid_request_error")
         name, data = fields["file"]
-        file_id = f"file-{len(self.files) + 1:06d}{request_id([name, len(data)])[:8]}"
-        self.files[file_id] = {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(data),
-            "created_at": int(time.time()),
-            "filename": name or "upload.jsonl",
-            "purpose": "batch",
-            "status": "processed",
-        }
-        self.contents[file_id] = data
+        file_id = self._keep_file(name or "upload.jsonl", data, "batch")
         return 200, {}, json.dumps(self.files[file_id]).encode()
 
     def _output(self, name: str, lines: list[dict[str, Any]]) -> str | None:
         if not lines:
             return None
-        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        return self._keep_file(name, "".join(json.dumps(line) + "\n" for line in lines).encode(), "batch_output")
+
+    def _keep_file(self, name: str, data: bytes, purpose: str) -> str:
+        """Register a file (an upload or a batch's output) and its content; its id."""
         file_id = f"file-{len(self.files) + 1:06d}{request_id([name, len(data)])[:8]}"
         self.files[file_id] = {
             "id": file_id,
@@ -497,7 +490,7 @@ class BatchAPI:
             "bytes": len(data),
             "created_at": int(time.time()),
             "filename": name,
-            "purpose": "batch_output",
+            "purpose": purpose,
             "status": "processed",
         }
         self.contents[file_id] = data
